@@ -1,0 +1,185 @@
+"""Numba kernels against dense numpy references."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sksparse_mlp import _kernels as K
+
+INDEX_DTYPES = [np.int32, np.int64]
+FLOAT_DTYPES = [np.float32, np.float64]
+# (n_in, n_out, density): empty rows / columns, tiny, fully dense, odd sizes
+SHAPES = [
+    (7, 5, 0.3),
+    (33, 17, 0.1),
+    (20, 30, 1.0),
+    (1, 9, 1.0),
+    (9, 1, 0.5),
+    (64, 48, 0.05),
+    (50, 40, 0.0),
+]
+BATCHES = [1, 3, 16, 37, 130]
+
+
+def _tol(dtype):
+    return dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+
+
+def _layer(rng, n_in, n_out, density, idx, dt, empty_row=True, empty_col=True):
+    W = sp.random(n_in, n_out, density=density, format="csr", random_state=rng, dtype=np.float64)
+    W.data = rng.uniform(-1, 1, W.nnz)
+    W = W.tolil()
+    if empty_row and n_in > 2:
+        W[1, :] = 0
+    if empty_col and n_out > 2:
+        W[:, 2] = 0
+    W = sp.csr_array(W.tocsr())
+    W.eliminate_zeros()
+    W.sort_indices()
+    W.data = W.data.astype(dt)
+    return W.indptr.astype(idx), W.indices.astype(idx), W.data, W
+
+
+def _dense_act(rng, n, B, dt):
+    A = rng.standard_normal((n, B)).astype(dt)
+    return np.ascontiguousarray(A)
+
+
+def _cases():
+    for idx in INDEX_DTYPES:
+        for dt in FLOAT_DTYPES:
+            for shape in SHAPES:
+                for B in BATCHES:
+                    yield idx, dt, shape, B
+
+
+CASES = list(_cases())
+IDS = [f"{np.dtype(i).name}-{np.dtype(d).name}-{s[0]}x{s[1]}@{s[2]}-B{B}" for i, d, s, B in CASES]
+
+
+@pytest.mark.parametrize("idx,dt,shape,B", CASES, ids=IDS)
+def test_forward_dense(idx, dt, shape, B):
+    rng = np.random.default_rng(0)
+    n_in, n_out, dens = shape
+    indptr, indices, data, W = _layer(rng, n_in, n_out, dens, idx, dt)
+    bias = rng.standard_normal(n_out).astype(dt)
+    At = _dense_act(rng, n_in, B, dt)
+    ref = W.toarray().astype(np.float64).T @ At.astype(np.float64) + bias[:, None]
+    Zt = np.full((n_out, B), np.nan, dtype=dt)
+    K.forward_dense(indptr, indices, data, bias, At, Zt)
+    np.testing.assert_allclose(Zt, ref, **_tol(dt))
+
+    t_indptr, t_indices, t_perm = K.transpose_pattern(indptr, indices, n_out)
+    assert t_indices.dtype == indices.dtype
+    WT = sp.csr_array((data[t_perm], t_indices, t_indptr), shape=(n_out, n_in))
+    np.testing.assert_array_equal(WT.toarray(), W.toarray().T)
+    Zt2 = np.full((n_out, B), np.nan, dtype=dt)
+    K.forward_dense_t(t_indptr, t_indices, t_perm, data, bias, At, Zt2)
+    np.testing.assert_allclose(Zt2, ref, **_tol(dt))
+
+
+@pytest.mark.parametrize("idx,dt,shape,B", CASES, ids=IDS)
+def test_forward_sparse(idx, dt, shape, B):
+    rng = np.random.default_rng(1)
+    n_in, n_out, dens = shape
+    indptr, indices, data, W = _layer(rng, n_in, n_out, dens, idx, dt)
+    bias = rng.standard_normal(n_out).astype(dt)
+    X = sp.random(B, n_in, density=0.3, format="csr", random_state=rng, dtype=np.float64)
+    X.data = X.data.astype(dt)
+    if B > 1:
+        X = sp.csr_matrix(X.toarray() * (np.arange(B) != 0)[:, None])  # an empty sample
+    X.sort_indices()
+    ref = (X.toarray().astype(np.float64) @ W.toarray().astype(np.float64)).T + bias[:, None]
+    Zt = np.full((n_out, B), np.nan, dtype=dt)
+    K.forward_sparse(indptr, indices, data, bias, X.indptr.astype(idx), X.indices.astype(idx),
+                     X.data.astype(dt), Zt)
+    np.testing.assert_allclose(Zt, ref, **_tol(dt))
+
+
+@pytest.mark.parametrize("idx,dt,shape,B", CASES, ids=IDS)
+def test_backward(idx, dt, shape, B):
+    rng = np.random.default_rng(2)
+    n_in, n_out, dens = shape
+    indptr, indices, data, W = _layer(rng, n_in, n_out, dens, idx, dt)
+    Dt = _dense_act(rng, n_out, B, dt)
+    ref = W.toarray().astype(np.float64) @ Dt.astype(np.float64)
+    Et = np.full((n_in, B), np.nan, dtype=dt)
+    K.backward(indptr, indices, data, Dt, Et)
+    np.testing.assert_allclose(Et, ref, **_tol(dt))
+
+
+@pytest.mark.parametrize("idx,dt,shape,B", CASES, ids=IDS)
+def test_sddmm_dense(idx, dt, shape, B):
+    rng = np.random.default_rng(3)
+    n_in, n_out, dens = shape
+    indptr, indices, data, W = _layer(rng, n_in, n_out, dens, idx, dt)
+    At = _dense_act(rng, n_in, B, dt)
+    Dt = _dense_act(rng, n_out, B, dt)
+    full = At.astype(np.float64) @ Dt.astype(np.float64).T  # (n_in, n_out)
+    rows = np.repeat(np.arange(n_in), np.diff(indptr))
+    ref = full[rows, indices]
+    grad = np.full(len(indices), np.nan, dtype=dt)
+    K.sddmm_dense(indptr, indices, At, Dt, grad)
+    np.testing.assert_allclose(grad, ref, **_tol(dt))
+
+
+@pytest.mark.parametrize("idx,dt,shape,B", CASES, ids=IDS)
+def test_sddmm_sparse(idx, dt, shape, B):
+    rng = np.random.default_rng(4)
+    n_in, n_out, dens = shape
+    indptr, indices, data, W = _layer(rng, n_in, n_out, dens, idx, dt)
+    X = sp.random(B, n_in, density=0.4, format="csc", random_state=rng, dtype=np.float64)
+    X.data = X.data.astype(dt)
+    X.sort_indices()
+    Dt = _dense_act(rng, n_out, B, dt)
+    full = X.toarray().astype(np.float64).T @ Dt.astype(np.float64).T
+    rows = np.repeat(np.arange(n_in), np.diff(indptr))
+    ref = full[rows, indices]
+    grad = np.full(len(indices), np.nan, dtype=dt)
+    K.sddmm_sparse(indptr, indices, X.indptr.astype(idx), X.indices.astype(idx), X.data, Dt, grad)
+    np.testing.assert_allclose(grad, ref, **_tol(dt))
+
+
+@pytest.mark.parametrize("dt", FLOAT_DTYPES)
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("n", [0, 1, 1001])
+def test_momentum_step(dt, nesterov, n):
+    rng = np.random.default_rng(5)
+    data = rng.standard_normal(n).astype(dt)
+    vel = rng.standard_normal(n).astype(dt)
+    grad = rng.standard_normal(n).astype(dt)
+    grad0 = grad.copy()
+    lr, mu, l2 = 0.01, 0.9, 2e-4
+    g = grad.astype(np.float64) + l2 * data
+    v_ref = mu * vel.astype(np.float64) - lr * g
+    if nesterov:
+        d_ref = data + mu * v_ref - lr * g
+    else:
+        d_ref = data + v_ref
+    K.momentum_step(data, vel, grad, lr, mu, l2, nesterov)
+    np.testing.assert_allclose(vel, v_ref, **_tol(dt))
+    np.testing.assert_allclose(data, d_ref, **_tol(dt))
+    np.testing.assert_array_equal(grad, grad0)
+    assert data.dtype == dt and vel.dtype == dt
+
+
+@pytest.mark.parametrize("idx", INDEX_DTYPES)
+def test_gather(idx):
+    rng = np.random.default_rng(6)
+    src = rng.standard_normal(50).astype(np.float32)
+    perm = rng.permutation(50).astype(idx)
+    out = np.empty_like(src)
+    K.gather(src, perm, out)
+    np.testing.assert_array_equal(out, src[perm])
+
+
+def test_layer_bigger_than_threads_blocks():
+    """A batch spanning several thread blocks and a wide layer (race detection)."""
+    rng = np.random.default_rng(7)
+    indptr, indices, data, W = _layer(rng, 300, 257, 0.05, np.int32, np.float64)
+    bias = rng.standard_normal(257)
+    At = _dense_act(rng, 300, 211, np.float64)
+    ref = W.toarray().T @ At + bias[:, None]
+    for _ in range(3):
+        Zt = np.empty((257, 211))
+        K.forward_dense(indptr, indices, data, bias, At, Zt)
+        np.testing.assert_allclose(Zt, ref, rtol=1e-10, atol=1e-12)
