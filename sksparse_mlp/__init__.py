@@ -1,0 +1,10 @@
+"""Truly sparse multilayer perceptrons for scikit-learn.
+
+Weights are ``scipy.sparse`` matrices for the whole of training: sparse
+evolutionary training (SET), the All-ReLU activation, importance pruning of
+hidden neurons and WASAP-SGD data-parallel training over MPI.
+"""
+from ._estimators import TrulySparseMLPClassifier, TrulySparseMLPRegressor
+
+__all__ = ["TrulySparseMLPClassifier", "TrulySparseMLPRegressor"]
+__version__ = "0.1.0"

@@ -1,0 +1,137 @@
+"""Hidden and output activations on transposed activations ``(n_units, batch)``.
+
+Hidden activations return both the activation and the factor ``f'(z)`` that
+backpropagation multiplies into the incoming delta, so the backward pass never
+needs the pre-activation again (one array per layer instead of two).
+"""
+import numpy as np
+
+HIDDEN_ACTIVATIONS = ("allrelu", "relu", "leaky_relu", "tanh", "logistic", "identity")
+
+
+def negative_slope(activation, layer, slope):
+    """Slope for ``z <= 0`` of a piecewise-linear activation in hidden layer ``layer``.
+
+    Parameters
+    ----------
+    activation : str
+        One of :data:`HIDDEN_ACTIVATIONS`.
+    layer : int
+        1-based index of the hidden layer (the first hidden layer is 1).
+    slope : float
+        The magnitude ``alpha`` of the All-ReLU / leaky ReLU slope.
+
+    Returns
+    -------
+    float or None
+        ``-slope`` in odd hidden layers and ``+slope`` in even ones for
+        All-ReLU (the sign alternates layer by layer), ``slope`` for leaky
+        ReLU, ``0`` for ReLU and ``None`` for the smooth activations.
+
+    Examples
+    --------
+    >>> [negative_slope("allrelu", l, 0.6) for l in (1, 2, 3)]
+    [-0.6, 0.6, -0.6]
+    """
+    if activation == "allrelu":
+        return -slope if layer % 2 == 1 else slope
+    if activation == "leaky_relu":
+        return slope
+    if activation == "relu":
+        return 0.0
+    return None
+
+
+def hidden_forward(activation, Z, layer, slope):
+    """Apply the hidden activation to ``Z`` in place and return ``f'(Z)``.
+
+    Parameters
+    ----------
+    activation : str
+        One of :data:`HIDDEN_ACTIVATIONS`.
+    Z : ndarray of shape (n_units, batch)
+        Pre-activations; overwritten with the activations.
+    layer : int
+        1-based hidden-layer index (sets the All-ReLU sign).
+    slope : float
+        All-ReLU / leaky ReLU slope magnitude.
+
+    Returns
+    -------
+    deriv : ndarray of shape (n_units, batch) or None
+        ``f'(z)`` evaluated at the pre-activations (``None`` for identity,
+        whose derivative is 1).
+    """
+    s = negative_slope(activation, layer, slope)
+    if s is not None:
+        positive = Z > 0
+        deriv = np.where(positive, Z.dtype.type(1), Z.dtype.type(s))
+        Z *= deriv  # f(z) = z for z > 0, s * z otherwise: exactly z * f'(z)
+        return deriv
+    if activation == "tanh":
+        np.tanh(Z, out=Z)
+        return 1 - Z * Z
+    if activation == "logistic":
+        _logistic(Z)
+        return Z * (1 - Z)
+    if activation == "identity":
+        return None
+    raise ValueError("unknown activation %r" % activation)
+
+
+def _logistic(Z):
+    # numerically stable for large |z|: exp(-|z|) never overflows
+    E = np.exp(-np.abs(Z))
+    np.divide(np.where(Z >= 0, 1, E), 1 + E, out=Z)
+    return Z
+
+
+def output_forward(out_activation, Z):
+    """Apply the output activation to ``Z`` (shape ``(n_outputs, batch)``) in place."""
+    if out_activation == "softmax":
+        Z -= Z.max(axis=0)
+        np.exp(Z, out=Z)
+        Z /= Z.sum(axis=0)
+    elif out_activation == "logistic":
+        _logistic(Z)
+    elif out_activation != "identity":
+        raise ValueError("unknown output activation %r" % out_activation)
+    return Z
+
+
+def loss_and_output_delta(loss, P, Yt, weights):
+    """Mean loss over the batch and the delta at the output pre-activations.
+
+    With the canonical pairing (softmax + cross-entropy, logistic + binary
+    cross-entropy, identity + squared error) the delta is ``P - Y``, scaled
+    here by the normalised sample weights so that callers need no ``1/B``.
+
+    Parameters
+    ----------
+    loss : {"log_loss", "binary_log_loss", "squared_error"}
+    P : ndarray of shape (n_outputs, batch)
+        Output activations.
+    Yt : ndarray of shape (n_outputs, batch)
+        Targets (one-hot / indicator for classification).
+    weights : ndarray of shape (batch,)
+        Sample weights divided by their sum.
+
+    Returns
+    -------
+    loss : float
+    delta : ndarray of shape (n_outputs, batch)
+    """
+    eps = np.finfo(P.dtype).eps
+    if loss == "log_loss":
+        per_sample = -(Yt * np.log(np.clip(P, eps, 1))).sum(axis=0)
+    elif loss == "binary_log_loss":
+        Pc = np.clip(P, eps, 1 - eps)
+        per_sample = -(Yt * np.log(Pc) + (1 - Yt) * np.log1p(-Pc)).sum(axis=0)
+    elif loss == "squared_error":
+        # sklearn's value: half the mean over outputs of the squared error
+        per_sample = 0.5 * ((P - Yt) ** 2).mean(axis=0)
+        delta = (P - Yt) * (weights / P.shape[0])
+        return float(per_sample @ weights), delta
+    else:
+        raise ValueError("unknown loss %r" % loss)
+    return float(per_sample @ weights), (P - Yt) * weights

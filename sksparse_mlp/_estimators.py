@@ -1,0 +1,604 @@
+"""scikit-learn facade: parameters, validation, the epoch loop and reporting.
+
+The numerical work lives in :mod:`._network` (forward, backward, step),
+:mod:`._topology` (SET, importance pruning) and :mod:`._kernels`; data-parallel
+training lives in :mod:`.parallel`.
+"""
+import copy
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
+
+from . import _topology
+from ._activations import HIDDEN_ACTIVATIONS
+from ._network import SparseMLP, TrainingConfig, evolve_topology, run_epoch
+from ._optimizers import MomentumSGD
+
+# Batch size of the authors' runs; "auto" caps it at the number of samples.
+_AUTO_BATCH_SIZE = 128
+
+
+class _BaseTrulySparseMLP(BaseEstimator):
+    """Shared parameters, fit loop and reporting of the two estimators."""
+
+    _parameter_constraints = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(HIDDEN_ACTIVATIONS))],
+        "allrelu_slope": [Interval(Real, 0, None, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "density": [None, Interval(Real, 0, 1, closed="right")],
+        "zeta": [Interval(Real, 0, 1, closed="left")],
+        "init": [StrOptions({"sparse_he", "he", "xavier"})],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "importance_pruning": ["boolean"],
+        "pruning_start": [Interval(Integral, 0, None, closed="left")],
+        "pruning_interval": [Interval(Integral, 1, None, closed="left")],
+        "pruning_percentile": [Interval(Real, 0, 100, closed="neither")],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "dtype": [StrOptions({"float32", "float64"})],
+        "n_workers": [Interval(Integral, 1, None, closed="left")],
+        "worker_mode": [StrOptions({"async", "sync"})],
+        "phase1_fraction": [Interval(Real, 0, 1, closed="both")],
+        "worker_timeout": [None, Interval(Real, 0, None, closed="neither")],
+        "mpi_info": [None, dict],
+    }
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="allrelu", *, allrelu_slope=0.6,
+                 epsilon=20, density=None, zeta=0.3, init="sparse_he", dropout=0.3,
+                 importance_pruning=False, pruning_start=50, pruning_interval=10,
+                 pruning_percentile=20.0, alpha=1e-4, batch_size="auto",
+                 learning_rate="constant", learning_rate_init=0.01, power_t=0.5, max_iter=200,
+                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, dtype="float32", n_workers=1,
+                 worker_mode="async", phase1_fraction=0.7, worker_timeout=60.0, mpi_info=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.allrelu_slope = allrelu_slope
+        self.epsilon = epsilon
+        self.density = density
+        self.zeta = zeta
+        self.init = init
+        self.dropout = dropout
+        self.importance_pruning = importance_pruning
+        self.pruning_start = pruning_start
+        self.pruning_interval = pruning_interval
+        self.pruning_percentile = pruning_percentile
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.dtype = dtype
+        self.n_workers = n_workers
+        self.worker_mode = worker_mode
+        self.phase1_fraction = phase1_fraction
+        self.worker_timeout = worker_timeout
+        self.mpi_info = mpi_info
+
+    # ------------------------------------------------------------------ reporting
+    @property
+    def coefs_(self):
+        """list of scipy.sparse.csr_array: weight matrix ``(n_in, n_out)`` of each layer."""
+        return [layer.W for layer in self.network_.layers]
+
+    @property
+    def intercepts_(self):
+        """list of ndarray: bias vector of each layer."""
+        return [layer.bias for layer in self.network_.layers]
+
+    @property
+    def n_connections_(self):
+        """list of int: connections (non-zero weights) of each layer."""
+        return self.network_.n_connections
+
+    @property
+    def density_(self):
+        """list of float: achieved density ``nnz / (n_in * n_out)`` of each layer."""
+        return self.network_.densities
+
+    @property
+    def n_neurons_(self):
+        """list of int: neurons of every layer, input first, after importance pruning."""
+        return self.network_.n_neurons
+
+    @property
+    def feature_importances_(self):
+        """ndarray of shape (n_features_in_,): strength of each input neuron.
+
+        The sum of the absolute weights of the input neuron's connections,
+        normalised to sum to 1. Inputs SET disconnected score 0.
+        """
+        W = self.network_.layers[0].W
+        strength = np.asarray(abs(W).sum(axis=1), dtype=np.float64).ravel()
+        total = strength.sum()
+        return strength / total if total > 0 else strength
+
+    # ------------------------------------------------------------------ fitting
+    def _training_config(self):
+        return TrainingConfig(
+            alpha=self.alpha, dropout=self.dropout, zeta=self.zeta, init=self.init,
+            importance_pruning=self.importance_pruning, pruning_start=self.pruning_start,
+            pruning_interval=self.pruning_interval, pruning_percentile=self.pruning_percentile)
+
+    def _layer_densities(self, sizes):
+        if self.density is not None:
+            return [float(self.density)] * (len(sizes) - 1)
+        return [_topology.erdos_renyi_density(a, b, self.epsilon) for a, b in zip(sizes[:-1], sizes[1:])]
+
+    def _hidden_sizes(self):
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
+        if not sizes or any(int(s) != s or s <= 0 for s in sizes):
+            raise ValueError("hidden_layer_sizes must be positive integers, got %r."
+                             % (self.hidden_layer_sizes,))
+        return [int(s) for s in sizes]
+
+    def _new_network(self, n_features, n_outputs, rng):
+        sizes = [n_features] + self._hidden_sizes() + [n_outputs]
+        return SparseMLP.random(
+            sizes, self._layer_densities(sizes), rng, init=self.init, activation=self.activation,
+            slope=self.allrelu_slope, out_activation=self.out_activation_, loss=self._loss,
+            dtype=np.dtype(self.dtype))
+
+    def _fit(self, X, y, sample_weight, incremental, classes=None):
+        # Work on fresh objects and restore the previous state on any error, so a
+        # failed fit (bad input, dead MPI worker, Ctrl-C) leaves the model as it was.
+        saved = dict(self.__dict__)
+        try:
+            self._fit_checked(X, y, sample_weight, incremental, classes)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+        return self
+
+    def _fit_checked(self, X, y, sample_weight, incremental, classes):
+        self._validate_params()
+        self._hidden_sizes()
+        first = not hasattr(self, "network_") or not (self.warm_start or incremental)
+        X, Y = self._validate_training_data(X, y, incremental, first, classes)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        if first:
+            self._rng = np.random.default_rng(
+                check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            self.network_ = self._new_network(X.shape[1], Y.shape[1], self._rng)
+            self.n_iter_, self.t_ = 0, 0
+            self.loss_curve_, self._no_improvement_count = [], 0
+            self.best_loss_ = np.inf
+            self.validation_scores_ = [] if self.early_stopping else None
+            self.best_validation_score_ = -np.inf if self.early_stopping else None
+        else:
+            # continue on copies: the old objects stay intact in the saved state
+            self.network_ = self.network_.copy()
+            self._rng = copy.deepcopy(self._rng)
+            self.loss_curve_ = list(self.loss_curve_)
+            if self.validation_scores_ is not None:
+                self.validation_scores_ = list(self.validation_scores_)
+        self.n_layers_ = len(self.network_.layers) + 1
+        self.n_outputs_ = Y.shape[1]
+        if first or not hasattr(self, "_optimizer") or not incremental:
+            self._optimizer = MomentumSGD(self.learning_rate_init, self.learning_rate,
+                                          self.momentum, self.nesterovs_momentum, self.power_t)
+        else:
+            self._optimizer = copy.copy(self._optimizer)
+
+        early_stopping = self.early_stopping and not incremental
+        X_val = y_val = None
+        if early_stopping:
+            X, Y, sample_weight, X_val, y_val = self._validation_split(X, Y, sample_weight)
+        batch_size = min(_AUTO_BATCH_SIZE if self.batch_size == "auto" else self.batch_size,
+                         X.shape[0])
+        max_epochs = 1 if incremental else self.max_iter
+        if self.n_workers > 1:
+            self._fit_parallel(X, Y, sample_weight, batch_size, max_epochs, X_val, y_val)
+        else:
+            self._fit_local(X, Y, sample_weight, batch_size, max_epochs, X_val, y_val, incremental)
+        return self
+
+    def _validation_split(self, X, Y, sample_weight):
+        stratify = Y if is_classifier(self) and self._label_binarizer.y_type_ != "multilabel-indicator" else None
+        seed = int(self._rng.integers(np.iinfo(np.int32).max))
+        parts = train_test_split(X, Y, *([] if sample_weight is None else [sample_weight]),
+                                 random_state=seed, test_size=self.validation_fraction,
+                                 stratify=stratify)
+        X, X_val, Y, Y_val = parts[:4]
+        sample_weight = parts[4] if sample_weight is not None else None
+        if X_val.shape[0] < 2:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                             "or the size of your dataset.")
+        return X, Y, sample_weight, X_val, self._decode(Y_val)
+
+    def _fit_local(self, X, Y, sample_weight, batch_size, max_epochs, X_val, y_val, incremental):
+        config = self._training_config()
+        net = self.network_
+        for _ in range(max_epochs):
+            if self.n_iter_ > 0:
+                evolve_topology(net, self.n_iter_, config, self._rng)
+            loss = run_epoch(net, X, Y, sample_weight, batch_size, self._optimizer, config,
+                             self._rng, self.shuffle)
+            if self._end_epoch(loss, X.shape[0], X_val, y_val):
+                break
+        else:
+            if not incremental and self.max_iter > 0:
+                warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                              "optimization hasn't converged yet." % self.max_iter, ConvergenceWarning)
+        if X_val is not None and hasattr(self, "_best_network"):
+            self.network_ = self._best_network
+        self.__dict__.pop("_best_network", None)
+
+    def _fit_parallel(self, X, Y, sample_weight, batch_size, max_epochs, X_val, y_val):
+        from .parallel import fit_wasap  # imports mpi4py: only when asked for
+
+        self.network_ = fit_wasap(
+            self.network_, X, Y, sample_weight, config=self._training_config(),
+            optimizer=self._optimizer, batch_size=batch_size, max_epochs=max_epochs,
+            shuffle=self.shuffle, n_workers=self.n_workers, mode=self.worker_mode,
+            phase1_fraction=self.phase1_fraction, timeout=self.worker_timeout,
+            mpi_info=self.mpi_info, rng=self._rng,
+            on_epoch_end=lambda loss: self._end_epoch(loss, X.shape[0], X_val, y_val))
+        if X_val is not None and hasattr(self, "_best_network"):
+            self.network_ = self._best_network
+        self.__dict__.pop("_best_network", None)
+
+    def _end_epoch(self, loss, n_samples, X_val, y_val):
+        """Record an epoch; returns True when training should stop."""
+        self.n_iter_ += 1
+        self.t_ += n_samples
+        self.loss_ = loss
+        self.loss_curve_.append(loss)
+        self._optimizer.iteration_ends(self.t_)
+        if self.verbose:
+            print("Iteration %d, loss = %.8f" % (self.n_iter_, loss))
+        if X_val is not None:
+            score = self._score_network(X_val, y_val)
+            self.validation_scores_.append(score)
+            if self.verbose:
+                print("Validation score: %f" % score)
+            if score < self.best_validation_score_ + self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if score > self.best_validation_score_:
+                self.best_validation_score_ = score
+                self._best_network = self.network_.copy()
+        else:
+            if loss > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            self.best_loss_ = min(self.best_loss_, loss)
+        if self._no_improvement_count > self.n_iter_no_change:
+            what = "Validation score" if X_val is not None else "Training loss"
+            msg = ("%s did not improve more than tol=%f for %d consecutive epochs."
+                   % (what, self.tol, self.n_iter_no_change))
+            stop = self._optimizer.trigger_stopping(msg, self.verbose)
+            if stop:
+                return True
+            self._no_improvement_count = 0
+        return False
+
+    def _check_X(self, X, reset, ensure_min_samples=1):
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=np.dtype(self.dtype),
+                          reset=reset, ensure_min_samples=ensure_min_samples)
+        return X.tocsr() if sp.issparse(X) else X
+
+    def _forward(self, X):
+        check_is_fitted(self)
+        return self.network_.predict_output(self._check_X(X, reset=False))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
+    """Multilayer perceptron classifier whose weights are sparse throughout training.
+
+    The weight matrices are ``scipy.sparse`` CSR arrays from the first step to
+    the last: memory and time grow with the number of connections, not with
+    the dense size. The topology evolves with SET (prune the ``zeta`` fraction
+    of the smallest positive and negative weights each epoch, regrow as many at
+    random), hidden neurons can be removed by importance pruning, and the
+    default activation is All-ReLU. Parameters shared with
+    :class:`sklearn.neural_network.MLPClassifier` have its meaning.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+        Neurons of each hidden layer.
+    activation : {"allrelu", "relu", "leaky_relu", "tanh", "logistic", "identity"}, default="allrelu"
+        Hidden activation. All-ReLU is ``x`` for ``x > 0`` and ``-s x`` / ``+s x``
+        otherwise in odd / even hidden layers.
+    allrelu_slope : float, default=0.6
+        Slope magnitude ``s`` of All-ReLU and leaky ReLU for ``x <= 0``.
+    epsilon : float, default=20
+        Erdős–Rényi sparsity: a layer gets about ``epsilon * (n_in + n_out)``
+        connections (dense when that exceeds ``n_in * n_out``).
+    density : float in (0, 1], default=None
+        Fraction of connections of every layer; overrides ``epsilon``.
+    zeta : float in [0, 1), default=0.3
+        Fraction of positive and of negative weights that SET replaces after
+        every epoch in the hidden weight matrices; 0 keeps the topology static.
+    init : {"sparse_he", "he", "xavier"}, default="sparse_he"
+        Uniform initialisation scaled by the mean actual fan-in of the sparse
+        layer (``"sparse_he"``), or the paper's dense He / Xavier bounds.
+    dropout : float in [0, 1), default=0.3
+        Inverted dropout rate on the hidden activations during training.
+    importance_pruning : bool, default=False
+        Remove the least important hidden neurons during training.
+    pruning_start : int, default=50
+        Epochs before importance pruning starts.
+    pruning_interval : int, default=10
+        Epochs between two importance prunings.
+    pruning_percentile : float in (0, 100), default=20
+        Neurons whose importance (sum of ``|incoming weights|``) is at or below
+        this percentile of their layer are removed.
+    alpha : float, default=1e-4
+        L2 penalty.
+    batch_size : int or "auto", default="auto"
+        Minibatch size; ``"auto"`` is ``min(128, n_samples)``.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        Learning-rate schedule.
+    learning_rate_init : float, default=0.01
+    power_t : float, default=0.5
+        Exponent of the ``"invscaling"`` schedule.
+    max_iter : int, default=200
+        Maximum number of epochs.
+    shuffle : bool, default=True
+    random_state : int, RandomState instance or None, default=None
+        Drives initialisation, SET regrowth, dropout, shuffling and the
+        validation split (and the workers' seeds).
+    tol : float, default=1e-4
+    verbose : bool, default=False
+    warm_start : bool, default=False
+    momentum : float, default=0.9
+    nesterovs_momentum : bool, default=True
+    early_stopping : bool, default=False
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=10
+    dtype : {"float32", "float64"}, default="float32"
+        Floating-point type of weights and activations.
+    n_workers : int, default=1
+        With more than one, train with WASAP-SGD over that many MPI worker
+        processes spawned by ``fit`` (needs ``pip install "sksparse_mlp[mpi]"``).
+    worker_mode : {"async", "sync"}, default="async"
+        Asynchronous WASAP-SGD, or synchronous averaged gradients (reproducible).
+    phase1_fraction : float in [0, 1], default=0.7
+        Share of the epochs trained in the parameter-server phase of WASAP-SGD.
+    worker_timeout : float or None, default=60.0
+        Seconds of silence after which a worker is declared stalled.
+    mpi_info : dict or None, default=None
+        MPI Info keys passed to ``Spawn`` (for example ``{"hosts": "node1,node2"}``).
+
+    Attributes
+    ----------
+    classes_ : ndarray or list of ndarray
+    coefs_ : list of scipy.sparse.csr_array
+    intercepts_ : list of ndarray
+    loss_ : float
+    loss_curve_ : list of float
+    best_loss_ : float or None
+    validation_scores_ : list of float or None
+    best_validation_score_ : float or None
+    n_iter_ : int
+    t_ : int
+        Training samples seen.
+    n_layers_ : int
+    n_outputs_ : int
+    out_activation_ : str
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+    n_connections_ : list of int
+    density_ : list of float
+    n_neurons_ : list of int
+    feature_importances_ : ndarray of shape (n_features_in_,)
+    network_ : SparseMLP
+        The trained network.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sksparse_mlp import TrulySparseMLPClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = TrulySparseMLPClassifier(hidden_layer_sizes=(50, 50), max_iter=50,
+    ...                                random_state=0).fit(X, y)
+    >>> clf.predict(X[:3])
+    array([0, 0, 0])
+    >>> clf.score(X, y) > 0.9
+    True
+    """
+
+    _loss = "log_loss"
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to ``X`` (dense or sparse) and labels ``y``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Labels, or a binary indicator matrix for multilabel classification.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch over ``(X, y)``; ``classes`` is required on the first call."""
+        if not hasattr(self, "network_"):
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError("`classes=%r` is not the same as on the first call to partial_fit, "
+                             "was: %r" % (classes, self.classes_))
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def _validate_training_data(self, X, y, incremental, first, classes):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             dtype=np.dtype(self.dtype), reset=first,
+                             ensure_min_samples=1 if incremental else 2)
+        if sp.issparse(X):
+            X = X.tocsr()
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if first:
+            lb = LabelBinarizer()
+            lb.fit(y if classes is None or type_of_target(y) == "multilabel-indicator" else classes)
+            if len(lb.classes_) < 2:
+                raise ValueError("The classifier needs samples of at least 2 classes in the data, "
+                                 "but the data contains only one class: %r." % lb.classes_[0])
+            self._label_binarizer = lb
+            self.classes_ = lb.classes_
+            if lb.y_type_ == "multilabel-indicator":
+                self.out_activation_, self._loss = "logistic", "binary_log_loss"
+            elif len(lb.classes_) == 2:
+                self.out_activation_, self._loss = "logistic", "binary_log_loss"
+            else:
+                self.out_activation_, self._loss = "softmax", "log_loss"
+        else:
+            unknown = np.setdiff1d(np.unique(y), self.classes_) if y.ndim == 1 else []
+            if len(unknown):
+                raise ValueError("y contains labels %r that were not seen in the first call "
+                                 "(classes_ = %r)." % (list(unknown), list(self.classes_)))
+        return X, self._label_binarizer.transform(y).astype(X.dtype)
+
+    def _decode(self, Y):
+        return self._label_binarizer.inverse_transform(Y)
+
+    def _score_network(self, X, y):
+        return accuracy_score(y, self._decode(self.network_.predict_output(X)))
+
+    def predict(self, X):
+        """Predicted class labels (an indicator matrix for multilabel)."""
+        return self._decode(self._forward(X))
+
+    def predict_proba(self, X):
+        """Class probabilities, shape ``(n_samples, n_classes)``."""
+        P = self._forward(X)
+        if self._label_binarizer.y_type_ == "binary":
+            return np.hstack([1 - P, P])
+        return P
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`."""
+        return np.log(self.predict_proba(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class TrulySparseMLPRegressor(RegressorMixin, _BaseTrulySparseMLP):
+    """Multilayer perceptron regressor whose weights are sparse throughout training.
+
+    Same parameters and attributes as :class:`TrulySparseMLPClassifier` (without
+    ``classes_``); the output layer is linear and the loss is half the mean
+    squared error, as in :class:`sklearn.neural_network.MLPRegressor`.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_regression
+    >>> from sksparse_mlp import TrulySparseMLPRegressor
+    >>> X, y = make_regression(n_samples=300, n_features=10, noise=1.0, random_state=0)
+    >>> reg = TrulySparseMLPRegressor(hidden_layer_sizes=(64,), max_iter=100, dropout=0.0,
+    ...                               learning_rate_init=0.001, random_state=0).fit(X, y / 100)
+    >>> reg.score(X, y / 100) > 0.9
+    True
+    """
+
+    _loss = "squared_error"
+    out_activation_ = "identity"
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to ``X`` (dense or sparse) and targets ``y``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over ``(X, y)``."""
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _validate_training_data(self, X, y, incremental, first, classes):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             y_numeric=True, dtype=np.dtype(self.dtype), reset=first,
+                             ensure_min_samples=1 if incremental else 2)
+        if sp.issparse(X):
+            X = X.tocsr()
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        Y = y.reshape(-1, 1) if y.ndim == 1 else y
+        if not first and Y.shape[1] != self.n_outputs_:
+            raise ValueError("y has %d targets, but the model was fitted with %d."
+                             % (Y.shape[1], self.n_outputs_))
+        return X, Y.astype(X.dtype)
+
+    def _decode(self, Y):
+        return Y
+
+    def _score_network(self, X, y):
+        return r2_score(y, self.network_.predict_output(X))
+
+    def predict(self, X):
+        """Predicted targets, shape ``(n_samples,)`` or ``(n_samples, n_targets)``."""
+        P = self._forward(X)
+        return P.ravel() if P.shape[1] == 1 else P
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags

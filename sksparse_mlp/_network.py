@@ -1,0 +1,323 @@
+"""The sparse network: layers, forward and backward passes, one training step.
+
+Everything here is written once and shared by the local training loop of the
+estimators and by the WASAP-SGD server and workers in :mod:`sksparse_mlp.parallel`.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from . import _kernels, _topology
+from ._activations import hidden_forward, loss_and_output_delta, output_forward
+
+# Predict in chunks so that one chunk's activations stay around this many values.
+_PREDICT_CHUNK_VALUES = 1 << 24
+
+
+class SparseLayer:
+    """One sparse weight matrix with its bias and their optimizer state.
+
+    Parameters
+    ----------
+    W : scipy.sparse.csr_array of shape (n_in, n_out)
+        Weights; training updates ``W.data`` in place.
+    bias : ndarray of shape (n_out,)
+    velocity : ndarray of shape (W.nnz,), optional
+        Momentum of each connection, aligned with ``W.data``.
+    bias_velocity : ndarray of shape (n_out,), optional
+    """
+
+    __slots__ = ("W", "bias", "velocity", "bias_velocity")
+
+    def __init__(self, W, bias, velocity=None, bias_velocity=None):
+        self.W = W
+        self.bias = bias
+        self.velocity = np.zeros_like(W.data) if velocity is None else velocity
+        self.bias_velocity = np.zeros_like(bias) if bias_velocity is None else bias_velocity
+
+    @property
+    def n_in(self):
+        return self.W.shape[0]
+
+    @property
+    def n_out(self):
+        return self.W.shape[1]
+
+    def copy(self):
+        return SparseLayer(self.W.copy(), self.bias.copy(), self.velocity.copy(),
+                           self.bias_velocity.copy())
+
+    def __getstate__(self):
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state):
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Hyperparameters of one training step and of the topology evolution."""
+
+    alpha: float = 1e-4
+    dropout: float = 0.0
+    zeta: float = 0.3
+    init: str = "sparse_he"
+    importance_pruning: bool = False
+    pruning_start: int = 50
+    pruning_interval: int = 10
+    pruning_percentile: float = 20.0
+
+
+class SparseMLP:
+    """A multilayer perceptron whose weight matrices are all sparse.
+
+    Parameters
+    ----------
+    layers : list of SparseLayer
+    activation : str
+        Hidden activation (see :mod:`sksparse_mlp._activations`).
+    slope : float
+        All-ReLU / leaky ReLU slope magnitude.
+    out_activation : {"softmax", "logistic", "identity"}
+    loss : {"log_loss", "binary_log_loss", "squared_error"}
+    """
+
+    def __init__(self, layers, activation, slope, out_activation, loss):
+        self.layers = layers
+        self.activation = activation
+        self.slope = slope
+        self.out_activation = out_activation
+        self.loss = loss
+
+    @classmethod
+    def random(cls, layer_sizes, densities, rng, *, init="sparse_he", activation="allrelu",
+               slope=0.6, out_activation="softmax", loss="log_loss", dtype=np.float32):
+        """Erdős–Rényi network with ``len(layer_sizes) - 1`` sparse layers."""
+        layers = [
+            SparseLayer(_topology.random_layer(n_in, n_out, d, rng, init, dtype),
+                        np.zeros(n_out, dtype=dtype))
+            for n_in, n_out, d in zip(layer_sizes[:-1], layer_sizes[1:], densities)
+        ]
+        return cls(layers, activation, slope, out_activation, loss)
+
+    # ------------------------------------------------------------------ reporting
+    @property
+    def dtype(self):
+        return self.layers[0].bias.dtype
+
+    @property
+    def n_connections(self):
+        return [layer.W.nnz for layer in self.layers]
+
+    @property
+    def densities(self):
+        return [layer.W.nnz / (layer.n_in * layer.n_out) for layer in self.layers]
+
+    @property
+    def n_neurons(self):
+        return [self.layers[0].n_in] + [layer.n_out for layer in self.layers]
+
+    def copy(self):
+        return SparseMLP([layer.copy() for layer in self.layers], self.activation,
+                         self.slope, self.out_activation, self.loss)
+
+    def squared_norm(self):
+        return float(sum(np.dot(layer.W.data, layer.W.data) for layer in self.layers))
+
+    # ------------------------------------------------------------------ passes
+    def _forward(self, X, dropout=0.0, rng=None, keep=True):
+        """Forward pass on rows ``X`` (dense or CSR); activations are transposed.
+
+        Returns the list of activations (input first, as passed to the first
+        layer) and the list of ``f'(z)`` factors of the hidden layers, dropout
+        mask included; with ``keep=False`` only the output is kept.
+        """
+        dtype = self.dtype
+        B = X.shape[0]
+        if sp.issparse(X):
+            A = X
+        else:
+            A = np.ascontiguousarray(X.T, dtype=dtype)
+        acts, derivs = [A], []
+        last = len(self.layers) - 1
+        for l, layer in enumerate(self.layers):
+            W = layer.W
+            Z = np.empty((layer.n_out, B), dtype=dtype)
+            if sp.issparse(A):
+                _kernels.forward_sparse(W.indptr, W.indices, W.data, layer.bias,
+                                        A.indptr, A.indices, A.data, Z)
+            else:
+                _kernels.forward_dense(W.indptr, W.indices, W.data, layer.bias, A, Z)
+            if l < last:
+                d = hidden_forward(self.activation, Z, l + 1, self.slope)
+                if dropout > 0 and rng is not None:
+                    # inverted dropout: scale the kept units so inference needs no change
+                    scale = (rng.random(Z.shape, dtype=dtype) >= dropout).astype(dtype)
+                    scale *= dtype.type(1.0 / (1.0 - dropout))
+                    Z *= scale
+                    d = scale if d is None else d * scale
+                if keep:
+                    derivs.append(d)
+            else:
+                output_forward(self.out_activation, Z)
+            A = Z
+            if keep:
+                acts.append(Z)
+            else:
+                acts = [Z]
+        return acts, derivs
+
+    def predict_output(self, X):
+        """Output activations for all rows of ``X``, shape ``(n_samples, n_outputs)``."""
+        n = X.shape[0]
+        width = max(layer.n_out for layer in self.layers)
+        chunk = int(min(max(1, _PREDICT_CHUNK_VALUES // width), 8192))
+        out = np.empty((n, self.layers[-1].n_out), dtype=self.dtype)
+        for start in range(0, n, chunk):
+            acts, _ = self._forward(X[start:start + chunk], keep=False)
+            out[start:start + chunk] = acts[-1].T
+        return out
+
+    def loss_and_gradients(self, X, Y, weights, dropout=0.0, rng=None):
+        """Data loss and gradients at the existing connections for one batch.
+
+        Parameters
+        ----------
+        X : ndarray or CSR matrix of shape (batch, n_features)
+        Y : ndarray of shape (batch, n_outputs)
+        weights : ndarray of shape (batch,)
+            Sample weights normalised to sum 1.
+        dropout : float
+            Dropout rate on hidden activations (needs ``rng``).
+        rng : numpy.random.Generator or None
+
+        Returns
+        -------
+        loss : float
+            Weighted mean loss, without the L2 penalty.
+        grads : list of (ndarray, ndarray)
+            Per layer, the gradient aligned with ``W.data`` and the bias gradient.
+        """
+        acts, derivs = self._forward(X, dropout, rng)
+        weights = weights.astype(self.dtype, copy=False)
+        loss, D = loss_and_output_delta(self.loss, acts[-1], Y.T.astype(self.dtype, copy=False),
+                                        weights)
+        grads = [None] * len(self.layers)
+        for l in range(len(self.layers) - 1, -1, -1):
+            layer, A = self.layers[l], acts[l]
+            W = layer.W
+            gW = np.empty_like(W.data)
+            if sp.issparse(A):
+                Ac = A.tocsc()
+                _kernels.sddmm_sparse(W.indptr, W.indices, Ac.indptr, Ac.indices, Ac.data, D, gW)
+            else:
+                _kernels.sddmm_dense(W.indptr, W.indices, A, D, gW)
+            grads[l] = (gW, D.sum(axis=1))
+            if l > 0:
+                E = np.empty((layer.n_in, D.shape[1]), dtype=D.dtype)
+                _kernels.backward(W.indptr, W.indices, W.data, D, E)
+                if derivs[l - 1] is not None:
+                    E *= derivs[l - 1]
+                D = E
+        return loss, grads
+
+    def apply_gradients(self, grads, optimizer, l2):
+        """One optimizer step on every layer; ``l2`` is the weight-decay coefficient."""
+        for layer, (gW, gb) in zip(self.layers, grads):
+            optimizer.update_layer(layer, gW, gb, l2)
+
+    # ------------------------------------------------------------------ topology
+    def prune_and_regrow(self, zeta, rng, init):
+        """SET on every hidden weight matrix (the output matrix does not evolve)."""
+        for layer in self.layers[:-1]:
+            layer.W, layer.velocity = _topology.prune_and_regrow(
+                layer.W, layer.velocity, zeta, rng, init)
+
+    def importance_prune(self, percentile):
+        """Remove the least important neurons of every hidden layer.
+
+        Returns the number of neurons removed per hidden layer.
+        """
+        removed = []
+        for l in range(len(self.layers) - 1):
+            drop = _topology.importance_prune_mask(self.layers[l].W, percentile)
+            removed.append(int(drop.sum()))
+            if drop.any():
+                self.remove_neurons(l + 1, ~drop)
+        return removed
+
+    def remove_neurons(self, hidden_layer, keep):
+        """Remove the neurons ``~keep`` of hidden layer ``hidden_layer`` (1-based).
+
+        A neuron that lost its inputs outputs the constant ``f(b)``; its share
+        ``f(b) * W_next[j, :]`` is folded into the next bias, so inference is
+        unchanged by the removal.
+        """
+        inc, out = self.layers[hidden_layer - 1], self.layers[hidden_layer]
+        drop = np.flatnonzero(~keep)
+        const = inc.bias[drop].reshape(-1, 1).copy()
+        hidden_forward(self.activation, const, hidden_layer, self.slope)
+        out.bias += (out.W[drop].T @ const[:, 0]).astype(out.bias.dtype)
+        inc.W, kept = _topology.drop_columns(inc.W, keep)
+        inc.velocity = inc.velocity[kept]
+        inc.bias, inc.bias_velocity = inc.bias[keep], inc.bias_velocity[keep]
+        out.W, kept = _topology.drop_rows(out.W, keep)
+        out.velocity = out.velocity[kept]
+
+
+def _normalised_weights(sample_weight, n, dtype):
+    if sample_weight is None:
+        return np.full(n, 1.0 / n, dtype=dtype), float(n)
+    total = float(sample_weight.sum())
+    return (sample_weight / total).astype(dtype), total
+
+
+def train_step(net, X, Y, sample_weight, optimizer, config, rng):
+    """Forward, backward and one optimizer step on a batch; returns its loss.
+
+    The loss includes the L2 penalty ``0.5 * alpha * ||W||^2 / sum(weights)``
+    as in :class:`sklearn.neural_network.MLPClassifier`.
+    """
+    weights, total = _normalised_weights(sample_weight, X.shape[0], net.dtype)
+    if total <= 0:  # a batch of zero-weight samples carries no information
+        return 0.0
+    loss, grads = net.loss_and_gradients(X, Y, weights, config.dropout, rng)
+    l2 = config.alpha / total
+    loss += 0.5 * l2 * net.squared_norm()
+    net.apply_gradients(grads, optimizer, l2)
+    return loss
+
+
+def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuffle=True):
+    """One pass over ``(X, Y)`` in mini-batches; returns the mean batch loss."""
+    n = X.shape[0]
+    order = rng.permutation(n) if shuffle else None
+    accumulated = 0.0
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        idx = slice(start, stop) if order is None else order[start:stop]
+        sw = None if sample_weight is None else sample_weight[idx]
+        accumulated += train_step(net, X[idx], Y[idx], sw, optimizer, config, rng) * (stop - start)
+    return accumulated / n
+
+
+def evolve_topology(net, epochs_done, config, rng):
+    """Topology changes between two epochs: importance pruning, then SET.
+
+    Called before every epoch but the first, so the model a fit returns was
+    always trained after its last topology change.
+
+    Returns
+    -------
+    removed : list of int or None
+        Neurons removed per hidden layer when importance pruning ran.
+    """
+    removed = None
+    if (config.importance_pruning and epochs_done >= config.pruning_start
+            and (epochs_done - config.pruning_start) % config.pruning_interval == 0):
+        removed = net.importance_prune(config.pruning_percentile)
+    if config.zeta > 0:
+        net.prune_and_regrow(config.zeta, rng, config.init)
+    return removed
