@@ -1,0 +1,466 @@
+"""A pool of MPI worker processes spawned with ``MPI.COMM_SELF.Spawn``, with failure handling.
+
+Every wait is a poll loop (``improbe`` / ``Request.Test`` with short sleeps) which, at
+most 20 times a second, checks
+
+* an error report (``TAG_ERR``) from any worker -> :class:`WorkerError` (with the
+  remote traceback), followed by an orderly close, after which MPI stays usable;
+* the worker pids in ``/proc`` (gone or zombie) -> :class:`WorkerDied`;
+* for every worker that owes us a message, the time since we last heard from it
+  (or last sent it something) -> :class:`WorkerTimeout` once it exceeds ``timeout``.
+
+A worker that died or stalled is handled the hard way: all workers (and, for an MPICH
+singleton, the hydra launcher's process group) are SIGKILLed, the communicator is dropped
+without ``Disconnect`` (which is collective and would block on the dead peer), and with
+MPICH the process is marked "poisoned": MPICH cannot spawn or finalize after a hard
+worker death, so later pools raise a clear "restart Python" error instead of crashing.
+
+The orderly close sends ``stop`` to every worker, then drains (receives and discards)
+whatever the workers still had in flight until each has said ``bye``, and only then
+calls ``Disconnect``.
+"""
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+from . import _mpi
+
+__all__ = ["Pool", "WorkerError", "WorkerDied", "WorkerTimeout", "WorkerFailure",
+           "TAG_HELLO", "TAG_CMD", "TAG_ERR", "TAG_RES", "TAG_BUF", "TAG_BYE", "TAG_HB",
+           "TAG_GH", "TAG_GD", "TAG_MH", "TAG_MD"]
+
+# message tags (shared with _worker.py)
+TAG_HELLO, TAG_CMD, TAG_ERR, TAG_RES, TAG_BUF, TAG_BYE, TAG_HB = 1, 2, 3, 4, 5, 6, 7
+TAG_GH, TAG_GD, TAG_MH, TAG_MD = 8, 9, 10, 11     # gradient header/data, model header/data
+
+# Workers start through ``_boot.py`` (see there): MPI first, no scikit-learn import.
+_BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_boot.py")
+
+
+class WorkerFailure(RuntimeError):
+    """Base class: training over MPI workers failed."""
+
+
+class WorkerError(WorkerFailure):
+    """A worker raised an exception (its traceback is in the message)."""
+
+
+class WorkerDied(WorkerFailure):
+    """A worker process disappeared (killed, crashed, exited)."""
+
+
+class WorkerTimeout(WorkerFailure, TimeoutError):
+    """A worker stayed silent for longer than the timeout, or Spawn did not return."""
+
+
+_FT_ERRORS = None
+
+
+def _ft_errors(MPI):
+    global _FT_ERRORS
+    if _FT_ERRORS is None:
+        _FT_ERRORS = tuple(getattr(MPI, n) for n in
+                           ("ERR_PROC_FAILED", "ERR_PROC_FAILED_PENDING", "ERR_REVOKED")
+                           if hasattr(MPI, n))
+    return _FT_ERRORS
+
+
+def _proc_state(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            s = f.read()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        try:
+            os.kill(pid, 0)
+            return "R"
+        except ProcessLookupError:
+            return None
+    r = s.rsplit(")", 1)[1].split()
+    return r[0], int(r[1]), int(r[2])        # state, ppid, pgrp
+
+
+def pid_alive(pid):
+    st = _proc_state(pid)
+    return st is not None and st[0] not in ("Z", "X")
+
+
+def _own_launchers():
+    """Children of this process that lead their own process group: the hydra launcher(s)
+    started through our mpiexec shim (MPICH singleton)."""
+    me, out = os.getpid(), []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for n in names:
+        if not n.isdigit():
+            continue
+        pid = int(n)
+        st = _proc_state(pid)
+        if st is None or st[1] != me or st[2] != pid:
+            continue
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if b"mpiexec" in cmd or b"hydra" in cmd:
+            out.append(pid)
+    return out
+
+
+def _reap(pids, timeout=1.0):
+    end = time.monotonic() + timeout
+    pending = set(pids)
+    while pending and time.monotonic() < end:
+        for p in list(pending):
+            try:
+                if os.waitpid(p, os.WNOHANG)[0] == p:
+                    pending.discard(p)
+            except ChildProcessError:
+                pending.discard(p)
+        if pending:
+            time.sleep(0.01)
+
+
+def _spawn(MPI, args, n, timeout, info):
+    """MPI_Comm_spawn blocks forever if a worker dies before MPI_Init: run it in a helper
+    thread (MPI_THREAD_MULTIPLE) and give up after ``timeout``."""
+    box = {}
+
+    def target():
+        try:
+            box["comm"] = MPI.COMM_SELF.Spawn(sys.executable, args=args, maxprocs=n, info=info)
+        except BaseException as e:              # pragma: no cover - reported below
+            box["err"] = e
+
+    th = threading.Thread(target=target, name="sksparse-mpi-spawn", daemon=True)
+    th.start()
+    th.join(timeout)
+    if th.is_alive():
+        _mpi.poison("MPI Spawn hung")
+        raise WorkerTimeout("MPI Spawn of %d worker(s) did not finish within %.0f s (a worker "
+                            "probably failed before MPI_Init)" % (n, timeout))
+    if "err" in box:
+        raise box["err"]
+    return box["comm"]
+
+
+def _make_info(MPI, mpi_info):
+    if not mpi_info:
+        return MPI.INFO_NULL
+    info = MPI.Info.Create()
+    for k, v in dict(mpi_info).items():
+        info.Set(str(k), str(v))
+    return info
+
+
+class Pool:
+    """``n`` spawned workers running ``sksparse_mlp.parallel._worker``.
+
+    Parameters
+    ----------
+    n : int
+        Number of workers.
+    timeout : float or None
+        Seconds of silence from a worker that owes a message before it is declared stalled.
+    spawn_timeout : float
+        Seconds to wait for Spawn plus every worker's hello.
+    close_timeout : float
+        Seconds the orderly close may take before falling back to the hard path.
+    mpi_info : dict or None
+        MPI Info keys for Spawn (``{"hosts": "a,b"}``, ``{"hostfile": path}``, ...).
+    worker_flags : list of str
+        Extra command-line flags for the workers (test hooks only).
+    """
+
+    def __init__(self, n, timeout=None, spawn_timeout=60.0, close_timeout=10.0,
+                 mpi_info=None, worker_flags=()):
+        MPI = _mpi.get_mpi()
+        _mpi.check_usable()
+        _mpi.prepare_spawn_env()
+        self.MPI = MPI
+        self.n = int(n)
+        self.timeout = timeout
+        self.close_timeout = close_timeout
+        self.pids = {}
+        self.hosts = {}
+        self.broken = False
+        self.comm = None
+        self._pending = []           # our outstanding send requests (kept alive with their buffers)
+        self.last_seen = [time.monotonic()] * self.n
+        self.done = set()            # ranks that said bye
+        self._last_check = 0.0
+        self.stats = {"spawn_s": 0.0, "wait_s": 0.0, "send_s": 0.0, "bytes_out": 0, "bytes_in": 0}
+        pkg_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        args = ([_BOOT, pkg_dir] + list(worker_flags)
+                + ["--ppid", str(os.getpid()), "--phost", socket.gethostname()])
+        t0 = time.perf_counter()
+        info = _make_info(MPI, mpi_info)
+        try:
+            self.comm = _spawn(MPI, args, self.n, spawn_timeout, info)
+        finally:
+            if info != MPI.INFO_NULL:
+                info.Free()
+        self.last_seen = [time.monotonic()] * self.n
+        try:
+            hellos = [self.recv(r, TAG_HELLO, timeout=spawn_timeout) for r in range(self.n)]
+        except BaseException:
+            if self.comm is not None and not self.broken:
+                self._kill("pool start interrupted")
+            raise
+        self.stats["spawn_s"] = time.perf_counter() - t0
+        me = socket.gethostname()
+        for r, h in enumerate(hellos):
+            self.hosts[r] = h["host"]
+            if h["host"] == me:
+                self.pids[r] = h["pid"]
+        bad = [(r, h["import_error"]) for r, h in enumerate(hellos) if h.get("import_error")]
+        if bad:
+            self.close()
+            raise WorkerError("worker %d failed to start:\n%s" % bad[0])
+
+    # ------------------------------------------------------------------ checks
+    def _check(self, what, expect):
+        MPI = self.MPI
+        st = MPI.Status()
+        m = self.comm.improbe(MPI.ANY_SOURCE, TAG_ERR, status=st)
+        if m is not None:
+            err = m.recv()
+            self.last_seen[st.Get_source()] = time.monotonic()
+            self.close()                       # orderly if possible, hard otherwise
+            raise WorkerError("worker %d raised an exception while the server waited for %s:\n%s"
+                              % (err["rank"], what, err["tb"]))
+        dead = [r for r, p in self.pids.items() if r not in self.done and not pid_alive(p)]
+        if dead:
+            self._kill("worker(s) %s died" % dead)
+            raise WorkerDied("worker process(es) %s died while the server waited for %s "
+                             "(killed, crashed or exited)" % (dead, what))
+        if self.timeout is not None:
+            now = time.monotonic()
+            for r in expect:
+                if now - self.last_seen[r] > self.timeout:
+                    # last chance: something from r may be queued while we were busy elsewhere
+                    if self.comm.iprobe(r, MPI.ANY_TAG):
+                        self.last_seen[r] = now
+                        continue
+                    self._kill("worker %d stalled" % r)
+                    raise WorkerTimeout("worker %d sent nothing for %.1f s (worker_timeout) while "
+                                        "the server waited for %s" % (r, self.timeout, what))
+
+    def _wait(self, test, what, expect):
+        if self.comm is None:
+            raise WorkerFailure("the worker pool is closed")
+        MPI = self.MPI
+        s = 1e-5
+        t0 = time.perf_counter()
+        try:
+            while True:
+                try:
+                    r = test()
+                except MPI.Exception as e:   # Open MPI with ULFM: MPI_ERR_PROC_FAILED
+                    if e.Get_error_class() in _ft_errors(MPI):
+                        self._kill("worker died (%s)" % e.Get_error_string(), poison=False)
+                        raise WorkerDied("a worker died while the server waited for %s: %s"
+                                         % (what, e)) from e
+                    raise
+                if r is not None and r is not False:
+                    return r
+                now = time.monotonic()
+                if now - self._last_check > 0.05:     # across waits: a stream of short waits
+                    self._last_check = now            # must not starve the checks
+                    self._check(what, expect)
+                time.sleep(s)
+                s = min(2 * s, 5e-4)
+        finally:
+            self.stats["wait_s"] += time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ receive
+    def wait_any(self, tags, ranks=None):
+        """Wait for a message with one of ``tags`` from any worker in ``ranks`` (default: all
+        not yet done). Returns ``(source, tag, message)``; receive it with ``message.recv()``
+        or ``message.Recv(buf)`` (or :meth:`recv_message`)."""
+        MPI = self.MPI
+        expect = [r for r in (range(self.n) if ranks is None else ranks) if r not in self.done]
+        st = MPI.Status()
+        tags = tuple(tags)
+
+        def test():
+            for t in tags:
+                m = self.comm.improbe(MPI.ANY_SOURCE, t, status=st)
+                if m is not None:
+                    return m
+            return None
+        m = self._wait(test, "a message with tag %s" % (tags,), expect)
+        src = st.Get_source()
+        self.last_seen[src] = time.monotonic()
+        self.stats["bytes_in"] += st.Get_count(MPI.BYTE)
+        return src, st.Get_tag(), m
+
+    def recv(self, src, tag=TAG_RES, timeout=-1):
+        """Receive a pickled object from worker ``src``."""
+        saved = self.timeout
+        if timeout != -1:
+            self.timeout = timeout
+        try:
+            st = self.MPI.Status()
+            m = self._wait(lambda: self.comm.improbe(src, tag, status=st),
+                           "tag %d from worker %d" % (tag, src), [src])
+        finally:
+            self.timeout = saved
+        self.last_seen[src] = time.monotonic()
+        self.stats["bytes_in"] += st.Get_count(self.MPI.BYTE)
+        return m.recv()
+
+    def Recv(self, buf, src, tag=TAG_BUF):
+        """Receive into the numpy array ``buf`` from worker ``src``."""
+        req = self.comm.Irecv(buf, source=src, tag=tag)
+        try:
+            self._wait(req.Test, "a buffer from worker %d" % src, [src])
+        except BaseException:
+            self._cancel(req)
+            raise
+        self.last_seen[src] = time.monotonic()
+        self.stats["bytes_in"] += buf.nbytes
+
+    # ------------------------------------------------------------------ send
+    def _send_wait(self, req, keep, dst, what):
+        t0 = time.perf_counter()
+        self.last_seen[dst] = time.monotonic()
+        self._pending.append((req, keep))
+        self._wait(req.Test, what, [dst])
+        self._pending.pop()
+        self.last_seen[dst] = time.monotonic()
+        self.stats["send_s"] += time.perf_counter() - t0
+
+    def send(self, obj, dst, tag=TAG_CMD):
+        """Send a pickled object to worker ``dst`` (waits for completion by polling)."""
+        req = self.comm.isend(obj, dest=dst, tag=tag)
+        self._send_wait(req, None, dst, "sending to worker %d" % dst)
+
+    def Send(self, buf, dst, tag=TAG_BUF):
+        """Send the numpy array ``buf`` to worker ``dst`` (waits for completion by polling)."""
+        req = self.comm.Isend(buf, dest=dst, tag=tag)
+        self.stats["bytes_out"] += buf.nbytes
+        self._send_wait(req, buf, dst, "sending a buffer to worker %d" % dst)
+
+    def isend_async(self, buf, dst, tag=TAG_BUF):
+        """Start sending ``buf``; it must not be modified until :meth:`flush` returned."""
+        req = self.comm.Isend(buf, dest=dst, tag=tag)
+        self.stats["bytes_out"] += buf.nbytes
+        self._pending.append((req, buf))
+        self.last_seen[dst] = time.monotonic()
+        return req
+
+    def flush(self):
+        """Wait for every send started with :meth:`isend_async`."""
+        t0 = time.perf_counter()
+        while self._pending:
+            req, _ = self._pending[-1]
+            self._wait(req.Test, "outstanding sends", [])
+            self._pending.pop()
+        self.stats["send_s"] += time.perf_counter() - t0
+
+    def bcast_obj(self, obj, tag=TAG_CMD):
+        for r in range(self.n):
+            self.send(obj, r, tag)
+
+    def touch(self, ranks=None):
+        """Reset the silence clock of ``ranks`` (e.g. before waiting for a long computation)."""
+        now = time.monotonic()
+        for r in (range(self.n) if ranks is None else ranks):
+            self.last_seen[r] = now
+
+    def _cancel(self, req):
+        try:
+            req.Cancel()
+        except Exception:
+            pass
+
+    # ------------------------------------------------------------------ shutdown
+    def _kill(self, why, poison=True):
+        """Hard path: SIGKILL every worker (and our hydra launcher), drop the communicator."""
+        self.broken = True
+        if poison and _mpi.vendor() != "Open MPI":
+            _mpi.poison(why)
+        for p in self.pids.values():
+            try:
+                os.kill(p, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if poison and _mpi.poisoned() is not None and not _mpi.launched_by_mpiexec():
+            # MPICH singleton: hydra (started through our shim, its own process group) is
+            # of no further use; take its whole group down so no launcher/proxy lingers.
+            launchers = _own_launchers()
+            for p in launchers:
+                try:
+                    os.killpg(p, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            _reap(launchers)
+        self.comm = None             # never Disconnect(): collective, blocks on dead peers
+        self._pending = []
+
+    def close(self, timeout=None):
+        """Orderly close (stop, drain, bye, Disconnect); hard path if that fails."""
+        if self.comm is None or self.broken:
+            return
+        MPI = self.MPI
+        comm = self.comm
+        saved = self.timeout
+        self.timeout = self.close_timeout if timeout is None else timeout
+        self.touch()
+        try:
+            stops = []
+            for r in range(self.n):
+                if r not in self.done:
+                    stops.append((comm.isend(("stop",), dest=r, tag=TAG_CMD), None))
+            self._pending.extend(stops)
+            st = MPI.Status()
+
+            def test():
+                # drain everything the workers still send until each one said bye
+                m = comm.improbe(MPI.ANY_SOURCE, MPI.ANY_TAG, status=st)
+                if m is not None:
+                    src, tag = st.Get_source(), st.Get_tag()
+                    m.Recv(bytearray(max(1, st.Get_count(MPI.BYTE))))
+                    self.last_seen[src] = time.monotonic()
+                    if tag == TAG_BYE:
+                        self.done.add(src)
+                self._pending = [(q, b) for q, b in self._pending if not q.Test()]
+                return len(self.done) == self.n and not self._pending
+            deadline = time.monotonic() + self.timeout
+            while True:
+                # _check would raise on TAG_ERR; during close errors are expected: drain them.
+                if test():
+                    break
+                if any(not pid_alive(p) for r, p in self.pids.items() if r not in self.done):
+                    raise WorkerDied("a worker died during shutdown")
+                if time.monotonic() > deadline:
+                    raise WorkerTimeout("workers did not stop within %.1f s" % self.timeout)
+                time.sleep(2e-4)
+        except BaseException as e:
+            # includes KeyboardInterrupt during close: never leave workers behind
+            self._kill("shutdown failed: %s" % (e.__class__.__name__,))
+            if not isinstance(e, (WorkerFailure, TimeoutError)):
+                raise
+            return
+        finally:
+            self.timeout = saved
+        self.comm = None
+        comm.Disconnect()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, etype, exc, tb):
+        if etype is not None and issubclass(etype, KeyboardInterrupt):
+            self.close(timeout=min(self.close_timeout, 3.0))
+        else:
+            self.close()
+        return False

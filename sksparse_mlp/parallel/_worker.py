@@ -1,0 +1,299 @@
+"""Worker process of the WASAP-SGD backend.
+
+Started by :class:`sksparse_mlp.parallel._pool.Pool` with ``MPI.COMM_SELF.Spawn``
+(``python -m sksparse_mlp.parallel._worker --ppid PID --phost HOST`` works too).
+It imports no scikit-learn. ``from mpi4py import MPI`` runs first; every later import
+that may fail is reported to the parent in the hello message instead of killing the
+process before the parent can notice.
+
+* Idle waiting is ``improbe`` + ``sleep`` (no busy-polling of a core).
+* Every command runs inside ``try/except BaseException``: an exception (or
+  ``sys.exit``) is sent to the parent as a traceback (``TAG_ERR``), then the worker
+  goes on waiting for commands (the parent stops it in an orderly way).
+* A daemon thread watches the parent pid and ends the process when the parent is gone.
+* While it waits for a reply the worker also watches for ``stop``: it then completes its
+  own pending sends (the parent drains them), says ``bye`` and disconnects.
+"""
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+
+TAG_HELLO, TAG_CMD, TAG_ERR, TAG_RES, TAG_BUF, TAG_BYE, TAG_HB = 1, 2, 3, 4, 5, 6, 7
+TAG_GH, TAG_GD, TAG_MH, TAG_MD = 8, 9, 10, 11
+
+
+MPI = None     # mpi4py.MPI, imported in main() (importing this module must not initialise MPI)
+
+
+class Stop(Exception):
+    """The parent asked us to stop while we were busy."""
+
+
+def _watch_parent(ppid):
+    while True:
+        time.sleep(0.25)
+        try:
+            with open("/proc/%d/stat" % ppid) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    os._exit(70)
+        except FileNotFoundError:
+            os._exit(70)
+        except OSError:
+            pass
+
+
+class Channel:
+    """Poll-based messaging with the parent (rank 0 of the remote group)."""
+
+    def __init__(self, parent):
+        self.comm = parent
+        self.rank = parent.Get_rank()
+        self.size = parent.Get_size()
+        self.pending = []
+        self.stash = []           # commands received while busy (other than stop)
+        self.comm_s = 0.0         # time spent waiting on the parent / in sends
+
+    # -- waiting
+    def _poll(self, test, watch_stop=True, idle=False):
+        s = 1e-5
+        t0 = time.perf_counter()
+        start = time.monotonic()
+        st = MPI.Status()
+        try:
+            while True:
+                r = test()
+                if r is not None and r is not False:
+                    return r
+                if watch_stop:
+                    m = self.comm.improbe(0, TAG_CMD, status=st)
+                    if m is not None:
+                        cmd = m.recv()
+                        if cmd[0] == "stop":
+                            raise Stop()
+                        self.stash.append(cmd)
+                time.sleep(s)
+                cap = 5e-3 if idle and time.monotonic() - start > 2.0 else (1e-3 if idle else 2e-4)
+                s = min(2 * s, cap)
+        finally:
+            self.comm_s += time.perf_counter() - t0
+
+    def check_stop(self):
+        """Between units of work: raise :class:`Stop` if the parent asked us to stop."""
+        if self.comm.iprobe(0, TAG_CMD):
+            cmd = self.comm.recv(source=0, tag=TAG_CMD)
+            if cmd[0] == "stop":
+                raise Stop()
+            self.stash.append(cmd)
+
+    def next_cmd(self):
+        """Next command; stale non-command messages (from an aborted exchange) are dropped."""
+        if self.stash:
+            return self.stash.pop(0)
+        st = MPI.Status()
+
+        def test():
+            m = self.comm.improbe(0, MPI.ANY_TAG, status=st)
+            if m is None:
+                return None
+            if st.Get_tag() == TAG_CMD:
+                return (m.recv(),)
+            m.Recv(bytearray(max(1, st.Get_count(MPI.BYTE))))
+            return None
+        return self._poll(test, watch_stop=False, idle=True)[0]
+
+    def recv(self, tag):
+        st = MPI.Status()
+        m = self._poll(lambda: self.comm.improbe(0, tag, status=st))
+        return m.recv()
+
+    def Recv(self, buf, tag=TAG_BUF):
+        req = self.comm.Irecv(buf, source=0, tag=tag)
+        try:
+            self._poll(req.Test)
+        except BaseException:
+            try:
+                req.Cancel()
+                req.Wait()
+            except Exception:
+                pass
+            raise
+
+    # -- sending
+    def isend(self, obj, tag):
+        self.pending.append((self.comm.isend(obj, dest=0, tag=tag), None))
+
+    def Isend(self, buf, tag=TAG_BUF):
+        self.pending.append((self.comm.Isend(buf, dest=0, tag=tag), buf))
+
+    def flush(self, watch_stop=True):
+        """Wait until every send of ours completed."""
+        def test():
+            self.pending = [(q, b) for q, b in self.pending if not q.Test()]
+            return not self.pending
+        if self.pending:
+            self._poll(test, watch_stop=watch_stop)
+
+    def send(self, obj, tag):
+        self.isend(obj, tag)
+        self.flush()
+
+    def Send(self, buf, tag=TAG_BUF):
+        self.Isend(buf, tag)
+        self.flush()
+
+    def trim(self):
+        """Forget completed sends (keeps the list short while streaming)."""
+        self.pending = [(q, b) for q, b in self.pending if not q.Test()]
+
+
+class Faults:
+    """Test-only fault injection, configured by the parent's setup message."""
+
+    def __init__(self, spec, rank):
+        spec = dict(spec or {})
+        ranks = spec.get("rank", None)
+        if ranks is None:
+            ranks = []
+        elif isinstance(ranks, int):
+            ranks = [ranks]
+        self.active = rank in ranks
+        self.kind = spec.get("kind")
+        self.where = spec.get("where", "step")
+        self.after = int(spec.get("after", 0))
+        self.count = 0
+
+    def check(self, where):
+        if not self.active or where != self.where:
+            return
+        self.count += 1
+        if self.count <= self.after:
+            return
+        k = self.kind
+        if k == "raise":
+            raise RuntimeError("injected failure in a worker (test hook)")
+        if k == "exit":
+            sys.exit(3)
+        if k == "abort":
+            os._exit(3)
+        if k == "kill":
+            os.kill(os.getpid(), 9)
+            time.sleep(10)
+        if k == "stall":
+            while True:
+                time.sleep(3600)
+
+
+class Worker:
+    def __init__(self, ch):
+        self.ch = ch
+        self.cfg = {}
+        self.faults = Faults(None, ch.rank)
+        self.state = None
+
+    def run(self):
+        ch = self.ch
+        while True:
+            cmd = ch.next_cmd()
+            if cmd[0] == "stop":
+                break
+            try:
+                self.dispatch(cmd)
+            except Stop:
+                break
+            except BaseException:
+                ch.pending = [(q, b) for q, b in ch.pending if not q.Test()]
+                ch.isend({"rank": ch.rank, "tb": traceback.format_exc()}, TAG_ERR)
+        # complete our sends (the parent drains them), then bye, then Disconnect
+        ch.flush(watch_stop=False)
+        ch.isend("bye", TAG_BYE)
+        ch.flush(watch_stop=False)
+        ch.comm.Disconnect()
+
+    def dispatch(self, cmd):
+        name = cmd[0]
+        if name == "setup":
+            self.setup(cmd[1])
+        elif name == "ping":
+            self.ch.send(("pong", self.ch.rank, cmd[1]), TAG_RES)
+        elif name == "work":
+            self.work(*cmd[1:])
+        else:
+            from . import _wasap_worker
+            _wasap_worker.dispatch(self, cmd)
+
+    def setup(self, cfg):
+        self.cfg = dict(cfg)
+        self.faults = Faults(self.cfg.get("fault"), self.ch.rank)
+        nt = self.cfg.get("numba_threads")
+        if nt:
+            try:
+                import numba
+                numba.set_num_threads(max(1, min(int(nt), numba.config.NUMBA_NUM_THREADS)))
+            except ImportError:
+                pass
+        self.faults.check("setup")
+        self.ch.send(("ready", self.ch.rank), TAG_RES)
+
+    def work(self, n_steps, step_s):
+        """Test/benchmark command: n_steps of sleeping, a heartbeat after each."""
+        for i in range(int(n_steps)):
+            self.ch.check_stop()
+            self.faults.check("step")
+            time.sleep(step_s)
+            self.ch.isend(("hb", self.ch.rank, i), TAG_HB)
+            self.ch.trim()
+        self.ch.send(("done", self.ch.rank, int(n_steps)), TAG_RES)
+
+
+def _parse(argv):
+    opts = {"ppid": None, "phost": None, "fail_import": False}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--ppid":
+            opts["ppid"] = int(argv[i + 1]); i += 2
+        elif a == "--phost":
+            opts["phost"] = argv[i + 1]; i += 2
+        elif a == "--fail-import":
+            opts["fail_import"] = True; i += 1
+        else:
+            i += 1
+    return opts
+
+
+def main(argv=None):
+    global MPI
+    from mpi4py import MPI      # first: MPI_Init, so that Spawn returns and errors can be reported
+    opts = _parse(sys.argv[1:] if argv is None else argv)
+    if opts["ppid"] and (opts["phost"] in (None, socket.gethostname())):
+        threading.Thread(target=_watch_parent, args=(opts["ppid"],), daemon=True,
+                         name="sksparse-watch-parent").start()
+    parent = MPI.Comm.Get_parent()
+    if parent == MPI.COMM_NULL:
+        sys.stderr.write("sksparse_mlp.parallel._worker: not started by MPI Spawn\n")
+        return 2
+    ch = Channel(parent)
+    try:                        # heavy or fallible imports: after MPI_Init, errors reported
+        import numpy            # noqa: F401
+        if opts["fail_import"]:
+            import sksparse_mlp_nonexistent_module_for_tests  # noqa: F401
+        import_error = None
+    except BaseException:
+        import_error = traceback.format_exc()
+    ch.send({"pid": os.getpid(), "host": socket.gethostname(), "import_error": import_error},
+            TAG_HELLO)
+    if import_error:
+        while ch.next_cmd()[0] != "stop":
+            pass
+        ch.send("bye", TAG_BYE)
+        parent.Disconnect()
+        return 1
+    Worker(ch).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""MPI failure scenarios, each run in its own subprocess by tests/test_parallel.py.
+
+Usage: python tests/mpi_scenarios.py SCENARIO
+Prints one line ``RESULT {json}`` at the end. A worker that dies hard poisons MPICH for
+the whole process (and hydra acts on process groups), hence one process per scenario.
+"""
+import json
+import os
+import signal
+import sys
+import time
+
+
+def _pool_module():
+    try:
+        from sksparse_mlp.parallel import _pool
+    except ImportError:          # package __init__ not importable: load the subpackage alone
+        import types
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        pkg = types.ModuleType("sksparse_mlp")
+        pkg.__path__ = [os.path.join(here, "sksparse_mlp")]
+        sys.modules["sksparse_mlp"] = pkg
+        from sksparse_mlp.parallel import _pool
+    return _pool
+
+
+def _related_pids(pool):
+    """Workers, our hydra launcher(s) and their children (proxies)."""
+    from sksparse_mlp.parallel._pool import _own_launchers, _proc_state
+    pids = set(pool.pids.values())
+    launchers = _own_launchers()
+    pids.update(launchers)
+    for n in os.listdir("/proc"):
+        if n.isdigit():
+            st = _proc_state(int(n))
+            if st is not None and (st[1] in launchers or st[2] in launchers):
+                pids.add(int(n))
+    return sorted(pids)
+
+
+def _setup(pool, fault=None):
+    for r in range(pool.n):
+        pool.send(("setup", {"fault": fault}), r)
+    for r in range(pool.n):
+        pool.recv(r)
+
+
+def _run_work(pool, n_steps, step_s):
+    from sksparse_mlp.parallel._pool import TAG_HB, TAG_RES
+    for r in range(pool.n):
+        pool.send(("work", n_steps, step_s), r)
+    done = 0
+    while done < pool.n:
+        src, tag, m = pool.wait_any([TAG_HB, TAG_RES])
+        m.recv()
+        if tag == TAG_RES:
+            done += 1
+
+
+def _try_again(_pool):
+    """After a failure: does a new pool work (ok), or refuse cleanly (poisoned)?"""
+    try:
+        with _pool.Pool(2, timeout=10) as p:
+            _setup(p)
+            _run_work(p, 2, 0.01)
+        return "ok"
+    except Exception as e:
+        return "%s: %s" % (type(e).__name__, str(e)[:200])
+
+
+def main(name):
+    _pool = _pool_module()
+    out = {"scenario": name}
+    pids = []
+    t_fail = None
+    t0 = time.monotonic()
+    try:
+        if name == "healthy":
+            with _pool.Pool(2, timeout=10) as pool:
+                out["spawn_s"] = pool.stats["spawn_s"]
+                pids = _related_pids(pool)
+                _setup(pool)
+                _run_work(pool, 3, 0.01)
+            out["again"] = _try_again(_pool)
+        elif name in ("raise", "exit", "kill", "abort"):
+            with _pool.Pool(2, timeout=30) as pool:
+                pids = _related_pids(pool)
+                _setup(pool, {"rank": 1, "kind": name, "where": "step", "after": 3})
+                t_fail = time.monotonic() + 3 * 0.05      # the fault fires after 3 steps
+                _run_work(pool, 100, 0.05)
+        elif name == "sigkill":                            # SIGKILL from outside, mid-run
+            with _pool.Pool(2, timeout=30) as pool:
+                pids = _related_pids(pool)
+                _setup(pool)
+                victim = pool.pids[1]
+                import threading
+
+                def killer():
+                    time.sleep(0.5)
+                    out["t_kill"] = time.monotonic()
+                    os.kill(victim, signal.SIGKILL)
+                threading.Thread(target=killer, daemon=True).start()
+                _run_work(pool, 1000, 0.02)
+        elif name == "stall":
+            with _pool.Pool(2, timeout=1.5) as pool:
+                pids = _related_pids(pool)
+                _setup(pool, {"rank": 0, "kind": "stall", "where": "step", "after": 2})
+                t_fail = time.monotonic() + 2 * 0.02 + 1.5
+                _run_work(pool, 1000, 0.02)
+        elif name == "import_error":
+            pool = _pool.Pool(2, timeout=10, worker_flags=["--fail-import"])
+            pool.close()
+        elif name == "interrupt":                          # Ctrl-C (SIGINT) during work
+            import threading
+            with_pids = {}
+            try:
+                with _pool.Pool(2, timeout=30) as pool:
+                    with_pids["p"] = _related_pids(pool)
+                    _setup(pool)
+
+                    def interrupter():
+                        time.sleep(0.5)
+                        os.kill(os.getpid(), signal.SIGINT)
+                    threading.Thread(target=interrupter, daemon=True).start()
+                    _run_work(pool, 1000, 0.02)
+            except KeyboardInterrupt:
+                out["exc"] = "KeyboardInterrupt"
+                out["stop_s"] = time.monotonic() - t0 - 0.5
+            pids = with_pids.get("p", [])
+            out["again"] = _try_again(_pool)
+        elif name == "parent_dies":
+            # the test kills this process (SIGKILL) once it printed the pids
+            pool = _pool.Pool(2, timeout=30)
+            _setup(pool)
+            print("PIDS " + json.dumps(_related_pids(pool)), flush=True)
+            time.sleep(600)
+        elif name == "no_mpi":
+            sys.modules["mpi4py"] = None                   # as if mpi4py were not installed
+            from sksparse_mlp.parallel import _mpi
+            _mpi.get_mpi()
+        else:
+            raise SystemExit("unknown scenario " + name)
+        out["exc"] = out.get("exc")
+    except Exception as e:
+        t = time.monotonic()
+        out["exc"] = type(e).__name__
+        out["bases"] = [c.__name__ for c in type(e).__mro__]
+        out["msg"] = str(e)[:3000]
+        out["elapsed"] = t - t0
+        if "t_kill" in out:
+            out["detect_s"] = t - out["t_kill"]
+        elif t_fail is not None:
+            out["detect_s"] = t - t_fail
+        if name in ("raise", "exit", "kill", "abort", "sigkill", "stall", "import_error"):
+            out["again"] = _try_again(_pool)
+    out["pids"] = pids
+    print("RESULT " + json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
