@@ -357,6 +357,11 @@ class Pool:
         self.last_seen[dst] = time.monotonic()
         return req
 
+    def trim(self):
+        """Forget sends started with :meth:`isend_async` that completed."""
+        if self._pending:
+            self._pending = [(q, b) for q, b in self._pending if not q.Test()]
+
     def flush(self):
         """Wait for every send started with :meth:`isend_async`."""
         t0 = time.perf_counter()

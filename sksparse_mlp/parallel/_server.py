@@ -1,0 +1,469 @@
+"""WASAP-SGD parameter server: runs in the calling process, drives the spawned workers.
+
+Phase 1 (the first ``phase1_fraction`` of the epochs): every worker computes the gradient
+of one batch of its shard on its copy of the model and sends it; the server applies a
+momentum-SGD step (it owns the momentum) and sends the current model back. In ``"async"``
+mode each gradient is applied as it arrives; a gradient computed on an older topology is
+masked to the current pattern (``project_to_pattern``), so it cannot revive removed
+connections, and one computed before a neuron removal is dropped. In ``"sync"`` mode the
+server waits for all workers, averages their gradients (weighted by their samples), and
+takes one step with the learning rate scaled by ``n_workers`` after a 5-epoch linear
+warm-up; together with the per-worker seeds derived from ``rng`` this is reproducible.
+One server epoch is ``ceil(n_samples / batch_size)`` gradients (async) or
+``ceil(n_samples / (batch_size * n_workers))`` averaged steps (sync); at its end the server
+calls ``on_epoch_end`` and then runs importance pruning + SET (``evolve_topology``).
+
+Phase 2 (the remaining epochs): each worker trains locally on its shard with its own SET
+(``run_epoch`` / ``evolve_topology``, the same code as the local optimizer), so their
+topologies diverge. After every epoch the server averages the worker models over the union
+of their connections (a missing connection counts 0) and prunes by magnitude back to its
+own connection count: the result is the server model (reported to ``on_epoch_end``, used
+for early stopping, and returned after the last epoch). Workers are never reset to the
+server model in phase 2.
+
+Between topology changes only ``W.data`` values and biases travel (one flat buffer, with
+upper-case MPI calls); the sparsity structure is sent only after it changed.
+"""
+import math
+import os
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._network import SparseLayer, evolve_topology
+from .._topology import _make_csr, average_union, project_to_pattern, prune_to_nnz
+from . import _wire
+from ._pool import TAG_GD, TAG_GH, TAG_MD, TAG_MH, TAG_RES, Pool
+
+WARMUP_EPOCHS = 5
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:          # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class _Server:
+    def __init__(self, pool, network, config, optimizer, rng, on_epoch_end, epochs_done):
+        self.pool = pool
+        self.net = network
+        self.config = config
+        self.opt = optimizer
+        self.rng = rng
+        self.on_epoch_end = on_epoch_end
+        self.epochs_done = int(epochs_done)   # epochs completed before this fit (warm start)
+        self.epochs = 0                      # epochs completed in this fit
+        self.version = 0
+        self.shape_version = 0
+        self.history = {}
+        self._record()
+        self.worker_version = [0] * pool.n
+        self._values = None                  # cached packed values of the current model
+        self._struct = None                  # cached structure arrays of the current version
+        self.stopped = False
+        self.compute_s = 0.0
+
+    # ------------------------------------------------------------------ topology versions
+    def _record(self):
+        self.history[self.version] = [(l.W.indptr, l.W.indices, l.W.shape) for l in self.net.layers]
+
+    def _new_version(self, shapes_changed):
+        self.version += 1
+        if shapes_changed:
+            self.shape_version = self.version
+        self._record()
+        self._struct = None
+        self._values = None
+        alive = min(self.worker_version) if self.worker_version else self.version
+        for v in [v for v in self.history if v < alive and v != self.version]:
+            del self.history[v]
+
+    def _align(self, buf, ver):
+        """Gradient buffer computed on version ``ver`` -> per-layer gradients aligned with
+        the current model (views when the topology is current), or None to drop it."""
+        net = self.net
+        if ver == self.version:
+            return _wire.split(buf, *_wire.sizes(net))
+        if ver < self.shape_version or ver not in self.history:
+            return None
+        old = self.history[ver]
+        parts = _wire.split(buf, [len(ind) for _, ind, _ in old], [s[1] for _, _, s in old])
+        out = []
+        for (indptr, indices, shape), (gW, gb), layer in zip(old, parts, net.layers):
+            W = layer.W
+            if indices is W.indices and indptr is W.indptr:
+                out.append((gW, gb))
+            else:
+                src = _make_csr(gW, indices, indptr, shape)
+                out.append((project_to_pattern(src, W), gb))
+        return out
+
+    # ------------------------------------------------------------------ messages
+    def values(self):
+        if self._values is None:
+            self._values = _wire.pack_values(self.net)
+        return self._values
+
+    def send_model(self, r, with_velocity):
+        pool = self.pool
+        pool.send(("model", {"n_layers": len(self.net.layers), "version": self.version,
+                             "with_velocity": with_velocity}), r)
+        meta, arrays = _wire.structure_arrays(self.net)
+        for a in [meta] + arrays:
+            pool.isend_async(a, r, TAG_MD)
+        pool.isend_async(self.values(), r, TAG_MD)
+        if with_velocity:
+            pool.isend_async(_wire.pack_velocity(self.net), r, TAG_MD)
+        self.worker_version[r] = self.version
+
+    def reply(self, r, end=False):
+        pool = self.pool
+        if end:
+            pool.isend_async(np.array([_wire.END, self.version, 0, 0], dtype=np.int64), r, TAG_MH)
+            return
+        if self.worker_version[r] == self.version:
+            pool.isend_async(np.array([_wire.VALUES, self.version, 0, 0], dtype=np.int64),
+                             r, TAG_MH)
+        else:
+            pool.isend_async(np.array([_wire.STRUCTURE, self.version, 0, 0], dtype=np.int64),
+                             r, TAG_MH)
+            if self._struct is None:
+                self._struct = _wire.structure_arrays(self.net)
+            meta, arrays = self._struct
+            for a in [meta] + arrays:
+                pool.isend_async(a, r, TAG_MD)
+        pool.isend_async(self.values(), r, TAG_MD)
+        self.worker_version[r] = self.version
+
+    def recv_gradient(self, ranks):
+        """Next gradient from any of ``ranks``: (rank, version, loss, total, n, buffer)."""
+        pool = self.pool
+        src, _, m = pool.wait_any([TAG_GH], ranks)
+        hdr = np.empty(5, dtype=np.float64)
+        m.Recv(hdr)
+        ver, loss, total, nb, size = int(hdr[0]), float(hdr[1]), float(hdr[2]), int(hdr[3]), int(hdr[4])
+        buf = None
+        if size:
+            buf = np.empty(size, dtype=self.net.dtype)
+            pool.Recv(buf, src, TAG_GD)
+        pool.trim()
+        return src, ver, loss, total, nb, buf
+
+    # ------------------------------------------------------------------ epochs
+    def end_epoch(self, loss, last_epoch_of_phase):
+        """Report the epoch; evolve the topology unless training (or the phase) ends."""
+        self.epochs += 1
+        stop = bool(self.on_epoch_end(loss)) if self.on_epoch_end is not None else False
+        if stop:
+            self.stopped = True
+        if stop or last_epoch_of_phase:
+            return True
+        t0 = time.perf_counter()
+        shapes = [l.W.shape for l in self.net.layers]
+        evolve_topology(self.net, self.epochs_done + self.epochs, self.config, self.rng)
+        self._new_version([l.W.shape for l in self.net.layers] != shapes)
+        self.compute_s += time.perf_counter() - t0
+        return False
+
+    def phase1_async(self, n_epochs, steps_per_epoch):
+        n = self.pool.n
+        ended, finished = set(), False
+        loss_acc = n_acc = 0.0
+        steps = 0
+        while len(ended) < n:
+            src, ver, loss, total, nb, buf = self.recv_gradient([r for r in range(n) if r not in ended])
+            if finished:
+                self.reply(src, end=True)
+                ended.add(src)
+                continue
+            t0 = time.perf_counter()
+            if buf is not None and total > 0:
+                grads = self._align(buf, ver)
+                if grads is not None:
+                    self.net.apply_gradients(grads, self.opt, self.config.alpha / total)
+                    self._values = None
+            self.compute_s += time.perf_counter() - t0
+            loss_acc += loss * nb
+            n_acc += nb
+            steps += 1
+            if steps >= steps_per_epoch:
+                finished = self.end_epoch(loss_acc / max(n_acc, 1.0),
+                                          self.epochs + 1 >= n_epochs)
+                loss_acc = n_acc = 0.0
+                steps = 0
+            if finished:
+                self.reply(src, end=True)
+                ended.add(src)
+            else:
+                self.reply(src)
+        self.pool.flush()
+
+    def phase1_sync(self, n_epochs, steps_per_epoch):
+        n = self.pool.n
+        finished = False
+        loss_acc = n_acc = 0.0
+        steps = 0
+        base_lr = None
+        while not finished:
+            got = {}
+            while len(got) < n:
+                src, ver, loss, total, nb, buf = self.recv_gradient([r for r in range(n) if r not in got])
+                got[src] = (ver, loss, total, nb, buf)
+            t0 = time.perf_counter()
+            tot = sum(g[2] for g in got.values())
+            if tot > 0:
+                combined = None
+                for r in range(n):                       # rank order: reproducible sums
+                    ver, loss, total, nb, buf = got[r]
+                    if buf is None or total <= 0:
+                        continue
+                    if combined is None:
+                        combined = buf * buf.dtype.type(total / tot)
+                    else:
+                        combined += buf * buf.dtype.type(total / tot)
+                grads = self._align(combined, got[0][0])
+                progress = self.epochs + steps / steps_per_epoch
+                factor = 1.0 + (n - 1) * min(1.0, progress / WARMUP_EPOCHS)
+                base_lr = self.opt.learning_rate
+                self.opt.learning_rate = base_lr * factor
+                try:
+                    self.net.apply_gradients(grads, self.opt, self.config.alpha / tot)
+                finally:
+                    self.opt.learning_rate = base_lr
+                self._values = None
+            self.compute_s += time.perf_counter() - t0
+            for r in range(n):
+                loss_acc += got[r][1] * got[r][3]
+                n_acc += got[r][3]
+            steps += 1
+            if steps >= steps_per_epoch:
+                finished = self.end_epoch(loss_acc / max(n_acc, 1.0),
+                                          self.epochs + 1 >= n_epochs)
+                loss_acc = n_acc = 0.0
+                steps = 0
+            for r in range(n):
+                self.reply(r, end=finished)
+        self.pool.flush()
+
+    def phase2(self, n_epochs):
+        pool, n = self.pool, self.pool.n
+        net = self.net
+        for r in range(n):
+            self.send_model(r, with_velocity=True)
+        pool.flush()
+        for r in range(n):
+            pool.recv(r)
+        target = net.n_connections
+        for k in range(n_epochs):
+            done = self.epochs_done + self.epochs
+            for r in range(n):
+                pool.send(("epoch", {"lr": self.opt.learning_rate, "evolve": done > 0,
+                                     "epochs_done": done}), r)
+            results = {}
+            L = len(net.layers)
+            while len(results) < n:
+                src, _, m = pool.wait_any([TAG_RES], [r for r in range(n) if r not in results])
+                info = m.recv()
+                meta = np.empty(_wire.meta_len(L), dtype=np.int64)
+                pool.Recv(meta, src, TAG_GD)
+                arrays = _wire.empty_structure(meta)
+                for a in arrays:
+                    pool.Recv(a, src, TAG_GD)
+                n_vals = int(sum(meta[3::3]) + sum(meta[2::3]))
+                vals = np.empty(n_vals, dtype=net.dtype)
+                vel = np.empty(n_vals, dtype=net.dtype)
+                pool.Recv(vals, src, TAG_GD)
+                pool.Recv(vel, src, TAG_GD)
+                results[src] = (info, meta, arrays, vals, vel)
+            t0 = time.perf_counter()
+            self._merge([results[r] for r in range(n)], target)
+            self.compute_s += time.perf_counter() - t0
+            loss = (sum(res[0]["loss"] * res[0]["n"] for res in results.values())
+                    / sum(res[0]["n"] for res in results.values()))
+            self.epochs += 1
+            if self.on_epoch_end is not None and self.on_epoch_end(loss):
+                self.stopped = True
+                break
+
+    def _merge(self, results, target):
+        """Average the workers' models over the union of their connections, then prune by
+        magnitude back to the server's connection count, layer by layer."""
+        net = self.net
+        L = len(net.layers)
+        per_worker = []
+        for info, meta, arrays, vals, vel in results:
+            nnzs = [int(meta[3 + 3 * l]) for l in range(L)]
+            n_outs = [int(meta[2 + 3 * l]) for l in range(L)]
+            shapes = [(int(meta[1 + 3 * l]), n_outs[l]) for l in range(L)]
+            per_worker.append((arrays, shapes, _wire.split(vals, nnzs, n_outs),
+                               _wire.split(vel, nnzs, n_outs)))
+        new_layers = []
+        for l in range(L):
+            Ws, Vs, bs, bvs = [], [], [], []
+            for arrays, shapes, parts, vparts in per_worker:
+                Ws.append(_make_csr(parts[l][0], arrays[2 * l + 1], arrays[2 * l], shapes[l]))
+                Vs.append(_make_csr(vparts[l][0], arrays[2 * l + 1], arrays[2 * l], shapes[l]))
+                bs.append(parts[l][1])
+                bvs.append(vparts[l][1])
+            Wavg = average_union(Ws)
+            Vavg = average_union(Vs)          # same union pattern, same order as Wavg
+            Wnew, kept = prune_to_nnz(Wavg, target[l], return_kept=True)
+            dtype = net.dtype
+            bias = np.mean(np.stack(bs), axis=0).astype(dtype)
+            bvel = np.mean(np.stack(bvs), axis=0).astype(dtype)
+            new_layers.append(SparseLayer(Wnew, bias, np.ascontiguousarray(Vavg.data[kept]), bvel))
+        net.layers[:] = new_layers
+
+
+def fit_wasap(network, X, Y, sample_weight, *, config, optimizer, batch_size, max_epochs,
+              shuffle=True, n_workers=2, mode="async", phase1_fraction=0.7, timeout=60.0,
+              mpi_info=None, rng, on_epoch_end=None, epochs_done=0):
+    """Train ``network`` in place with WASAP-SGD over ``n_workers`` spawned MPI workers.
+
+    Parameters
+    ----------
+    network : SparseMLP
+        Model to train; it is updated in place (its ``layers`` list) after every server
+        step / epoch, so ``on_epoch_end`` sees the current model.
+    X : ndarray or CSR matrix of shape (n_samples, n_features)
+    Y : ndarray of shape (n_samples, n_outputs)
+    sample_weight : ndarray of shape (n_samples,) or None
+    config : TrainingConfig
+    optimizer : MomentumSGD
+        Used by the server in phase 1 (it owns the momentum); its current learning rate
+        goes to the workers in phase 2. Schedules driven by ``on_epoch_end`` apply.
+    batch_size : int
+    max_epochs : int
+    shuffle : bool
+        Reshuffle each worker's shard every pass.
+    n_workers : int
+    mode : {"async", "sync"}
+    phase1_fraction : float in [0, 1]
+        Share of the epochs in the parameter-server phase.
+    timeout : float or None
+        Seconds of silence from a worker that owes a message before it is declared stalled.
+    mpi_info : dict or None
+        MPI Info keys passed to Spawn (``{"hosts": "a,b"}``, ``{"hostfile": path}``).
+    rng : numpy.random.Generator
+        Drives the shards, the workers' seeds and the server's topology changes.
+    on_epoch_end : callable(loss) -> bool or None
+        Called after every epoch with its mean training loss; returning True stops.
+    epochs_done : int
+        Epochs trained before this call (warm start): the importance-pruning schedule.
+
+    Returns
+    -------
+    network : SparseMLP
+        The same object, trained.
+
+    Raises
+    ------
+    ImportError
+        mpi4py or an MPI library is missing (the message says how to install them).
+    WorkerError, WorkerDied, WorkerTimeout
+        A worker raised, died or stalled; no worker process is left behind.
+    """
+    from . import _test_hooks, last_stats
+
+    t_start = time.perf_counter()
+    n = X.shape[0]
+    n_workers = int(n_workers)
+    if n_workers < 2:
+        raise ValueError("fit_wasap needs n_workers >= 2, got %d" % n_workers)
+    if n < n_workers:
+        raise ValueError("n_workers=%d is more than the %d training samples" % (n_workers, n))
+    if mode not in ("async", "sync"):
+        raise ValueError("mode must be 'async' or 'sync', got %r" % (mode,))
+    batch_size = int(batch_size)
+    n1 = int(round(float(phase1_fraction) * max_epochs))
+    n2 = int(max_epochs) - n1
+    seeds = rng.integers(0, np.iinfo(np.int64).max, size=n_workers)
+    shards = np.array_split(rng.permutation(n), n_workers)
+    cores = _cores()
+    flags = ["--fail-import"] if _test_hooks.get("fail_import") else []
+    stats = {"n_workers": n_workers, "mode": mode}
+    with Pool(n_workers, timeout=timeout, mpi_info=mpi_info, worker_flags=flags) as pool:
+        stats["spawn_s"] = pool.stats["spawn_s"]
+        t_setup = time.perf_counter()
+        for r in range(n_workers):
+            pool.send(("setup", {"fault": _test_hooks.get("fault"),
+                                 "numba_threads": max(1, cores // n_workers)}), r)
+        for r in range(n_workers):
+            pool.recv(r)
+        cfg = {"config": {f: getattr(config, f) for f in config.__dataclass_fields__},
+               "batch_size": batch_size, "shuffle": bool(shuffle),
+               "proto": _wire.proto_of(network), "momentum": optimizer.momentum,
+               "nesterov": optimizer.nesterov}
+        for r in range(n_workers):
+            pool.send(("init", dict(cfg, seed=int(seeds[r]))), r)
+        for r in range(n_workers):
+            pool.recv(r)
+        for r in range(n_workers):
+            _send_shard(pool, r, X, Y, sample_weight, shards[r])
+        for r in range(n_workers):
+            pool.recv(r)
+        server = _Server(pool, network, config, optimizer, rng, on_epoch_end, epochs_done)
+        stats["setup_s"] = time.perf_counter() - t_setup
+        t_train = time.perf_counter()
+        if n1 > 0:
+            for r in range(n_workers):
+                server.send_model(r, with_velocity=False)
+            pool.flush()
+            for r in range(n_workers):
+                pool.recv(r)
+            for r in range(n_workers):
+                pool.send(("phase1", {}), r)
+            if mode == "async":
+                server.phase1_async(n1, max(1, math.ceil(n / batch_size)))
+            else:
+                server.phase1_sync(n1, max(1, math.ceil(n / (batch_size * n_workers))))
+            for r in range(n_workers):
+                pool.recv(r)                        # phase1_done
+        stats["phase1_s"] = time.perf_counter() - t_train
+        if n2 > 0 and not server.stopped:
+            server.phase2(n2)
+        stats["train_s"] = time.perf_counter() - t_train
+        stats["workers"] = []
+        for r in range(n_workers):
+            pool.send(("stats",), r)
+            stats["workers"].append(pool.recv(r))
+        stats["server_compute_s"] = server.compute_s
+        stats["server_wait_s"] = pool.stats["wait_s"]
+        stats["bytes_out"] = pool.stats["bytes_out"]
+        stats["bytes_in"] = pool.stats["bytes_in"]
+        stats["epochs"] = server.epochs
+        t_close = time.perf_counter()
+    stats["close_s"] = time.perf_counter() - t_close
+    stats["total_s"] = time.perf_counter() - t_start
+    last_stats.clear()
+    last_stats.update(stats)
+    return network
+
+
+def _send_shard(pool, r, X, Y, sample_weight, idx):
+    idx = np.sort(idx)
+    Xs = X[idx]
+    Ys = np.ascontiguousarray(Y[idx])
+    meta = {"y_shape": Ys.shape, "y_dtype": Ys.dtype.str, "has_sw": sample_weight is not None}
+    if sp.issparse(Xs):
+        Xs = sp.csr_matrix(Xs)
+        Xs.sort_indices()
+        idx_dtype = np.result_type(Xs.indices.dtype, Xs.indptr.dtype)
+        arrays = [np.ascontiguousarray(Xs.data), Xs.indices.astype(idx_dtype),
+                  Xs.indptr.astype(idx_dtype)]
+        meta.update(sparse=True, shape=Xs.shape, dtype=Xs.data.dtype.str, nnz=Xs.nnz,
+                    idx_dtype=idx_dtype.str)
+    else:
+        Xs = np.ascontiguousarray(Xs)
+        arrays = [Xs]
+        meta.update(sparse=False, shape=Xs.shape, dtype=Xs.dtype.str)
+    arrays.append(Ys)
+    if sample_weight is not None:
+        arrays.append(np.ascontiguousarray(sample_weight[idx], dtype=np.float64))
+    pool.send(("shard", meta), r)
+    for a in arrays:
+        pool.isend_async(a, r, TAG_MD)
+    pool.flush()

@@ -1,0 +1,195 @@
+"""Worker side of WASAP-SGD (imported by ``_worker`` on the first training command).
+
+Uses the core's training code: ``SparseMLP.loss_and_gradients`` for the phase-1
+gradients, and ``run_epoch`` / ``evolve_topology`` for the phase-2 local epochs.
+No scikit-learn is imported here.
+"""
+import dataclasses
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._network import TrainingConfig, _normalised_weights, evolve_topology, run_epoch
+from .._optimizers import MomentumSGD
+from . import _wire
+from ._worker import TAG_GD, TAG_GH, TAG_MD, TAG_MH, TAG_RES
+
+
+class State:
+    """Everything a worker keeps between commands."""
+
+    def __init__(self, cfg):
+        self.seed = int(cfg["seed"])
+        self.rng = np.random.default_rng(self.seed)
+        self.config = TrainingConfig(**cfg["config"])
+        # importance pruning runs at the server only (phase 1): it changes layer shapes,
+        # which would make the workers' models impossible to average over a union
+        self.local_config = dataclasses.replace(self.config, importance_pruning=False)
+        self.batch_size = int(cfg["batch_size"])
+        self.shuffle = bool(cfg["shuffle"])
+        self.proto = cfg["proto"]
+        self.dtype = np.dtype(self.proto["dtype"])
+        self.momentum = float(cfg["momentum"])
+        self.nesterov = bool(cfg["nesterov"])
+        self.X = self.Y = self.sw = None
+        self.net = None
+        self.meta = None
+        self.version = -1
+        self.flat = None
+        self.order = None
+        self.pos = 0
+        self.compute_s = 0.0
+        self.steps = 0
+
+    def next_batch(self):
+        n = self.X.shape[0]
+        if self.order is None or self.pos >= n:
+            self.order = self.rng.permutation(n) if self.shuffle else np.arange(n)
+            self.pos = 0
+        idx = self.order[self.pos:self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return idx
+
+
+def dispatch(w, cmd):
+    name = cmd[0]
+    if name == "init":
+        w.state = State(cmd[1])
+        w.ch.send(("ok", w.ch.rank), TAG_RES)
+    elif name == "shard":
+        recv_shard(w, cmd[1])
+    elif name == "model":
+        recv_model(w, cmd[1])
+    elif name == "phase1":
+        phase1(w, cmd[1])
+    elif name == "epoch":
+        local_epoch(w, cmd[1])
+    elif name == "stats":
+        s = w.state
+        w.ch.send({"compute_s": s.compute_s if s else 0.0, "comm_s": w.ch.comm_s,
+                   "steps": s.steps if s else 0}, TAG_RES)
+    else:
+        raise ValueError("unknown command %r" % (name,))
+
+
+def recv_shard(w, meta):
+    ch, s = w.ch, w.state
+    dtype = np.dtype(meta["dtype"])
+    if meta["sparse"]:
+        n, d = meta["shape"]
+        data = np.empty(meta["nnz"], dtype=dtype)
+        indices = np.empty(meta["nnz"], dtype=np.dtype(meta["idx_dtype"]))
+        indptr = np.empty(n + 1, dtype=np.dtype(meta["idx_dtype"]))
+        for a in (data, indices, indptr):
+            ch.Recv(a, TAG_MD)
+        s.X = sp.csr_matrix((data, indices, indptr), shape=(n, d))
+    else:
+        s.X = np.empty(meta["shape"], dtype=dtype)
+        ch.Recv(s.X, TAG_MD)
+    s.Y = np.empty(meta["y_shape"], dtype=np.dtype(meta["y_dtype"]))
+    ch.Recv(s.Y, TAG_MD)
+    if meta["has_sw"]:
+        s.sw = np.empty(meta["shape"][0], dtype=np.float64)
+        ch.Recv(s.sw, TAG_MD)
+    else:
+        s.sw = None
+    s.order, s.pos = None, 0
+    ch.send(("ok", ch.rank), TAG_RES)
+
+
+def _recv_structure(ch, n_layers):
+    meta = np.empty(_wire.meta_len(n_layers), dtype=np.int64)
+    ch.Recv(meta, TAG_MD)
+    arrays = _wire.empty_structure(meta)
+    for a in arrays:
+        ch.Recv(a, TAG_MD)
+    return meta, arrays
+
+
+def recv_model(w, info):
+    """Full model: structure, values and (``with_velocity``) optimizer state."""
+    ch, s = w.ch, w.state
+    meta, arrays = _recv_structure(ch, info["n_layers"])
+    n_vals = int(sum(meta[3::3]) + sum(meta[2::3]))
+    s.flat = np.empty(n_vals, dtype=s.dtype)
+    ch.Recv(s.flat, TAG_MD)
+    vel = None
+    if info.get("with_velocity"):
+        vel = np.empty(n_vals, dtype=s.dtype)
+        ch.Recv(vel, TAG_MD)
+    s.meta, s.arrays = meta, arrays
+    s.net = _wire.build_network(meta, arrays, s.flat, s.proto, vel)
+    s.version = int(info["version"])
+    ch.send(("ok", ch.rank), TAG_RES)
+
+
+def phase1(w, params):
+    """Asynchronous / synchronous phase: gradient out, current model back, until END."""
+    ch, s = w.ch, w.state
+    cfg = s.config
+    L = len(s.net.layers)
+    hdr = np.empty(5, dtype=np.float64)
+    rhdr = np.empty(4, dtype=np.int64)
+    gbuf = np.empty(_wire.value_size(s.net), dtype=s.dtype)
+    while True:
+        w.faults.check("step")
+        t0 = time.perf_counter()
+        idx = s.next_batch()
+        Xb, Yb = s.X[idx], s.Y[idx]
+        swb = None if s.sw is None else s.sw[idx]
+        weights, total = _normalised_weights(swb, len(idx), s.dtype)
+        net = s.net
+        if total > 0:
+            loss, grads = net.loss_and_gradients(Xb, Yb, weights, cfg.dropout, s.rng)
+            loss += 0.5 * (cfg.alpha / total) * net.squared_norm()
+            if gbuf.size != _wire.value_size(net):
+                gbuf = np.empty(_wire.value_size(net), dtype=s.dtype)
+            _wire.pack_grads(grads, gbuf)
+        else:
+            loss = 0.0
+        hdr[:] = (s.version, loss, total, len(idx), gbuf.size if total > 0 else 0)
+        s.compute_s += time.perf_counter() - t0
+        s.steps += 1
+        ch.Isend(hdr, TAG_GH)
+        if total > 0:
+            ch.Isend(gbuf, TAG_GD)
+        ch.Recv(rhdr, TAG_MH)          # watches for "stop" while waiting
+        ch.flush()                      # the server got our gradient before it replied
+        kind, version = int(rhdr[0]), int(rhdr[1])
+        if kind == _wire.END:
+            break
+        if kind == _wire.STRUCTURE:
+            meta, arrays = _recv_structure(ch, L)
+            L = int(meta[0])
+            n_vals = int(sum(meta[3::3]) + sum(meta[2::3]))
+            s.flat = np.empty(n_vals, dtype=s.dtype)
+            ch.Recv(s.flat, TAG_MD)
+            s.meta, s.arrays = meta, arrays
+            s.net = _wire.build_network(meta, arrays, s.flat, s.proto)
+        else:
+            ch.Recv(s.flat, TAG_MD)     # W.data and biases are views of s.flat
+        s.version = version
+    ch.send(("phase1_done", ch.rank), TAG_RES)
+
+
+def local_epoch(w, params):
+    """Phase 2: one local epoch with the worker's own SET; the model goes back."""
+    ch, s = w.ch, w.state
+    w.faults.check("phase2")
+    t0 = time.perf_counter()
+    opt = MomentumSGD(params["lr"], "constant", s.momentum, s.nesterov)
+    if params["evolve"]:
+        evolve_topology(s.net, int(params["epochs_done"]), s.local_config, s.rng)
+    loss = run_epoch(s.net, s.X, s.Y, s.sw, s.batch_size, opt, s.local_config, s.rng,
+                     s.shuffle)
+    s.compute_s += time.perf_counter() - t0
+    s.steps += -(-s.X.shape[0] // s.batch_size)
+    meta, arrays = _wire.structure_arrays(s.net)
+    ch.send({"rank": ch.rank, "loss": float(loss), "n": int(s.X.shape[0])}, TAG_RES)
+    ch.Isend(meta, TAG_GD)
+    for a in arrays:
+        ch.Isend(a, TAG_GD)
+    ch.Isend(_wire.pack_values(s.net), TAG_GD)
+    ch.Isend(_wire.pack_velocity(s.net), TAG_GD)
+    ch.flush()
