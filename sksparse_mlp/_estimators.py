@@ -70,7 +70,7 @@ class _BaseTrulySparseMLP(BaseEstimator):
     }
 
     def __init__(self, hidden_layer_sizes=(100,), activation="allrelu", *, allrelu_slope=0.6,
-                 epsilon=20, density=None, zeta=0.3, init="sparse_he", dropout=0.3,
+                 epsilon=20, density=None, zeta=0.3, init="sparse_he", dropout=0.0,
                  importance_pruning=False, pruning_start=50, pruning_interval=10,
                  pruning_percentile=20.0, alpha=1e-4, batch_size="auto",
                  learning_rate="constant", learning_rate_init=0.01, power_t=0.5, max_iter=200,
@@ -281,6 +281,9 @@ class _BaseTrulySparseMLP(BaseEstimator):
 
     def _end_epoch(self, loss, n_samples, X_val, y_val):
         """Record an epoch; returns True when training should stop."""
+        if not np.isfinite(loss):
+            raise ValueError("Training diverged: the loss became %s at epoch %d. Scale the inputs "
+                             "and targets or lower learning_rate_init." % (loss, self.n_iter_ + 1))
         self.n_iter_ += 1
         self.t_ += n_samples
         self.loss_ = loss
@@ -362,8 +365,9 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
     init : {"sparse_he", "he", "xavier"}, default="sparse_he"
         Uniform initialisation scaled by the mean actual fan-in of the sparse
         layer (``"sparse_he"``), or the paper's dense He / Xavier bounds.
-    dropout : float in [0, 1), default=0.3
-        Inverted dropout rate on the hidden activations during training.
+    dropout : float in [0, 1), default=0.0
+        Inverted dropout rate on the hidden activations during training (the
+        paper used 0.3).
     importance_pruning : bool, default=False
         Remove the least important hidden neurons during training.
     pruning_start : int, default=50

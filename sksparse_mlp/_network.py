@@ -230,8 +230,14 @@ class SparseMLP:
 
     # ------------------------------------------------------------------ topology
     def prune_and_regrow(self, zeta, rng, init):
-        """SET on every hidden weight matrix (the output matrix does not evolve)."""
+        """SET on every sparse hidden weight matrix (the output matrix does not evolve).
+
+        A full layer is skipped: its only empty positions would be the ones just
+        pruned, so SET would merely re-initialise its smallest weights.
+        """
         for layer in self.layers[:-1]:
+            if layer.W.nnz >= layer.n_in * layer.n_out:
+                continue
             layer.W, layer.velocity = _topology.prune_and_regrow(
                 layer.W, layer.velocity, zeta, rng, init)
 
