@@ -134,6 +134,43 @@ def main(name):
             _setup(pool)
             print("PIDS " + json.dumps(_related_pids(pool)), flush=True)
             time.sleep(600)
+        elif name in ("fit_kill", "fit_stall", "fit_raise"):
+            # estimator level: a fitted model, then a failing n_workers=2 fit
+            import numpy as np
+            from sklearn.datasets import make_classification
+            from sksparse_mlp import TrulySparseMLPClassifier, parallel
+            X, y = make_classification(n_samples=600, n_features=10, random_state=0)
+            clf = TrulySparseMLPClassifier(hidden_layer_sizes=(16,), max_iter=3, random_state=0,
+                                           n_workers=2, worker_timeout=2.0 if name == "fit_stall" else 60.0)
+            clf.fit(X, y)
+            before = [W.toarray() for W in clf.coefs_]
+            kind = name[4:]
+            import tempfile
+            stamp = os.path.join(tempfile.mkdtemp(), "stamp")
+            parallel._test_hooks["fault"] = {"rank": 1, "kind": kind, "where": "step", "after": 5,
+                                             "stamp": stamp}
+            clf.set_params(max_iter=50)
+            t_fail = None
+            try:
+                clf.fit(X, y)
+            except Exception as e:
+                t = time.monotonic()
+                out["fit_exc"] = type(e).__name__
+                out["fit_msg"] = str(e)[:2000]
+                out["fit_elapsed"] = t - t0
+                with open(stamp) as f:
+                    out["detect_s"] = time.time() - float(f.read())
+            parallel._test_hooks["fault"] = None
+            out["kept_state"] = all(np.array_equal(a, W.toarray()) for a, W in zip(before, clf.coefs_))
+            out["n_iter_"] = clf.n_iter_
+            try:
+                clf.set_params(max_iter=2).fit(X, y)
+                out["refit2"] = "ok"
+            except Exception as e:
+                out["refit2"] = "%s: %s" % (type(e).__name__, str(e)[:300])
+            clf.set_params(n_workers=1).fit(X, y)
+            out["refit1"] = "ok"
+            out["stats"] = {k: v for k, v in parallel.last_stats.items() if k.endswith("_s")}
         elif name == "no_mpi":
             sys.modules["mpi4py"] = None                   # as if mpi4py were not installed
             from sksparse_mlp.parallel import _mpi

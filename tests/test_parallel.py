@@ -179,3 +179,143 @@ def test_n_workers_1_never_imports_mpi4py():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50,
                        cwd=ROOT)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------- estimator level
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", ["fit_raise", "fit_kill", "fit_stall"])
+def test_fit_failure_keeps_previous_state(kind):
+    res = run_scenario(kind, timeout=110)
+    expected = {"fit_raise": "WorkerError", "fit_kill": "WorkerDied", "fit_stall": "WorkerTimeout"}
+    assert res.get("fit_exc") == expected[kind], {k: v for k, v in res.items() if k != "stderr"}
+    limit = 2.0 + (2.0 if kind == "fit_stall" else 0.0)      # stall: after worker_timeout=2 s
+    assert res["detect_s"] < limit, res
+    assert res["kept_state"] and res["n_iter_"] == 3          # the model fitted before is intact
+    if kind == "fit_raise":
+        assert res["refit2"] == "ok"
+    else:
+        assert res["refit2"] == "ok" or "restart Python" in res["refit2"]
+    assert res["refit1"] == "ok"                              # n_workers=1 still works
+
+
+def _data_clf():
+    from sklearn.datasets import make_classification
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+    X, y = make_classification(n_samples=1500, n_features=20, n_informative=10, n_classes=3,
+                               random_state=0)
+    X = StandardScaler().fit_transform(X)
+    return train_test_split(X, y, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def warm_kernels():
+    """Compile (or load) the numba kernels in this process first, so that the on-disk cache
+    exists before workers start (they load it instead of compiling twice in parallel)."""
+    from sksparse_mlp import TrulySparseMLPClassifier
+    Xtr, Xte, ytr, yte = _data_clf()
+    TrulySparseMLPClassifier(hidden_layer_sizes=(8,), max_iter=1, random_state=0).fit(Xtr, ytr)
+    TrulySparseMLPClassifier(hidden_layer_sizes=(8,), max_iter=1, random_state=0).fit(
+        __import__("scipy.sparse").sparse.csr_matrix(Xtr[:50]), ytr[:50])
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_classifier_two_workers_close_to_one(warm_kernels, mode):
+    from sksparse_mlp import TrulySparseMLPClassifier, parallel
+    Xtr, Xte, ytr, yte = _data_clf()
+    params = dict(hidden_layer_sizes=(32, 32), max_iter=15, random_state=0, worker_timeout=120)
+    acc1 = TrulySparseMLPClassifier(**params).fit(Xtr, ytr).score(Xte, yte)
+    clf = TrulySparseMLPClassifier(n_workers=2, worker_mode=mode, **params).fit(Xtr, ytr)
+    acc2 = clf.score(Xte, yte)
+    assert acc2 >= acc1 - 0.08, (acc1, acc2)
+    assert acc2 > 0.6
+    assert clf.n_iter_ == 15 and len(clf.loss_curve_) == 15
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+    st = parallel.last_stats
+    assert st["n_workers"] == 2 and st["epochs"] == 15
+    # the server's connection count is kept by the phase-2 merge
+    assert clf.n_connections_[0] == TrulySparseMLPClassifier(max_iter=1, **{
+        k: v for k, v in params.items() if k != "max_iter"}).fit(Xtr, ytr).n_connections_[0]
+
+
+@pytest.mark.timeout(240)
+def test_regressor_two_workers_close_to_one(warm_kernels):
+    from sklearn.datasets import make_regression
+    from sklearn.model_selection import train_test_split
+    from sksparse_mlp import TrulySparseMLPRegressor
+    X, y = make_regression(n_samples=1200, n_features=15, n_informative=10, noise=5.0,
+                           random_state=0)
+    X = (X - X.mean(0)) / X.std(0)
+    y = (y - y.mean()) / y.std()
+    Xtr, Xte, ytr, yte = train_test_split(X, y, random_state=0)
+    params = dict(hidden_layer_sizes=(32,), max_iter=20, random_state=0, worker_timeout=120)
+    r1 = TrulySparseMLPRegressor(**params).fit(Xtr, ytr).score(Xte, yte)
+    r2 = TrulySparseMLPRegressor(n_workers=2, **params).fit(Xtr, ytr).score(Xte, yte)
+    assert r2 >= r1 - 0.1, (r1, r2)
+    assert r2 > 0.8
+
+
+@pytest.mark.timeout(240)
+def test_sync_mode_is_reproducible(warm_kernels):
+    import numpy as np
+    from sksparse_mlp import TrulySparseMLPClassifier
+    Xtr, Xte, ytr, yte = _data_clf()
+    params = dict(hidden_layer_sizes=(16, 16), max_iter=6, random_state=42, n_workers=2,
+                  worker_mode="sync", dropout=0.1, worker_timeout=120)
+    a = TrulySparseMLPClassifier(**params).fit(Xtr, ytr)
+    b = TrulySparseMLPClassifier(**params).fit(Xtr, ytr)
+    assert a.loss_curve_ == b.loss_curve_
+    for Wa, Wb, ba, bb in zip(a.coefs_, b.coefs_, a.intercepts_, b.intercepts_):
+        assert np.array_equal(Wa.indices, Wb.indices) and np.array_equal(Wa.indptr, Wb.indptr)
+        assert np.array_equal(Wa.data, Wb.data) and np.array_equal(ba, bb)
+    c = TrulySparseMLPClassifier(**dict(params, random_state=7)).fit(Xtr, ytr)
+    assert c.loss_curve_ != a.loss_curve_
+
+
+@pytest.mark.timeout(120)
+def test_fit_raise_in_process_keeps_state_and_pool_reusable(warm_kernels):
+    import numpy as np
+    from sksparse_mlp import TrulySparseMLPClassifier, parallel
+    Xtr, Xte, ytr, yte = _data_clf()
+    clf = TrulySparseMLPClassifier(hidden_layer_sizes=(8,), max_iter=4, random_state=0,
+                                   n_workers=2, worker_timeout=120).fit(Xtr, ytr)
+    before = [W.copy() for W in clf.coefs_]
+    parallel._test_hooks["fault"] = {"rank": 0, "kind": "raise", "where": "step", "after": 1}
+    try:
+        with pytest.raises(parallel.WorkerError, match="injected failure"):
+            clf.fit(Xtr, ytr)
+    finally:
+        parallel._test_hooks["fault"] = None
+    assert all(np.array_equal(a.data, W.data) for a, W in zip(before, clf.coefs_))
+    clf.set_params(max_iter=1).fit(Xtr, ytr)          # MPI still usable in this process
+
+
+@pytest.mark.timeout(300)
+def test_gridsearch_pipeline_clone_pickle(warm_kernels):
+    import pickle
+    import numpy as np
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sksparse_mlp import TrulySparseMLPClassifier
+    Xtr, Xte, ytr, yte = _data_clf()
+    base = TrulySparseMLPClassifier(hidden_layer_sizes=(16,), max_iter=4, random_state=0,
+                                    n_workers=2, worker_timeout=120)
+    c = clone(base)
+    assert c.get_params() == base.get_params()
+    gs = GridSearchCV(make_pipeline(StandardScaler(), base),
+                      {"truelysparsemlpclassifier__density".replace("truely", "truly"): [0.1, 0.3]},
+                      cv=2, n_jobs=2)
+    gs.fit(Xtr[:600], ytr[:600])
+    assert set(gs.cv_results_["param_trulysparsemlpclassifier__density"]) == {0.1, 0.3}
+    assert gs.best_score_ > 0.5
+    fitted = gs.best_estimator_
+    clf = fitted[-1]
+    assert clf.n_workers == 2 and clf.n_iter_ == 4
+    blob = pickle.dumps(fitted)
+    again = pickle.loads(blob)
+    np.testing.assert_array_equal(again.predict(Xte), fitted.predict(Xte))
+    # nothing MPI-related lives on the estimator
+    assert not any("comm" in k or "pool" in k for k in vars(clf))

@@ -261,6 +261,10 @@ class Pool:
         t0 = time.perf_counter()
         try:
             while True:
+                now = time.monotonic()
+                if now - self._last_check > 0.05:     # across waits: a stream of waits that
+                    self._last_check = now            # succeed at once must not starve the checks
+                    self._check(what, expect)
                 try:
                     r = test()
                 except MPI.Exception as e:   # Open MPI with ULFM: MPI_ERR_PROC_FAILED
@@ -271,10 +275,6 @@ class Pool:
                     raise
                 if r is not None and r is not False:
                     return r
-                now = time.monotonic()
-                if now - self._last_check > 0.05:     # across waits: a stream of short waits
-                    self._last_check = now            # must not starve the checks
-                    self._check(what, expect)
                 time.sleep(s)
                 s = min(2 * s, 5e-4)
         finally:

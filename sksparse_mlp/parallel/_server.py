@@ -408,6 +408,7 @@ def fit_wasap(network, X, Y, sample_weight, *, config, optimizer, batch_size, ma
         server = _Server(pool, network, config, optimizer, rng, on_epoch_end, epochs_done)
         stats["setup_s"] = time.perf_counter() - t_setup
         t_train = time.perf_counter()
+        wait0, out0, in0 = pool.stats["wait_s"], pool.stats["bytes_out"], pool.stats["bytes_in"]
         if n1 > 0:
             for r in range(n_workers):
                 server.send_model(r, with_velocity=False)
@@ -431,9 +432,9 @@ def fit_wasap(network, X, Y, sample_weight, *, config, optimizer, batch_size, ma
             pool.send(("stats",), r)
             stats["workers"].append(pool.recv(r))
         stats["server_compute_s"] = server.compute_s
-        stats["server_wait_s"] = pool.stats["wait_s"]
-        stats["bytes_out"] = pool.stats["bytes_out"]
-        stats["bytes_in"] = pool.stats["bytes_in"]
+        stats["server_wait_s"] = pool.stats["wait_s"] - wait0
+        stats["bytes_out"] = pool.stats["bytes_out"] - out0
+        stats["bytes_in"] = pool.stats["bytes_in"] - in0
         stats["epochs"] = server.epochs
         t_close = time.perf_counter()
     stats["close_s"] = time.perf_counter() - t_close

@@ -58,6 +58,8 @@ class Channel:
 
     # -- waiting
     def _poll(self, test, watch_stop=True, idle=False):
+        """Wait until ``test()`` returns something; time counts as communication unless
+        ``idle`` (waiting for the next command)."""
         s = 1e-5
         t0 = time.perf_counter()
         start = time.monotonic()
@@ -78,7 +80,8 @@ class Channel:
                 cap = 5e-3 if idle and time.monotonic() - start > 2.0 else (1e-3 if idle else 2e-4)
                 s = min(2 * s, cap)
         finally:
-            self.comm_s += time.perf_counter() - t0
+            if not idle:
+                self.comm_s += time.perf_counter() - t0
 
     def check_stop(self):
         """Between units of work: raise :class:`Stop` if the parent asked us to stop."""
@@ -163,6 +166,7 @@ class Faults:
         self.kind = spec.get("kind")
         self.where = spec.get("where", "step")
         self.after = int(spec.get("after", 0))
+        self.stamp = spec.get("stamp")      # file to write the time of the fault into
         self.count = 0
 
     def check(self, where):
@@ -172,6 +176,9 @@ class Faults:
         if self.count <= self.after:
             return
         k = self.kind
+        if self.stamp:
+            with open(self.stamp, "w") as f:
+                f.write(repr(time.time()))
         if k == "raise":
             raise RuntimeError("injected failure in a worker (test hook)")
         if k == "exit":
