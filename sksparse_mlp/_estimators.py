@@ -5,6 +5,7 @@ The numerical work lives in :mod:`._network` (forward, backward, step),
 training lives in :mod:`.parallel`.
 """
 import copy
+import types
 import warnings
 from numbers import Integral, Real
 
@@ -40,6 +41,7 @@ class _BaseTrulySparseMLP(BaseEstimator):
         "density": [None, Interval(Real, 0, 1, closed="right")],
         "zeta": [Interval(Real, 0, 1, closed="left")],
         "init": [StrOptions({"sparse_he", "he", "xavier"})],
+        "regrow": [StrOptions({"pruned", "init"})],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "importance_pruning": ["boolean"],
         "pruning_start": [Interval(Integral, 0, None, closed="left")],
@@ -70,7 +72,7 @@ class _BaseTrulySparseMLP(BaseEstimator):
     }
 
     def __init__(self, hidden_layer_sizes=(100,), activation="allrelu", *, allrelu_slope=0.6,
-                 epsilon=20, density=None, zeta=0.3, init="sparse_he", dropout=0.0,
+                 epsilon=20, density=None, zeta=0.3, init="sparse_he", regrow="pruned", dropout=0.0,
                  importance_pruning=False, pruning_start=50, pruning_interval=10,
                  pruning_percentile=20.0, alpha=1e-4, batch_size="auto",
                  learning_rate="constant", learning_rate_init=0.01, power_t=0.5, max_iter=200,
@@ -85,6 +87,7 @@ class _BaseTrulySparseMLP(BaseEstimator):
         self.density = density
         self.zeta = zeta
         self.init = init
+        self.regrow = regrow
         self.dropout = dropout
         self.importance_pruning = importance_pruning
         self.pruning_start = pruning_start
@@ -154,7 +157,7 @@ class _BaseTrulySparseMLP(BaseEstimator):
     # ------------------------------------------------------------------ fitting
     def _training_config(self):
         return TrainingConfig(
-            alpha=self.alpha, dropout=self.dropout, zeta=self.zeta, init=self.init,
+            alpha=self.alpha, dropout=self.dropout, zeta=self.zeta, init=self.init, regrow=self.regrow,
             importance_pruning=self.importance_pruning, pruning_start=self.pruning_start,
             pruning_interval=self.pruning_interval, pruning_percentile=self.pruning_percentile)
 
@@ -365,6 +368,12 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
     init : {"sparse_he", "he", "xavier"}, default="sparse_he"
         Uniform initialisation scaled by the mean actual fan-in of the sparse
         layer (``"sparse_he"``), or the paper's dense He / Xavier bounds.
+    regrow : {"pruned", "init"}, default="pruned"
+        Values of the connections SET adds: uniform within the largest
+        magnitude it just removed from the layer, so new connections start on
+        par with the weakest ones and evolution does not disturb what was
+        learned; or drawn by ``init`` as in the paper, which perturbs the
+        network after every epoch (slower, noisier convergence).
     dropout : float in [0, 1), default=0.0
         Inverted dropout rate on the hidden activations during training (the
         paper used 0.3).
@@ -537,12 +546,28 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
         return tags
 
 
+def _init_with_defaults(init, activation):
+    """A copy of the shared ``__init__`` with another default ``activation``.
+
+    scikit-learn reads parameters and their defaults from the signature, so the
+    regressor needs its own function object rather than a wrapper.
+    """
+    new = types.FunctionType(init.__code__, init.__globals__, init.__name__,
+                             (init.__defaults__[0], activation), init.__closure__)
+    new.__kwdefaults__ = dict(init.__kwdefaults__)
+    return new
+
+
 class TrulySparseMLPRegressor(RegressorMixin, _BaseTrulySparseMLP):
     """Multilayer perceptron regressor whose weights are sparse throughout training.
 
     Same parameters and attributes as :class:`TrulySparseMLPClassifier` (without
     ``classes_``); the output layer is linear and the loss is half the mean
-    squared error, as in :class:`sklearn.neural_network.MLPRegressor`.
+    squared error, as in :class:`sklearn.neural_network.MLPRegressor`. The
+    default hidden activation is ``"relu"``: All-ReLU passes the magnitude of
+    negative pre-activations on, which makes plain SGD diverge on regression
+    targets when the inputs are not centred (the paper used All-ReLU for
+    classification only); ``activation="allrelu"`` is available.
 
     Examples
     --------
@@ -557,6 +582,7 @@ class TrulySparseMLPRegressor(RegressorMixin, _BaseTrulySparseMLP):
 
     _loss = "squared_error"
     out_activation_ = "identity"
+    __init__ = _init_with_defaults(_BaseTrulySparseMLP.__init__, activation="relu")
 
     def fit(self, X, y, sample_weight=None):
         """Fit the model to ``X`` (dense or sparse) and targets ``y``.

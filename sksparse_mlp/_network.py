@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from . import _kernels, _topology
+from . import _fastpath, _kernels, _topology
 from ._activations import hidden_forward, loss_and_output_delta, output_forward
 
 # Predict in chunks so that one chunk's activations stay around this many values.
@@ -64,6 +64,7 @@ class TrainingConfig:
     dropout: float = 0.0
     zeta: float = 0.3
     init: str = "sparse_he"
+    regrow: str = "pruned"
     importance_pruning: bool = False
     pruning_start: int = 50
     pruning_interval: int = 10
@@ -171,6 +172,8 @@ class SparseMLP:
 
     def predict_output(self, X):
         """Output activations for all rows of ``X``, shape ``(n_samples, n_outputs)``."""
+        if _fastpath.supported(self, X):  # fused kernels, same result (see _fastpath)
+            return _fastpath.predict_output(self, X)
         n = X.shape[0]
         width = max(layer.n_out for layer in self.layers)
         chunk = int(min(max(1, _PREDICT_CHUNK_VALUES // width), 8192))
@@ -229,7 +232,7 @@ class SparseMLP:
             optimizer.update_layer(layer, gW, gb, l2)
 
     # ------------------------------------------------------------------ topology
-    def prune_and_regrow(self, zeta, rng, init):
+    def prune_and_regrow(self, zeta, rng, init, regrow="pruned"):
         """SET on every sparse hidden weight matrix (the output matrix does not evolve).
 
         A full layer is skipped: its only empty positions would be the ones just
@@ -239,7 +242,7 @@ class SparseMLP:
             if layer.W.nnz >= layer.n_in * layer.n_out:
                 continue
             layer.W, layer.velocity = _topology.prune_and_regrow(
-                layer.W, layer.velocity, zeta, rng, init)
+                layer.W, layer.velocity, zeta, rng, init, regrow)
 
     def importance_prune(self, percentile):
         """Remove the least important neurons of every hidden layer.
@@ -298,6 +301,9 @@ def train_step(net, X, Y, sample_weight, optimizer, config, rng):
 
 def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuffle=True):
     """One pass over ``(X, Y)`` in mini-batches; returns the mean batch loss."""
+    if _fastpath.supported(net, X, optimizer):  # fused kernels, same result (see _fastpath)
+        return _fastpath.run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng,
+                                   shuffle)
     n = X.shape[0]
     order = rng.permutation(n) if shuffle else None
     accumulated = 0.0
@@ -325,5 +331,5 @@ def evolve_topology(net, epochs_done, config, rng):
             and (epochs_done - config.pruning_start) % config.pruning_interval == 0):
         removed = net.importance_prune(config.pruning_percentile)
     if config.zeta > 0:
-        net.prune_and_regrow(config.zeta, rng, config.init)
+        net.prune_and_regrow(config.zeta, rng, config.init, config.regrow)
     return removed

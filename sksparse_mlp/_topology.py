@@ -648,7 +648,7 @@ def random_layer(n_in, n_out, density, rng, scheme="sparse_he", dtype=np.float32
     return _make_csr(data, indices, indptr, (int(n_in), int(n_out)))
 
 
-def prune_and_regrow(W, velocity, zeta, rng, scheme="sparse_he"):
+def prune_and_regrow(W, velocity, zeta, rng, scheme="sparse_he", regrow="init"):
     """One SET step: remove the weights closest to zero, regrow at random.
 
     Parameters
@@ -665,6 +665,11 @@ def prune_and_regrow(W, velocity, zeta, rng, scheme="sparse_he"):
     scheme : {"sparse_he", "he", "xavier"}
         Initialisation rule of the new values, see :func:`init_values`
         (with the layer's nnz for the sparse fan-in).
+    regrow : {"init", "pruned"}
+        Values of the new connections: drawn by ``scheme`` (the paper), or
+        uniform in ``(-t, t)`` with ``t`` the largest magnitude removed in this
+        step, so new connections enter on par with the weakest survivors and
+        evolution does not perturb what the layer has learned.
 
     Returns
     -------
@@ -737,7 +742,13 @@ def prune_and_regrow(W, velocity, zeta, rng, scheme="sparse_he"):
     # kernel turns rank -> (row, col) while it rebuilds the rows.
     n_empty = N - n_kept
     ranks = _sample_sorted_distinct(n_empty, k, rng)
-    new_vals = init_values(rng, k, n_in, n_out, nnz, scheme, data.dtype)
+    if regrow == "pruned":
+        t = max(float(t_pos) if k_pos else 0.0, -float(t_neg) if k_neg else 0.0)
+        new_vals = rng.uniform(-t, t, size=k).astype(data.dtype)
+    elif regrow == "init":
+        new_vals = init_values(rng, k, n_in, n_out, nnz, scheme, data.dtype)
+    else:
+        raise ValueError(f"regrow must be 'init' or 'pruned', got {regrow!r}")
 
     idx = _idx_dtype(W.shape, nnz)
     kept_per_row = np.empty(n_in, dtype=np.int64)

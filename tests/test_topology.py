@@ -232,6 +232,22 @@ def test_prune_and_regrow_matches_reference(shape, density, zeta):
     check_set_step(W, v, zeta, seed=11)
 
 
+def test_prune_and_regrow_pruned_scale_regrowth():
+    rng = np.random.default_rng(7)
+    W = T.random_layer(60, 50, 0.2, rng)
+    v = np.zeros(W.nnz, dtype=W.dtype)
+    removed = reference_removed(W.data, 0.3)
+    t = np.abs(W.data[removed]).max()
+    W2, v2 = prune_and_regrow(W, v, 0.3, np.random.default_rng(1), regrow="pruned")
+    is_new = ~np.isin(flat_positions(W2), np.setdiff1d(flat_positions(W), flat_positions(W)[removed]))
+    assert is_new.sum() == removed.size and W2.nnz == W.nnz
+    # new values never exceed the largest removed magnitude, and use the range
+    assert np.abs(W2.data[is_new]).max() <= t
+    assert np.abs(W2.data[is_new]).max() > 0.5 * t
+    with pytest.raises(ValueError, match="regrow"):
+        prune_and_regrow(W, v, 0.3, rng, regrow="zero")
+
+
 def test_prune_and_regrow_ties_by_position():
     # All weights equal: the first k positions (row-major) are the ones removed.
     W = random_layer(20, 10, 0.5, np.random.default_rng(0))
