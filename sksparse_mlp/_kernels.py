@@ -14,8 +14,18 @@ All kernels are race free: each output element is written by exactly one thread.
 blocks; ``forward_dense_t`` is the faster gather form that reads the CSC
 view of ``W`` (build it once per topology with :func:`transpose_pattern`).
 """
-import numpy as np
-from numba import njit, prange
+import os
+
+# numba's OpenMP pool: threads that spin-wait at the end of every parallel region
+# steal the CPU from the thread still working whenever the machine is shared,
+# and a training step has a dozen regions per batch (measured on a loaded 2-core
+# machine: 5 ms instead of 20 us per region).  Sleep instead, unless the user
+# chose otherwise.  Takes effect when numba starts its OpenMP threads (at the
+# first parallel kernel call), so it must run before that.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+from numba import njit, prange  # noqa: E402
 
 __all__ = [
     "forward_dense",
@@ -55,16 +65,20 @@ def forward_dense(indptr, indices, data, bias, At, Zt):
     for c in prange(nblocks):
         b0 = c * blk
         b1 = min(B, b0 + blk)
+        n = b1 - b0
+        # slices + loops from 0: LLVM then proves the indices non-negative and
+        # vectorises (a loop over range(b0, b1) keeps numba's wraparound checks)
         for j in range(n_out):
+            z = Zt[j, b0:b1]
             bj = bias[j]
-            for b in range(b0, b1):
-                Zt[j, b] = bj
+            for b in range(n):
+                z[b] = bj
         for i in range(n_in):
-            a = At[i]
+            a = At[i, b0:b1]
             for k in range(indptr[i], indptr[i + 1]):
-                z = Zt[indices[k]]
+                z = Zt[indices[k], b0:b1]
                 w = data[k]
-                for b in range(b0, b1):
+                for b in range(n):
                     z[b] += w * a[b]
 
 
@@ -278,3 +292,457 @@ def gather(src, perm, out):
     """``out[:] = src[perm]`` in parallel (e.g. values in transposed order)."""
     for q in prange(perm.shape[0]):
         out[q] = src[perm[q]]
+
+
+# ---------------------------------------------------------------------------------
+# Fused training kernels on a *tiled* transposed layout.
+#
+# A batch of activations of a layer with n units is stored as ``A3`` of shape
+# ``(nt, n, TB)``: the (padded) batch is cut into ``nt`` panels of ``TB`` samples,
+# sample ``b`` living at ``A3[b // TB, :, b % TB]``.  Each thread works on whole
+# panels, so a panel of the gathered matrix stays in its core's L2 cache, and every
+# inner loop runs over ``range(TB)`` with unit stride (vectorised, no wraparound
+# checks).  Padded samples carry zero input and zero output delta, so they never
+# contribute to a gradient.
+#
+# Hidden-layer derivatives are kept as one byte per activation: bit 0 = ``z > 0``,
+# bit 1 = kept by dropout; the derivative is rebuilt from that code and the
+# activation itself (see ``_deriv``).  Activation codes: 0 piecewise linear
+# (ReLU / leaky ReLU / All-ReLU, slope ``s`` for z <= 0), 1 tanh, 2 logistic,
+# 3 identity; -1 = no activation (output layer, raw pre-activations).
+# ---------------------------------------------------------------------------------
+
+ACT_PIECEWISE = 0
+ACT_TANH = 1
+ACT_LOGISTIC = 2
+ACT_IDENTITY = 3
+ACT_NONE = -1
+
+_M32 = 0xFFFFFFFF
+
+
+@njit(inline="always")
+def _hash32(x):
+    # Wellons' "lowbias32" integer hash; arithmetic stays in 32 bits after masking,
+    # which LLVM turns into vectorised 32-bit multiplies
+    x = ((x ^ (x >> 16)) * 0x7FEB352D) & _M32
+    x = ((x ^ (x >> 15)) * 0x846CA68B) & _M32
+    return x ^ (x >> 16)
+
+
+def dropout_threshold(keep):
+    """Integer threshold of the counter-based dropout RNG for a keep probability."""
+    return min(_M32, int(round(keep * 4294967296.0)))
+
+
+@njit(parallel=True, **_OPTS)
+def gather_input_tiled(X, idx, B, A3):
+    """``A3[b // TB, :, b % TB] = X[idx[b], :]`` for ``b < B``, zero for padding."""
+    nt, n, TB = A3.shape
+    for t in prange(nt):
+        for bb in range(TB):
+            b = t * TB + bb
+            if b < B:
+                r = idx[b]
+                for i in range(n):
+                    A3[t, i, bb] = X[r, i]
+            else:
+                for i in range(n):
+                    A3[t, i, bb] = 0
+
+
+@njit(**_OPTS)
+def _activate_row(Z3, G3, t, j, act, s, thr, seed, scale):
+    TB = Z3.shape[2]
+    one = Z3.dtype.type(1)
+    zero = Z3.dtype.type(0)
+    s_ = Z3.dtype.type(s)
+    sc = Z3.dtype.type(scale)
+    base = (seed + (t * Z3.shape[1] + j) * TB) & _M32
+    if act == ACT_PIECEWISE:
+        if thr == 0:
+            for b in range(TB):
+                z = Z3[t, j, b]
+                pos = z > 0
+                Z3[t, j, b] = z if pos else s_ * z
+                G3[t, j, b] = 3 if pos else 2
+        else:
+            for b in range(TB):
+                z = Z3[t, j, b]
+                pos = z > 0
+                f = z if pos else s_ * z
+                kept = _hash32((base + b) & _M32) < thr
+                Z3[t, j, b] = f * sc if kept else zero
+                G3[t, j, b] = (2 if kept else 0) + (1 if pos else 0)
+        return
+    if act == ACT_TANH:
+        for b in range(TB):
+            Z3[t, j, b] = np.tanh(Z3[t, j, b])
+    elif act == ACT_LOGISTIC:
+        for b in range(TB):
+            z = Z3[t, j, b]
+            e = np.exp(-abs(z))
+            Z3[t, j, b] = (one if z >= 0 else e) / (one + e)
+    if thr == 0:
+        for b in range(TB):
+            G3[t, j, b] = 2
+    else:
+        for b in range(TB):
+            kept = _hash32((base + b) & _M32) < thr
+            Z3[t, j, b] = Z3[t, j, b] * sc if kept else zero
+            G3[t, j, b] = 2 if kept else 0
+
+
+@njit(parallel=True, **_OPTS)
+def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, thr, seed, scale):
+    """``Z = f(W.T @ A + bias)`` on the tiled layout, from the CSC view of ``W``.
+
+    ``t_indptr, t_indices, t_perm`` come from :func:`transpose_pattern`.  With
+    ``act >= 0`` the activation is applied in place and the derivative code of
+    every unit is written to ``G3`` (uint8, same shape as ``Z3``); with ``thr > 0``
+    inverted dropout keeps a unit when ``hash(seed, position) < thr`` and scales
+    kept units by ``scale``.  ``act == -1`` leaves the raw pre-activations.
+    Parallel over (panel, output neuron); four connections per pass over a panel.
+    """
+    nt, n_out, TB = Z3.shape
+    for q in prange(nt * n_out):
+        t = q // n_out
+        j = q - t * n_out
+        bj = bias[j]
+        for b in range(TB):
+            Z3[t, j, b] = bj
+        k = t_indptr[j]
+        end = t_indptr[j + 1]
+        while k + 4 <= end:
+            w0 = data[t_perm[k]]
+            w1 = data[t_perm[k + 1]]
+            w2 = data[t_perm[k + 2]]
+            w3 = data[t_perm[k + 3]]
+            i0 = t_indices[k]
+            i1 = t_indices[k + 1]
+            i2 = t_indices[k + 2]
+            i3 = t_indices[k + 3]
+            for b in range(TB):
+                Z3[t, j, b] += (w0 * A3[t, i0, b] + w1 * A3[t, i1, b]
+                                + w2 * A3[t, i2, b] + w3 * A3[t, i3, b])
+            k += 4
+        while k < end:
+            w0 = data[t_perm[k]]
+            i0 = t_indices[k]
+            for b in range(TB):
+                Z3[t, j, b] += w0 * A3[t, i0, b]
+            k += 1
+        if act >= 0:
+            _activate_row(Z3, G3, t, j, act, s, thr, seed, scale)
+
+
+@njit(parallel=True, **_OPTS)
+def forward_sparse_tiled(indptr, indices, data, bias, x_indptr, x_indices, x_data, B,
+                         Z3, G3, act, s, thr, seed, scale):
+    """:func:`forward_tiled` for a sparse input batch ``X`` (CSR, ``B`` rows)."""
+    nt, n_out, TB = Z3.shape
+    for t in prange(nt):
+        for j in range(n_out):
+            bj = bias[j]
+            for b in range(TB):
+                Z3[t, j, b] = bj
+        for bb in range(TB):
+            b = t * TB + bb
+            if b < B:
+                for p in range(x_indptr[b], x_indptr[b + 1]):
+                    i = x_indices[p]
+                    x = x_data[p]
+                    for k in range(indptr[i], indptr[i + 1]):
+                        Z3[t, indices[k], bb] += x * data[k]
+    if act >= 0:
+        for q in prange(nt * n_out):
+            t = q // n_out
+            j = q - t * n_out
+            _activate_row(Z3, G3, t, j, act, s, thr, seed, scale)
+
+
+@njit(inline="always")
+def _deriv(code, a, act, s, inv_scale, scale):
+    """f'(z) times the dropout factor, from the derivative code and activation ``a``."""
+    if code < 2:
+        return a * 0
+    if act == ACT_PIECEWISE:
+        d = scale if code & 1 else s * scale
+    elif act == ACT_TANH:
+        f = a * inv_scale
+        d = (1 - f * f) * scale
+    elif act == ACT_LOGISTIC:
+        f = a * inv_scale
+        d = f * (1 - f) * scale
+    else:
+        d = scale
+    return d
+
+
+@njit(parallel=True, **_OPTS)
+def backward_tiled(indptr, indices, data, A3, D3, E3, G3, gbuf, accumulate, do_bwd,
+                   act, s, scale, bsum):
+    """Fused SDDMM gradient and backward pass of one layer on the tiled layout.
+
+    For every connection ``k`` = (i, j): ``gbuf[t, k] (+)= sum_b A3[t, i, b] * D3[t, j, b]``
+    (one partial sum per panel ``t``; ``accumulate`` adds to it).  With ``do_bwd``
+    also ``E3[t, i, :] = (W @ D)[i] * f'(z_i)``, the delta of the layer below, with
+    the derivative rebuilt from ``G3`` (codes) and ``A3`` (this layer's input, i.e.
+    the activations of the layer below; ``act``, slope ``s`` and dropout ``scale``
+    describe it), and ``bsum[t, i] (+)= sum_b E3[t, i, b]`` (its bias gradient).
+    Each delta row read serves both products.  Parallel over (panel, input neuron).
+    """
+    nt, n_in, TB = A3.shape
+    zero = A3.dtype.type(0)
+    s_ = A3.dtype.type(s)
+    sc = A3.dtype.type(scale)
+    isc = A3.dtype.type(1.0 / scale)
+    for q in prange(nt * n_in):
+        t = q // n_in
+        i = q - t * n_in
+        k = indptr[i]
+        end = indptr[i + 1]
+        if do_bwd:
+            for b in range(TB):
+                E3[t, i, b] = zero
+            while k + 4 <= end:
+                j0 = indices[k]
+                j1 = indices[k + 1]
+                j2 = indices[k + 2]
+                j3 = indices[k + 3]
+                w0 = data[k]
+                w1 = data[k + 1]
+                w2 = data[k + 2]
+                w3 = data[k + 3]
+                s0 = zero
+                s1 = zero
+                s2 = zero
+                s3 = zero
+                for b in range(TB):
+                    a = A3[t, i, b]
+                    d0 = D3[t, j0, b]
+                    d1 = D3[t, j1, b]
+                    d2 = D3[t, j2, b]
+                    d3 = D3[t, j3, b]
+                    s0 += a * d0
+                    s1 += a * d1
+                    s2 += a * d2
+                    s3 += a * d3
+                    E3[t, i, b] += w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3
+                if accumulate:
+                    gbuf[t, k] += s0
+                    gbuf[t, k + 1] += s1
+                    gbuf[t, k + 2] += s2
+                    gbuf[t, k + 3] += s3
+                else:
+                    gbuf[t, k] = s0
+                    gbuf[t, k + 1] = s1
+                    gbuf[t, k + 2] = s2
+                    gbuf[t, k + 3] = s3
+                k += 4
+            while k < end:
+                j0 = indices[k]
+                w0 = data[k]
+                s0 = zero
+                for b in range(TB):
+                    d0 = D3[t, j0, b]
+                    s0 += A3[t, i, b] * d0
+                    E3[t, i, b] += w0 * d0
+                if accumulate:
+                    gbuf[t, k] += s0
+                else:
+                    gbuf[t, k] = s0
+                k += 1
+            acc = zero
+            for b in range(TB):
+                e = E3[t, i, b] * _deriv(G3[t, i, b], A3[t, i, b], act, s_, isc, sc)
+                E3[t, i, b] = e
+                acc += e
+            if accumulate:
+                bsum[t, i] += acc
+            else:
+                bsum[t, i] = acc
+        else:
+            while k + 4 <= end:
+                j0 = indices[k]
+                j1 = indices[k + 1]
+                j2 = indices[k + 2]
+                j3 = indices[k + 3]
+                s0 = zero
+                s1 = zero
+                s2 = zero
+                s3 = zero
+                for b in range(TB):
+                    a = A3[t, i, b]
+                    s0 += a * D3[t, j0, b]
+                    s1 += a * D3[t, j1, b]
+                    s2 += a * D3[t, j2, b]
+                    s3 += a * D3[t, j3, b]
+                if accumulate:
+                    gbuf[t, k] += s0
+                    gbuf[t, k + 1] += s1
+                    gbuf[t, k + 2] += s2
+                    gbuf[t, k + 3] += s3
+                else:
+                    gbuf[t, k] = s0
+                    gbuf[t, k + 1] = s1
+                    gbuf[t, k + 2] = s2
+                    gbuf[t, k + 3] = s3
+                k += 4
+            while k < end:
+                j0 = indices[k]
+                s0 = zero
+                for b in range(TB):
+                    s0 += A3[t, i, b] * D3[t, j0, b]
+                if accumulate:
+                    gbuf[t, k] += s0
+                else:
+                    gbuf[t, k] = s0
+                k += 1
+
+
+@njit(parallel=True, **_OPTS)
+def sddmm_sparse_tiled(indptr, indices, xc_indptr, xc_indices, xc_data, D3, gbuf, accumulate):
+    """SDDMM gradient of a first layer fed a sparse batch ``X`` (CSC arrays, rows = samples).
+
+    Writes (or adds) the full gradient into ``gbuf[0]``.
+    """
+    nt, n_out, TB = D3.shape
+    n_in = indptr.shape[0] - 1
+    for i in prange(n_in):
+        p0 = xc_indptr[i]
+        p1 = xc_indptr[i + 1]
+        for k in range(indptr[i], indptr[i + 1]):
+            j = indices[k]
+            acc = D3.dtype.type(0)
+            for p in range(p0, p1):
+                b = xc_indices[p]
+                t = b // TB
+                acc += xc_data[p] * D3[t, j, b - t * TB]
+            if accumulate:
+                gbuf[0, k] += acc
+            else:
+                gbuf[0, k] = acc
+
+
+@njit(parallel=True, **_OPTS)
+def apply_step(data, velocity, gbuf, n_parts, lr, momentum, l2, nesterov,
+               bias, bias_velocity, bsum, n_bparts):
+    """Momentum step on a layer from partial gradients; returns ``sum(data**2)`` before it.
+
+    ``g = sum(gbuf[:n_parts, k]) + l2 * data[k]``, then :func:`momentum_step`'s rule;
+    the bias gets ``sum(bsum[:n_bparts])`` with the same rule and no weight decay.
+    """
+    T = data.dtype.type
+    lr_ = T(lr)
+    mu = T(momentum)
+    wd = T(l2)
+    n = data.shape[0]
+    sq = 0.0
+    for k in prange(n):
+        g = gbuf[0, k]
+        if n_parts > 1:
+            g += gbuf[1, k]
+            for p in range(2, n_parts):
+                g += gbuf[p, k]
+        w = data[k]
+        sq += w * w
+        g = g + wd * w
+        v = mu * velocity[k] - lr_ * g
+        velocity[k] = v
+        if nesterov:
+            data[k] = w + (mu * v - lr_ * g)
+        else:
+            data[k] = w + v
+    for j in range(bias.shape[0]):
+        g = bsum[0, j]
+        for p in range(1, n_bparts):
+            g += bsum[p, j]
+        v = mu * bias_velocity[j] - lr_ * g
+        bias_velocity[j] = v
+        if nesterov:
+            bias[j] += mu * v - lr_ * g
+        else:
+            bias[j] += v
+    return sq
+
+
+LOSS_LOG = 0
+LOSS_BINARY = 1
+LOSS_SQUARED = 2
+OUT_SOFTMAX = 0
+OUT_LOGISTIC = 1
+OUT_IDENTITY = 2
+
+
+@njit(**_OPTS)
+def output_loss_delta(Z3, Y, w, B, out_act, loss_kind, eps, D3, bsum, accumulate):
+    """Output activation, weighted loss and output delta on the tiled layout.
+
+    ``Z3`` holds the output pre-activations (overwritten with the outputs ``P``),
+    ``Y`` is ``(B, n_out)`` targets in batch order, ``w`` the normalised sample
+    weights.  ``D3 = (P - Y) * w`` (divided by ``n_out`` for squared error, as
+    sklearn's loss is half the mean over outputs), zero on padding;
+    ``bsum[0] (+)= D.sum(over samples)`` (other rows of ``bsum`` are zeroed unless
+    ``accumulate``).  Returns ``sum_b w_b * loss_b`` with the
+    losses of :func:`sksparse_mlp._activations.loss_and_output_delta`.
+    """
+    nt, n_out, TB = Z3.shape
+    one = Z3.dtype.type(1)
+    if not accumulate:
+        bsum[:, :] = 0
+    total = 0.0
+    for t in range(nt):
+        for bb in range(TB):
+            b = t * TB + bb
+            if b >= B:
+                for j in range(n_out):
+                    D3[t, j, bb] = 0
+                    Z3[t, j, bb] = 0
+                continue
+            if out_act == OUT_SOFTMAX:
+                m = Z3[t, 0, bb]
+                for j in range(1, n_out):
+                    m = max(m, Z3[t, j, bb])
+                ssum = Z3.dtype.type(0)
+                for j in range(n_out):
+                    e = np.exp(Z3[t, j, bb] - m)
+                    Z3[t, j, bb] = e
+                    ssum += e
+                for j in range(n_out):
+                    Z3[t, j, bb] /= ssum
+            elif out_act == OUT_LOGISTIC:
+                for j in range(n_out):
+                    z = Z3[t, j, bb]
+                    e = np.exp(-abs(z))
+                    Z3[t, j, bb] = (one if z >= 0 else e) / (one + e)
+            wb = w[b]
+            ls = 0.0
+            for j in range(n_out):
+                p = Z3[t, j, bb]
+                y = Y[b, j]
+                if loss_kind == LOSS_LOG:
+                    ls -= y * np.log(min(max(p, eps), one))
+                    d = (p - y) * wb
+                elif loss_kind == LOSS_BINARY:
+                    pc = min(max(p, eps), 1 - eps)
+                    ls -= y * np.log(pc) + (1 - y) * np.log1p(-pc)
+                    d = (p - y) * wb
+                else:
+                    ls += 0.5 * (p - y) * (p - y) / n_out
+                    d = (p - y) * (wb / n_out)
+                D3[t, j, bb] = d
+                bsum[0, j] += d
+            total += ls * wb
+    return total
+
+
+@njit(parallel=True, **_OPTS)
+def untile_rows(Z3, B, out, start):
+    """``out[start + b, :] = Z3[b // TB, :, b % TB]`` for ``b < B`` (outputs back to rows)."""
+    nt, n, TB = Z3.shape
+    for b in prange(B):
+        t = b // TB
+        bb = b - t * TB
+        for j in range(n):
+            out[start + b, j] = Z3[t, j, bb]

@@ -1,0 +1,337 @@
+"""Fused, allocation-free training and prediction for :class:`~._network.SparseMLP`.
+
+Same mathematics as the reference implementation in :mod:`._network` (forward,
+backward, SDDMM gradient, momentum step, loss with the L2 term), restructured for
+speed with the kernels of :mod:`._kernels`:
+
+* activations live in a *tiled* transposed layout ``(n_panels, n_units, panel)``
+  so that each core keeps its panel of the gathered matrix in cache;
+* the forward pass reads the CSC view of every weight matrix (built once per
+  topology, O(nnz)) and applies activation, derivative and dropout in the same
+  pass; derivatives are stored as one byte per unit;
+* the backward pass computes the SDDMM gradient and the delta of the layer below
+  in one sweep over the connections, and the optimizer step follows at once;
+* all buffers are allocated once per epoch (``Workspace``), and a batch whose
+  activations would exceed ``activation_budget`` bytes is processed in
+  micro-batches whose gradients are summed before one optimizer step (identical
+  result, bounded memory: this is what lets a 10-million-neuron network train).
+
+Dropout uses a counter-based hash RNG seeded from the estimator's generator: the
+same distribution as ``rng.random() >= p``, but a different stream than the
+reference path.  Without dropout both paths consume the generator identically
+and agree to rounding.
+"""
+import weakref
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+from . import _kernels as K
+from ._activations import negative_slope, output_forward
+
+# Activations of one (micro-)batch may use at most this many bytes by default.
+DEFAULT_ACTIVATION_BUDGET = 2 << 30
+_L2_PANEL_BYTES = 256 << 10
+_MIN_L2_PANEL = 32
+
+_OUT = {"softmax": K.OUT_SOFTMAX, "logistic": K.OUT_LOGISTIC, "identity": K.OUT_IDENTITY}
+_LOSS = {"log_loss": K.LOSS_LOG, "binary_log_loss": K.LOSS_BINARY,
+         "squared_error": K.LOSS_SQUARED}
+_ACT = {"tanh": K.ACT_TANH, "logistic": K.ACT_LOGISTIC, "identity": K.ACT_IDENTITY}
+
+
+def _round8(x):
+    return (int(x) + 7) // 8 * 8
+
+
+def choose_tiles(B, width, itemsize, n_threads=None):
+    """Panels ``(nt, TB)`` for a batch of ``B`` samples; ``nt * TB >= B``, ``TB % 8 == 0``.
+
+    A panel of the widest layer should fit in a core's L2 cache when that leaves
+    at least 32 samples per panel; there are at least as many panels as threads
+    (each thread then owns whole panels).
+    """
+    if n_threads is None:
+        n_threads = numba.get_num_threads()
+    B = max(1, int(B))
+    if B <= 8:
+        return 1, _round8(B)
+    per_thread = -(-B // max(1, n_threads))
+    tb = _L2_PANEL_BYTES // max(1, width * itemsize)
+    tb = min(tb, per_thread) if tb >= _MIN_L2_PANEL else per_thread
+    tb = max(8, _round8(tb))
+    return -(-B // tb), tb
+
+
+def supported(net, X, optimizer=None):
+    """True when the fused path implements this network, input and optimizer."""
+    if net.out_activation not in _OUT or net.loss not in _LOSS:
+        return False
+    if net.activation not in _ACT and negative_slope(net.activation, 1, net.slope) is None:
+        return False
+    if sp.issparse(X) and X.format != "csr":
+        return False
+    if optimizer is not None:
+        from ._optimizers import MomentumSGD
+        if type(optimizer) is not MomentumSGD:
+            return False
+    return True
+
+
+def _act_code(net, hidden_layer):
+    """(activation code, negative slope) of 1-based hidden layer ``hidden_layer``."""
+    if net.activation in _ACT:
+        return _ACT[net.activation], 0.0
+    return K.ACT_PIECEWISE, float(negative_slope(net.activation, hidden_layer, net.slope))
+
+
+class _Transposed:
+    """CSC view (pattern + permutation) of one layer, refreshed when the pattern changes."""
+
+    __slots__ = ("ref", "indptr", "indices", "perm")
+
+    def __init__(self):
+        self.ref = None
+
+    def get(self, W):
+        if self.ref is None or self.ref() is not W.indices:
+            self.indptr, self.indices, self.perm = K.transpose_pattern(
+                W.indptr, W.indices, W.shape[1])
+            self.ref = weakref.ref(W.indices)
+        return self
+
+
+class Workspace:
+    """Buffers for training or predicting with one network, batches up to ``capacity``.
+
+    Parameters
+    ----------
+    net : SparseMLP
+    capacity : int
+        Largest batch that will be passed.
+    training : bool
+        Allocate delta and gradient buffers.
+    sparse_input : bool
+        The input is a CSR matrix (no dense input panel is needed).
+    activation_budget : int
+        Bytes the activations of one micro-batch may take.
+    """
+
+    def __init__(self, net, capacity, training=True, sparse_input=False,
+                 activation_budget=DEFAULT_ACTIVATION_BUDGET):
+        self.net = net
+        dtype = net.dtype
+        self.dtype = dtype
+        itemsize = dtype.itemsize
+        sizes = net.n_neurons
+        self.sizes = sizes
+        L = len(net.layers)
+        width = max(sizes)
+        # bytes per sample: input panel, hidden activations and codes, output,
+        # two delta buffers (training)
+        per_sample = (0 if sparse_input else sizes[0] * itemsize)
+        per_sample += sum(sizes[1:-1]) * (itemsize + (1 if training else 0)) + sizes[-1] * itemsize
+        if training:
+            per_sample += 2 * max(sizes[1:]) * itemsize
+        micro = max(1, int(activation_budget // max(1, per_sample)))
+        micro = min(int(capacity), micro)
+        self.nt, self.tb = choose_tiles(micro, width, itemsize)
+        self.micro = min(micro, self.nt * self.tb)
+        cap = self.nt * self.tb
+        self.sparse_input = sparse_input
+        self.A = [None if sparse_input else np.zeros(sizes[0] * cap, dtype)]
+        self.A += [np.empty(n * cap, dtype) for n in sizes[1:]]
+        self.G = [None] + [np.empty(n * cap, np.uint8) for n in sizes[1:-1]] + [np.empty(0, np.uint8)]
+        self.trans = [_Transposed() for _ in range(L)]
+        self.training = training
+        self.n_micro_max = -(-int(capacity) // self.micro)
+        if training:
+            dmax = max(sizes[1:]) * cap
+            self.D = [np.empty(dmax, dtype), np.empty(dmax, dtype)]
+            nnz = net.n_connections
+            if self.n_micro_max > 1:  # gradients must survive all micro-batches
+                self.gbuf = [np.empty((self.nt, n), dtype) for n in nnz]
+            else:
+                shared = np.empty(self.nt * max(nnz), dtype)
+                self.gbuf = [shared[: self.nt * n].reshape(self.nt, n) for n in nnz]
+            self.bsum = [np.zeros((self.nt, n), dtype) for n in sizes[1:]]
+        self._dummy3 = np.zeros((1, 1, 1), dtype)
+        self._dummy_codes = np.zeros((1, 1, 1), np.uint8)
+
+    def refresh(self):
+        """Re-check the layer shapes after a topology change (between epochs)."""
+        if self.net.n_neurons != self.sizes:
+            raise RuntimeError("the network changed shape; build a new Workspace")
+
+    def view(self, flat, n, nt, tb):
+        return flat[: nt * n * tb].reshape(nt, n, tb)
+
+
+def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout):
+    """Forward pass of ``B`` samples (rows ``idx`` of ``X``); returns the panels per layer."""
+    L = len(net.layers)
+    sizes = ws.sizes
+    acts, codes = [], []
+    keep = 1.0 - dropout
+    thr = K.dropout_threshold(keep) if dropout > 0 else 0
+    scale = 1.0 / keep if dropout > 0 else 1.0
+    if sp.issparse(X):
+        Xb = X[idx]
+        Xb.sort_indices()
+        A = None
+    else:
+        A = ws.view(ws.A[0], sizes[0], nt, tb)
+        K.gather_input_tiled(X, idx, B, A)
+    acts.append(A)
+    codes.append(None)
+    for l, layer in enumerate(net.layers):
+        W = layer.W
+        Z = ws.view(ws.A[l + 1], sizes[l + 1], nt, tb)
+        if l < L - 1:
+            act, s = _act_code(net, l + 1)
+            G = ws.view(ws.G[l + 1], sizes[l + 1], nt, tb)
+            seed = int(seeds[l]) if thr else 0
+        else:
+            act, s, G, seed = K.ACT_NONE, 0.0, ws._dummy_codes, 0
+        lthr = thr if act != K.ACT_NONE else 0
+        lscale = scale if lthr else 1.0
+        if A is None:
+            K.forward_sparse_tiled(W.indptr, W.indices, W.data, layer.bias, Xb.indptr,
+                                   Xb.indices, Xb.data, B, Z, G, act, s, lthr, seed, lscale)
+        else:
+            T = ws.trans[l].get(W)
+            K.forward_tiled(T.indptr, T.indices, T.perm, W.data, layer.bias, A, Z, G, act, s,
+                            lthr, seed, lscale)
+        acts.append(Z)
+        codes.append(G)
+        A = Z
+    return acts, codes, (Xb if sp.issparse(X) else None)
+
+
+def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, step):
+    """Backward pass from the output delta ``D``; ``step(l)`` runs after layer ``l``."""
+    L = len(net.layers)
+    sizes = ws.sizes
+    scale = 1.0 / (1.0 - dropout) if dropout > 0 else 1.0
+    which = 0
+    for l in range(L - 1, -1, -1):
+        layer = net.layers[l]
+        W = layer.W
+        gbuf = ws.gbuf[l]
+        if l == 0 and Xb is not None:
+            Xc = Xb.tocsc()
+            K.sddmm_sparse_tiled(W.indptr, W.indices, Xc.indptr, Xc.indices, Xc.data, D, gbuf,
+                                 accumulate)
+            E = None
+        elif l == 0:
+            K.backward_tiled(W.indptr, W.indices, W.data, acts[0], D, ws._dummy3,
+                             ws._dummy_codes, gbuf, accumulate, False, 0, 0.0, 1.0,
+                             ws.bsum[0])
+            E = None
+        else:
+            which ^= 1
+            E = ws.view(ws.D[which], sizes[l], nt, tb)
+            act, s = _act_code(net, l)
+            K.backward_tiled(W.indptr, W.indices, W.data, acts[l], D, E, codes[l], gbuf,
+                             accumulate, True, act, s, scale, ws.bsum[l - 1])
+        if step is not None:
+            step(l)
+        D = E
+
+
+def train_batch(net, ws, X, Y, idx, weights, lr, momentum, nesterov, l2, dropout, rng):
+    """One optimizer step on the samples ``idx`` of ``(X, Y)``; returns the data loss and ``||W||^2``.
+
+    ``weights`` are the normalised sample weights of the batch (sum 1).
+    """
+    L = len(net.layers)
+    B = len(idx)
+    micro = ws.micro
+    n_micro = -(-B // micro)
+    sq = [0.0]
+    loss = 0.0
+    eps = float(np.finfo(ws.dtype).eps)
+    out_act, loss_kind = _OUT[net.out_activation], _LOSS[net.loss]
+    n_parts = ws.nt
+
+    def step(l):
+        layer = net.layers[l]
+        nb = ws.bsum[l].shape[0]
+        sq[0] += K.apply_step(layer.W.data, layer.velocity, ws.gbuf[l], n_parts if not (
+            l == 0 and ws.sparse_input) else 1, lr, momentum, l2, nesterov, layer.bias,
+            layer.bias_velocity, ws.bsum[l], nb)
+
+    for m in range(n_micro):
+        lo, hi = m * micro, min(B, (m + 1) * micro)
+        Bm = hi - lo
+        nt = ws.nt
+        tb = _round8(-(-Bm // nt))
+        seeds = rng.integers(0, 1 << 32, size=L) if dropout > 0 else None
+        acts, codes, Xb = _forward(net, ws, X, idx[lo:hi], Bm, nt, tb, seeds, dropout)
+        D = ws.view(ws.D[0], ws.sizes[-1], nt, tb)
+        loss += K.output_loss_delta(acts[-1], Y[idx[lo:hi]], weights[lo:hi], Bm, out_act,
+                                    loss_kind, eps, D, ws.bsum[L - 1], m > 0)
+        last = m == n_micro - 1
+        _backward(net, ws, acts, codes, Xb, D, nt, tb, m > 0, dropout,
+                  step if (last and n_micro == 1) else None)
+    if n_micro > 1:
+        for l in range(L - 1, -1, -1):
+            step(l)
+    return loss, sq[0]
+
+
+def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuffle=True,
+              activation_budget=DEFAULT_ACTIVATION_BUDGET):
+    """Drop-in for :func:`._network.run_epoch` (same arguments, result and RNG use)."""
+    n = X.shape[0]
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    ws = Workspace(net, min(batch_size, n), training=True, sparse_input=sp.issparse(X),
+                   activation_budget=activation_budget)
+    dtype = net.dtype
+    accumulated = 0.0
+    lr, mu, nesterov = optimizer.learning_rate, optimizer.momentum, optimizer.nesterov
+    uniform = None
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        idx = order[start:stop]
+        B = stop - start
+        if sample_weight is None:
+            if uniform is None or len(uniform) != B:
+                uniform = np.full(B, 1.0 / B, dtype=dtype)
+            weights, total = uniform, float(B)
+        else:
+            sw = sample_weight[idx]
+            total = float(sw.sum())
+            if total <= 0:  # a batch of zero-weight samples carries no information
+                continue
+            weights = (sw / total).astype(dtype)
+        l2 = config.alpha / total
+        loss, sq = train_batch(net, ws, X, Y, idx, weights, lr, mu, nesterov, l2,
+                               config.dropout, rng)
+        accumulated += (loss + 0.5 * l2 * sq) * B
+    return accumulated / n
+
+
+def predict_output(net, X, chunk=None):
+    """Output activations for all rows of ``X`` (dense or CSR), shape ``(n, n_outputs)``."""
+    n = X.shape[0]
+    dtype = net.dtype
+    sizes = net.n_neurons
+    if chunk is None:
+        chunk = int(min(max(1, (1 << 24) // max(sizes[1:])), 8192))
+    chunk = max(1, min(chunk, n))
+    ws = Workspace(net, chunk, training=False, sparse_input=sp.issparse(X),
+                   activation_budget=1 << 62)
+    out = np.empty((n, sizes[-1]), dtype=dtype)
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        B = stop - start
+        nt, tb = choose_tiles(B, max(sizes), dtype.itemsize)
+        if nt * tb > ws.nt * ws.tb:
+            nt, tb = ws.nt, _round8(-(-B // ws.nt))
+        idx = np.arange(start, stop)
+        acts, _, _ = _forward(net, ws, X, idx, B, nt, tb, None, 0.0)
+        K.untile_rows(acts[-1], B, out, start)
+    output_forward(net.out_activation, out.T)
+    return out

@@ -1,0 +1,205 @@
+"""The fused training / prediction path against the reference implementation."""
+import copy
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from sksparse_mlp import _fastpath as F
+from sksparse_mlp import _kernels as K
+from sksparse_mlp._network import SparseMLP, TrainingConfig, run_epoch
+from sksparse_mlp._optimizers import MomentumSGD
+
+
+def _net(act, out, loss, dtype, n_out, sizes=(13, 40, 30, 20), seed=0):
+    rng = np.random.default_rng(seed)
+    dens = [0.3, 0.2, 0.5, 1.0][: len(sizes)]
+    net = SparseMLP.random(list(sizes) + [n_out], dens, rng, activation=act, slope=0.6,
+                           out_activation=out, loss=loss, dtype=dtype)
+    for layer in net.layers:
+        layer.bias[:] = rng.standard_normal(layer.n_out) * 0.1
+    return net
+
+
+def _data(out, dtype, n, n_out, sparse, rng):
+    X = rng.standard_normal((n, 13)).astype(dtype)
+    if sparse:
+        X[rng.random(X.shape) < 0.6] = 0
+        X = sp.csr_matrix(X)
+    if out == "softmax":
+        Y = np.eye(n_out, dtype=dtype)[rng.integers(0, n_out, n)]
+    elif out == "logistic":
+        Y = (rng.random((n, n_out)) < 0.5).astype(dtype)
+    else:
+        Y = rng.standard_normal((n, n_out)).astype(dtype)
+    return X, Y
+
+
+CASES = [
+    dict(),
+    dict(dtype=np.float32),
+    dict(act="relu"),
+    dict(act="leaky_relu"),
+    dict(act="tanh"),
+    dict(act="logistic"),
+    dict(act="identity"),
+    dict(out="logistic", loss="binary_log_loss", n_out=1),
+    dict(out="logistic", loss="binary_log_loss", n_out=4),
+    dict(out="identity", loss="squared_error", lr=0.002),
+    dict(sparse=True),
+    dict(sample_weight=True),
+    dict(budget=3000),
+    dict(budget=3000, sparse=True),
+    dict(budget=3000, sample_weight=True, dtype=np.float32),
+    dict(nesterov=False),
+    dict(batch_size=1, n=20, lr=0.002),
+    dict(batch_size=200),
+    dict(batch_size=37, n=300, sizes=(13, 300, 20)),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[",".join(f"{k}={v}" for k, v in c.items()) or "default"
+                                             for c in CASES])
+def test_epoch_matches_reference(case):
+    act = case.get("act", "allrelu")
+    out = case.get("out", "softmax")
+    loss = case.get("loss", "log_loss")
+    dtype = case.get("dtype", np.float64)
+    n_out = case.get("n_out", 3)
+    n = case.get("n", 101)
+    rng = np.random.default_rng(1)
+    X, Y = _data(out, dtype, n, n_out, case.get("sparse", False), rng)
+    sw = rng.random(n) if case.get("sample_weight") else None
+    if sw is not None:
+        sw[:20] = 0  # include batches with (partly) zero weights
+    a = _net(act, out, loss, dtype, n_out, case.get("sizes", (13, 40, 30, 20)))
+    b = a.copy()
+    oa = MomentumSGD(case.get("lr", 0.05), momentum=0.9, nesterov=case.get("nesterov", True))
+    ob = copy.copy(oa)
+    cfg = TrainingConfig(alpha=1e-3)
+    ra, rb = np.random.default_rng(5), np.random.default_rng(5)
+    bs = case.get("batch_size", 16)
+    kw = {} if "budget" not in case else dict(activation_budget=case["budget"])
+    for _ in range(2):
+        la = run_epoch(a, X, Y, sw, bs, oa, cfg, ra)
+        lb = F.run_epoch(b, X, Y, sw, bs, ob, cfg, rb, **kw)
+    tol = 1e-9 if dtype == np.float64 else 2e-4
+    assert np.isfinite(la)
+    assert lb == pytest.approx(la, rel=tol, abs=tol)
+    for x, z in zip(a.layers, b.layers):
+        np.testing.assert_allclose(z.W.data, x.W.data, rtol=tol, atol=tol)
+        np.testing.assert_allclose(z.velocity, x.velocity, rtol=tol, atol=tol)
+        np.testing.assert_allclose(z.bias, x.bias, rtol=tol, atol=tol)
+        np.testing.assert_allclose(z.bias_velocity, x.bias_velocity, rtol=tol, atol=tol)
+    ref = a.predict_output(X)
+    np.testing.assert_allclose(F.predict_output(b, X), ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(F.predict_output(b, X, chunk=7), ref, rtol=tol, atol=tol)
+
+
+def _untile(A3, B):
+    nt, n, tb = A3.shape
+    return A3.transpose(1, 0, 2).reshape(n, nt * tb)[:, :B]
+
+
+@pytest.mark.parametrize("act", ["allrelu", "tanh", "logistic"])
+@pytest.mark.parametrize("dropout", [0.3, 0.5])
+def test_dropout_gradient(act, dropout):
+    """One step with dropout equals a dense numpy step using the same masks."""
+    rng = np.random.default_rng(3)
+    net = _net(act, "softmax", "log_loss", np.float64, 3)
+    ref = net.copy()
+    B = 23
+    X, Y = _data("softmax", np.float64, B, 3, False, rng)
+    ws = F.Workspace(net, B)
+    w = np.full(B, 1.0 / B)
+    lr = 0.1
+    F.train_batch(net, ws, X, Y, np.arange(B), w, lr, 0.0, False, 0.0, dropout, rng)
+    nt, tb = ws.nt, (-(-B // ws.nt) + 7) // 8 * 8
+    masks = [None] + [(_untile(ws.view(ws.G[l], ws.sizes[l], nt, tb), B) >> 1) & 1
+                      for l in range(1, len(ws.sizes) - 1)]
+    keep = 1 - dropout
+    kept = np.concatenate([m.ravel() for m in masks[1:]]).mean()
+    assert abs(kept - keep) < 0.06
+    # dense reference with the same masks
+    Ws = [layer.W.toarray() for layer in ref.layers]
+    bs = [layer.bias.copy() for layer in ref.layers]
+    A, Zs, As = X, [], [X]
+    for l in range(len(Ws)):
+        Z = A @ Ws[l] + bs[l]
+        Zs.append(Z)
+        if l < len(Ws) - 1:
+            if act == "allrelu":
+                s = -0.6 if (l + 1) % 2 == 1 else 0.6
+                fz, dz = np.where(Z > 0, Z, s * Z), np.where(Z > 0, 1.0, s)
+            elif act == "tanh":
+                fz = np.tanh(Z)
+                dz = 1 - fz ** 2
+            else:
+                fz = 1 / (1 + np.exp(-Z))
+                dz = fz * (1 - fz)
+            m = masks[l + 1].T / keep
+            A = fz * m
+            Zs[-1] = dz * m
+        else:
+            A = np.exp(Z - Z.max(1, keepdims=True))
+            A /= A.sum(1, keepdims=True)
+        As.append(A)
+    D = (As[-1] - Y) / B
+    for l in range(len(Ws) - 1, -1, -1):
+        gW = As[l].T @ D
+        E = D @ Ws[l].T
+        layer = net.layers[l]
+        new = layer.W.toarray()
+        old = ref.layers[l].W.toarray()
+        mask = old != 0
+        np.testing.assert_allclose(new[mask], (old - lr * gW)[mask], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(layer.bias, bs[l] - lr * D.sum(0), rtol=1e-9, atol=1e-12)
+        if l > 0:
+            D = E * Zs[l - 1]
+
+
+def test_dropout_stream_is_seeded():
+    X, Y = _data("softmax", np.float32, 64, 3, False, np.random.default_rng(0))
+    nets = []
+    for _ in range(2):
+        net = _net("allrelu", "softmax", "log_loss", np.float32, 3)
+        F.run_epoch(net, X, Y, None, 16, MomentumSGD(0.05), TrainingConfig(dropout=0.3),
+                    np.random.default_rng(7))
+        nets.append(net)
+    for a, b in zip(*[n.layers for n in nets]):
+        np.testing.assert_array_equal(a.W.data, b.W.data)
+
+
+@pytest.mark.parametrize("B,width", [(1, 10), (8, 1000), (9, 1000), (128, 1000), (128, 784),
+                                     (128, 100000), (10000, 1000), (75, 3312)])
+def test_choose_tiles(B, width):
+    nt, tb = F.choose_tiles(B, width, 4, 2)
+    assert nt * tb >= B and tb % 8 == 0 and (nt - 1) * tb < B
+
+
+def test_transposed_view_refreshes():
+    net = _net("allrelu", "softmax", "log_loss", np.float64, 3)
+    T = F._Transposed()
+    W = net.layers[0].W
+    first = T.get(W).indices
+    assert T.get(W).indices is first
+    W2 = W.copy()
+    assert T.get(W2).indices is not first
+    WT = sp.csr_array((W2.data[T.perm], T.indices, T.indptr), shape=W2.shape[::-1])
+    np.testing.assert_array_equal(WT.toarray(), W2.toarray().T)
+
+
+def test_hash_dropout_rate():
+    Z3 = np.ones((2, 50, 64), np.float32)
+    G3 = np.empty(Z3.shape, np.uint8)
+    data = np.zeros(0, np.float32)
+    t_indptr = np.zeros(51, np.int32)
+    empty = np.zeros(0, np.int32)
+    A3 = np.zeros((2, 3, 64), np.float32)
+    bias = np.ones(50, np.float32)
+    K.forward_tiled(t_indptr, empty, empty, data, bias, A3, Z3, G3, K.ACT_PIECEWISE, -0.6,
+                    K.dropout_threshold(0.7), 12345, 1 / 0.7)
+    kept = (G3 >> 1) & 1
+    assert abs(kept.mean() - 0.7) < 0.02
+    np.testing.assert_allclose(Z3[kept == 1], 1 / 0.7, rtol=1e-6)
+    assert np.all(Z3[kept == 0] == 0)
