@@ -329,7 +329,8 @@ class _BaseTrulySparseMLP(BaseEstimator):
 
     def _forward(self, X):
         check_is_fitted(self)
-        return self.network_.predict_output(self._check_X(X, reset=False))
+        # float64 out whatever the training dtype, as scikit-learn's estimators do
+        return self.network_.predict_output(self._check_X(X, reset=False)).astype(np.float64)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -546,15 +547,15 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
         return tags
 
 
-def _init_with_defaults(init, activation):
-    """A copy of the shared ``__init__`` with another default ``activation``.
+def _init_with_defaults(init, activation, learning_rate_init):
+    """A copy of the shared ``__init__`` with other defaults for two parameters.
 
     scikit-learn reads parameters and their defaults from the signature, so the
     regressor needs its own function object rather than a wrapper.
     """
     new = types.FunctionType(init.__code__, init.__globals__, init.__name__,
                              (init.__defaults__[0], activation), init.__closure__)
-    new.__kwdefaults__ = dict(init.__kwdefaults__)
+    new.__kwdefaults__ = dict(init.__kwdefaults__, learning_rate_init=learning_rate_init)
     return new
 
 
@@ -564,10 +565,11 @@ class TrulySparseMLPRegressor(RegressorMixin, _BaseTrulySparseMLP):
     Same parameters and attributes as :class:`TrulySparseMLPClassifier` (without
     ``classes_``); the output layer is linear and the loss is half the mean
     squared error, as in :class:`sklearn.neural_network.MLPRegressor`. The
-    default hidden activation is ``"relu"``: All-ReLU passes the magnitude of
-    negative pre-activations on, which makes plain SGD diverge on regression
-    targets when the inputs are not centred (the paper used All-ReLU for
-    classification only); ``activation="allrelu"`` is available.
+    default hidden activation is ``"relu"`` and the default
+    ``learning_rate_init`` is 0.001, as in MLPRegressor: All-ReLU passes the
+    magnitude of negative pre-activations on, and with a larger step plain SGD
+    diverges on unscaled regression targets (the paper used All-ReLU for
+    classification only).
 
     Examples
     --------
@@ -582,7 +584,8 @@ class TrulySparseMLPRegressor(RegressorMixin, _BaseTrulySparseMLP):
 
     _loss = "squared_error"
     out_activation_ = "identity"
-    __init__ = _init_with_defaults(_BaseTrulySparseMLP.__init__, activation="relu")
+    __init__ = _init_with_defaults(_BaseTrulySparseMLP.__init__, activation="relu",
+                                   learning_rate_init=0.001)
 
     def fit(self, X, y, sample_weight=None):
         """Fit the model to ``X`` (dense or sparse) and targets ``y``.
