@@ -213,8 +213,8 @@ def make_fashion_like(n_train=6000, n_test=1000, *, n_classes=10, noise=0.08,
 LUNG_CLASS_SIZES = (139, 17, 21, 20, 6)
 
 
-def make_lung_like(n_samples=203, n_features=3312, *, n_informative=150,
-                   n_factors=20, effect=0.6, random_state=None):
+def make_lung_like(n_samples=203, n_features=3312, *, n_informative=300,
+                   n_factors=20, effect=1.0, random_state=None):
     """A generated set with the shape of the Lung microarray set: 203 x 3312, 5 classes.
 
     Samples are log2-expression-like values: a per-gene baseline, a low-rank
@@ -231,12 +231,15 @@ def make_lung_like(n_samples=203, n_features=3312, *, n_informative=150,
         least 2 samples).
     n_features : int, default=3312
         Number of genes.
-    n_informative : int, default=150
-        Number of genes whose mean differs between classes.
+    n_informative : int, default=300
+        Number of genes whose mean differs between classes (each class
+        shifts a random third of them).
     n_factors : int, default=20
         Rank of the correlated part shared by all genes.
-    effect : float, default=0.6
-        Size of the class shifts relative to the gene-wise noise.
+    effect : float, default=1.0
+        Size of the class shifts relative to the gene-wise noise. With the
+        defaults a standardised logistic regression reaches about 0.89
+        cross-validated accuracy (0.69 is the majority class).
     random_state : int, RandomState instance or None, default=None
         Seed; the same seed gives the same data.
 

@@ -41,7 +41,7 @@ def test_lung_like():
     X, y, informative = make_lung_like(random_state=0)
     assert X.shape == (203, 3312)
     assert np.bincount(y).tolist() == [139, 17, 21, 20, 6]
-    assert informative.shape == (150,) and informative.max() < 3312
+    assert informative.shape == (300,) and informative.max() < 3312
     X2, y2, _ = make_lung_like(random_state=0)
     np.testing.assert_array_equal(X, X2)
     np.testing.assert_array_equal(y, y2)
