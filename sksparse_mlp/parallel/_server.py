@@ -37,6 +37,7 @@ from . import _wire
 from ._pool import TAG_GD, TAG_GH, TAG_MD, TAG_MH, TAG_RES, Pool
 
 WARMUP_EPOCHS = 5
+SETUP_TIMEOUT = 180.0     # seconds of silence allowed while workers import and load kernels
 
 
 def _cores():
@@ -385,7 +386,11 @@ def fit_wasap(network, X, Y, sample_weight, *, config, optimizer, batch_size, ma
     cores = _cores()
     flags = ["--fail-import"] if _test_hooks.get("fail_import") else []
     stats = {"n_workers": n_workers, "mode": mode}
-    with Pool(n_workers, timeout=timeout, mpi_info=mpi_info, worker_flags=flags) as pool:
+    # set-up (imports, numba kernels from the on-disk cache, or compiled on a cold cache,
+    # data shards) may legitimately be silent for longer than a training step
+    setup_timeout = None if timeout is None else max(float(timeout), SETUP_TIMEOUT)
+    with Pool(n_workers, timeout=setup_timeout, mpi_info=mpi_info, worker_flags=flags,
+              spawn_timeout=max(60.0, SETUP_TIMEOUT)) as pool:
         stats["spawn_s"] = pool.stats["spawn_s"]
         t_setup = time.perf_counter()
         for r in range(n_workers):
@@ -398,13 +403,15 @@ def fit_wasap(network, X, Y, sample_weight, *, config, optimizer, batch_size, ma
                "proto": _wire.proto_of(network), "momentum": optimizer.momentum,
                "nesterov": optimizer.nesterov}
         for r in range(n_workers):
-            pool.send(("init", dict(cfg, seed=int(seeds[r]))), r)
+            pool.send(("init", dict(cfg, seed=int(seeds[r]), sparse_X=sp.issparse(X))), r)
         for r in range(n_workers):
             pool.recv(r)
         for r in range(n_workers):
             _send_shard(pool, r, X, Y, sample_weight, shards[r])
         for r in range(n_workers):
             pool.recv(r)
+        pool.timeout = timeout
+        pool.touch()
         server = _Server(pool, network, config, optimizer, rng, on_epoch_end, epochs_done)
         stats["setup_s"] = time.perf_counter() - t_setup
         t_train = time.perf_counter()

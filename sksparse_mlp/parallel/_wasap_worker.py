@@ -56,6 +56,7 @@ def dispatch(w, cmd):
     name = cmd[0]
     if name == "init":
         w.state = State(cmd[1])
+        _warm_up(w.state, cmd[1].get("sparse_X", False))
         w.ch.send(("ok", w.ch.rank), TAG_RES)
     elif name == "shard":
         recv_shard(w, cmd[1])
@@ -71,6 +72,26 @@ def dispatch(w, cmd):
                    "steps": s.steps if s else 0}, TAG_RES)
     else:
         raise ValueError("unknown command %r" % (name,))
+
+
+def _warm_up(s, sparse_X):
+    """Load (or compile) the numba kernels now, during set-up, on a tiny network with the
+    real dtype, so that the first training step is not a long silence for the server."""
+    from .._network import SparseMLP, train_step
+    rng = np.random.default_rng(0)
+    p = s.proto
+    net = SparseMLP.random([6, 6, 2], [0.5, 1.0], rng, init=s.config.init,
+                           activation=p["activation"], slope=p["slope"],
+                           out_activation=p["out_activation"], loss=p["loss"], dtype=s.dtype)
+    X = rng.random((3, 6)).astype(s.dtype)
+    if sparse_X:
+        X = sp.csr_matrix(X)
+    Y = np.zeros((3, 2), dtype=s.dtype)
+    Y[:, 0] = 1
+    opt = MomentumSGD(1e-3, "constant", s.momentum, s.nesterov)
+    train_step(net, X, Y, None, opt, s.local_config, rng)
+    if s.config.zeta > 0:
+        evolve_topology(net, 1, s.local_config, rng)
 
 
 def recv_shard(w, meta):
