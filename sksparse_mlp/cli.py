@@ -711,8 +711,9 @@ def cmd_predict(args):
             _check_file(args.data)
             fmt = _FORMATS.get(os.path.splitext(args.data)[1].lower()) or _sniff(args.data)
         if fmt == "svmlight":
+            zero_based = bundle.get("svmlight_zero_based")
             data = load_svmlight(args.data, n_features=n_features,
-                                 zero_based=bundle.get("svmlight_zero_based") or "auto")
+                                 zero_based="auto" if zero_based is None else zero_based)
         else:
             data = load_data(args.data, bundle.get("target"), format=fmt, require_target=False)
     except DataError as exc:

@@ -321,11 +321,14 @@ class Dataset:
     target : str or None
         The name of the target column (CSV) or array (npz).
     path : str
+    zero_based : bool or None
+        svmlight files only: whether the feature indices started at 0.
     """
 
     def __init__(self, X, y=None, feature_names=None, target=None, path=None):
         self.X, self.y = X, y
         self.feature_names, self.target, self.path = feature_names, target, path
+        self.zero_based = None  # svmlight only: whether feature indices start at 0
 
     def __iter__(self):  # allows ``X, y = load_data(...)``
         return iter((self.X, self.y))

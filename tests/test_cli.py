@@ -272,3 +272,28 @@ def test_demo_runs_small(tmp_path, capsys):
     assert (tmp_path / "sksparse-mlp-demo.png").stat().st_size > 10_000
     res = json.load(open(tmp_path / "demo.json"))
     assert len(res["results"]) == 3
+
+
+def test_svmlight_index_convention_is_kept(tmp_path, capsys):
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(2)
+    train = tmp_path / "z.svm"
+    with open(train, "w") as f:  # zero-based indices 0..5
+        for i in range(60):
+            lab = i % 2
+            pairs = " ".join(f"{j}:{rng.normal() + 2 * lab * (j == 0):.3f}" for j in range(6))
+            f.write(f"{lab} {pairs}\n")
+    model = str(tmp_path / "z.joblib")
+    code, _, err = run(["train", str(train), "-o", model, "-q", *FAST], capsys)
+    assert code == 0, err
+    bundle = joblib.load(model)
+    assert bundle["svmlight_zero_based"] is True
+    test = tmp_path / "t.svm"
+    test.write_text("0 1:3.0\n0 5:-2.0\n")  # no index 0: "auto" would read it one-based
+    code, out, err = run(["predict", model, str(test), "--proba"], capsys)
+    assert code == 0, err
+    X = sp.csr_matrix(([3.0, -2.0], ([0, 1], [1, 5])), shape=(2, 6))
+    expected = bundle["model"].predict_proba(X)
+    got = np.array([[float(v) for v in line.split(",")[1:]] for line in out.splitlines()[1:]])
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
