@@ -34,6 +34,8 @@ from ._activations import negative_slope, output_forward
 DEFAULT_ACTIVATION_BUDGET = 2 << 30
 _L2_PANEL_BYTES = 256 << 10
 _MIN_L2_PANEL = 32
+# force the number of batch panels (None: choose_tiles decides); for experiments
+PANELS = None
 
 _OUT = {"softmax": K.OUT_SOFTMAX, "logistic": K.OUT_LOGISTIC, "identity": K.OUT_IDENTITY}
 _LOSS = {"log_loss": K.LOSS_LOG, "binary_log_loss": K.LOSS_BINARY,
@@ -119,7 +121,7 @@ class Workspace:
     """
 
     def __init__(self, net, capacity, training=True, sparse_input=False,
-                 activation_budget=DEFAULT_ACTIVATION_BUDGET):
+                 activation_budget=DEFAULT_ACTIVATION_BUDGET, panels=None):
         self.net = net
         dtype = net.dtype
         self.dtype = dtype
@@ -137,6 +139,10 @@ class Workspace:
         micro = max(1, int(activation_budget // max(1, per_sample)))
         micro = min(int(capacity), micro)
         self.nt, self.tb = choose_tiles(micro, width, itemsize)
+        panels = PANELS if panels is None else panels
+        if panels is not None:
+            self.nt = max(1, min(int(panels), micro))
+            self.tb = _round8(-(-micro // self.nt))
         self.micro = min(micro, self.nt * self.tb)
         cap = self.nt * self.tb
         self.sparse_input = sparse_input
@@ -150,12 +156,20 @@ class Workspace:
             dmax = max(sizes[1:]) * cap
             self.D = [np.empty(dmax, dtype), np.empty(dmax, dtype)]
             nnz = net.n_connections
+            # one panel and one micro-batch: the backward kernel applies the optimizer
+            # step itself, no gradient buffer at all
+            self.fused = self.nt == 1 and self.n_micro_max == 1
+            need = [not self.fused or (l == 0 and sparse_input) for l in range(L)]
             if self.n_micro_max > 1:  # gradients must survive all micro-batches
-                self.gbuf = [np.empty((self.nt, n), dtype) for n in nnz]
+                self.gbuf = [np.empty((self.nt, n), dtype) if need[l] else None
+                             for l, n in enumerate(nnz)]
             else:
-                shared = np.empty(self.nt * max(nnz), dtype)
-                self.gbuf = [shared[: self.nt * n].reshape(self.nt, n) for n in nnz]
+                m = max([n for l, n in enumerate(nnz) if need[l]], default=0)
+                shared = np.empty(self.nt * m, dtype)
+                self.gbuf = [shared[: self.nt * n].reshape(self.nt, n) if need[l] else None
+                             for l, n in enumerate(nnz)]
             self.bsum = [np.zeros((self.nt, n), dtype) for n in sizes[1:]]
+            self._nogbuf = np.zeros((1, 1), dtype)
         self._dummy3 = np.zeros((1, 1, 1), dtype)
         self._dummy_codes = np.zeros((1, 1, 1), np.uint8)
 
@@ -209,35 +223,51 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout):
     return acts, codes, (Xb if sp.issparse(X) else None)
 
 
-def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, step):
-    """Backward pass from the output delta ``D``; ``step(l)`` runs after layer ``l``."""
+def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, opt, last):
+    """Backward pass from the output delta ``D``; on the ``last`` micro-batch each
+    layer takes its optimizer step as soon as its gradient is complete (inside the
+    backward kernel in fused mode).
+
+    ``opt = (lr, momentum, nesterov, l2)``.  Returns ``sum(W.data**2)`` before the
+    steps taken here.
+    """
     L = len(net.layers)
     sizes = ws.sizes
     scale = 1.0 / (1.0 - dropout) if dropout > 0 else 1.0
+    lr, mu, nesterov, l2 = opt
     which = 0
+    sq = 0.0
     for l in range(L - 1, -1, -1):
         layer = net.layers[l]
         W = layer.W
         gbuf = ws.gbuf[l]
+        mode = K.GRAD_STEP if ws.fused else (K.GRAD_ADD if accumulate else K.GRAD_WRITE)
         if l == 0 and Xb is not None:
             Xc = Xb.tocsc()
             K.sddmm_sparse_tiled(W.indptr, W.indices, Xc.indptr, Xc.indices, Xc.data, D, gbuf,
                                  accumulate)
             E = None
-        elif l == 0:
-            K.backward_tiled(W.indptr, W.indices, W.data, acts[0], D, ws._dummy3,
-                             ws._dummy_codes, gbuf, accumulate, False, 0, 0.0, 1.0,
-                             ws.bsum[0])
-            E = None
         else:
-            which ^= 1
-            E = ws.view(ws.D[which], sizes[l], nt, tb)
-            act, s = _act_code(net, l)
-            K.backward_tiled(W.indptr, W.indices, W.data, acts[l], D, E, codes[l], gbuf,
-                             accumulate, True, act, s, scale, ws.bsum[l - 1])
-        if step is not None:
-            step(l)
+            g = ws._nogbuf if gbuf is None else gbuf
+            if l == 0:
+                E, G, act, s, bs = ws._dummy3, ws._dummy_codes, 0, 0.0, ws.bsum[0]
+            else:
+                which ^= 1
+                E = ws.view(ws.D[which], sizes[l], nt, tb)
+                act, s = _act_code(net, l)
+                G, bs = codes[l], ws.bsum[l - 1]
+            sq += K.backward_tiled(W.indptr, W.indices, W.data, acts[l], D, E, G, g, mode, l > 0,
+                                   act, s, scale, bs, layer.velocity, lr, mu, l2, nesterov)
+            if l == 0:
+                E = None
+        if last:
+            if mode != K.GRAD_STEP or (l == 0 and Xb is not None):
+                n_parts = 1 if (l == 0 and Xb is not None) else nt
+                sq += K.apply_step(W.data, layer.velocity, gbuf, n_parts, lr, mu, l2, nesterov)
+            K.bias_step(layer.bias, layer.bias_velocity, ws.bsum[l], ws.bsum[l].shape[0], lr, mu,
+                        nesterov)
         D = E
+    return sq
 
 
 def train_batch(net, ws, X, Y, idx, weights, lr, momentum, nesterov, l2, dropout, rng):
@@ -249,36 +279,24 @@ def train_batch(net, ws, X, Y, idx, weights, lr, momentum, nesterov, l2, dropout
     B = len(idx)
     micro = ws.micro
     n_micro = -(-B // micro)
-    sq = [0.0]
     loss = 0.0
+    sq = 0.0
     eps = float(np.finfo(ws.dtype).eps)
     out_act, loss_kind = _OUT[net.out_activation], _LOSS[net.loss]
-    n_parts = ws.nt
-
-    def step(l):
-        layer = net.layers[l]
-        nb = ws.bsum[l].shape[0]
-        sq[0] += K.apply_step(layer.W.data, layer.velocity, ws.gbuf[l], n_parts if not (
-            l == 0 and ws.sparse_input) else 1, lr, momentum, l2, nesterov, layer.bias,
-            layer.bias_velocity, ws.bsum[l], nb)
-
+    opt = (lr, momentum, nesterov, l2)
+    nt = ws.nt
     for m in range(n_micro):
         lo, hi = m * micro, min(B, (m + 1) * micro)
         Bm = hi - lo
-        nt = ws.nt
         tb = _round8(-(-Bm // nt))
         seeds = rng.integers(0, 1 << 32, size=L) if dropout > 0 else None
         acts, codes, Xb = _forward(net, ws, X, idx[lo:hi], Bm, nt, tb, seeds, dropout)
         D = ws.view(ws.D[0], ws.sizes[-1], nt, tb)
         loss += K.output_loss_delta(acts[-1], Y[idx[lo:hi]], weights[lo:hi], Bm, out_act,
                                     loss_kind, eps, D, ws.bsum[L - 1], m > 0)
-        last = m == n_micro - 1
-        _backward(net, ws, acts, codes, Xb, D, nt, tb, m > 0, dropout,
-                  step if (last and n_micro == 1) else None)
-    if n_micro > 1:
-        for l in range(L - 1, -1, -1):
-            step(l)
-    return loss, sq[0]
+        sq += _backward(net, ws, acts, codes, Xb, D, nt, tb, m > 0, dropout, opt,
+                        m == n_micro - 1)
+    return loss, sq
 
 
 def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuffle=True,

@@ -503,24 +503,62 @@ def _deriv(code, a, act, s, inv_scale, scale):
     return d
 
 
-@njit(parallel=True, **_OPTS)
-def backward_tiled(indptr, indices, data, A3, D3, E3, G3, gbuf, accumulate, do_bwd,
-                   act, s, scale, bsum):
-    """Fused SDDMM gradient and backward pass of one layer on the tiled layout.
+GRAD_WRITE = 0
+GRAD_ADD = 1
+GRAD_STEP = 2
 
-    For every connection ``k`` = (i, j): ``gbuf[t, k] (+)= sum_b A3[t, i, b] * D3[t, j, b]``
-    (one partial sum per panel ``t``; ``accumulate`` adds to it).  With ``do_bwd``
-    also ``E3[t, i, :] = (W @ D)[i] * f'(z_i)``, the delta of the layer below, with
-    the derivative rebuilt from ``G3`` (codes) and ``A3`` (this layer's input, i.e.
-    the activations of the layer below; ``act``, slope ``s`` and dropout ``scale``
-    describe it), and ``bsum[t, i] (+)= sum_b E3[t, i, b]`` (its bias gradient).
-    Each delta row read serves both products.  Parallel over (panel, input neuron).
+
+@njit(inline="always")
+def _emit(gbuf, t, k, g, mode, data, velocity, lr, mu, wd, nesterov):
+    """Store (mode 0), add (mode 1) or apply (mode 2, momentum step) gradient ``g``.
+
+    Returns ``data[k] ** 2`` before a step (0 otherwise) for the L2 term.
+    """
+    if mode == GRAD_STEP:
+        w = data[k]
+        g = g + wd * w
+        v = mu * velocity[k] - lr * g
+        velocity[k] = v
+        if nesterov:
+            data[k] = w + (mu * v - lr * g)
+        else:
+            data[k] = w + v
+        return w * w
+    if mode == GRAD_ADD:
+        gbuf[t, k] += g
+    else:
+        gbuf[t, k] = g
+    return g * 0
+
+
+@njit(parallel=True, **_OPTS)
+def backward_tiled(indptr, indices, data, A3, D3, E3, G3, gbuf, mode, do_bwd, act, s, scale,
+                   bsum, velocity, lr, momentum, l2, nesterov):
+    """Fused SDDMM gradient, backward pass and (optionally) optimizer step of one layer.
+
+    For every connection ``k`` = (i, j) the gradient of panel ``t`` is
+    ``g = sum_b A3[t, i, b] * D3[t, j, b]``; ``mode`` 0 stores it in ``gbuf[t, k]``,
+    1 adds it there (micro-batches), 2 (single panel only) applies the momentum
+    step of :func:`momentum_step` to ``data[k]`` / ``velocity[k]`` at once — after the
+    old weight was used for the backward product, which only reads row ``i``.
+    With ``do_bwd`` also ``E3[t, i, :] = (W @ D)[i] * f'(z_i)``, the delta of the
+    layer below, with the derivative rebuilt from ``G3`` (codes) and ``A3`` (this
+    layer's input = the activations below; ``act``, slope ``s`` and dropout
+    ``scale`` describe them), and ``bsum[t, i] (+)= sum_b E3[t, i, b]`` (their bias
+    gradient; added in mode 1).  Each delta row read serves both products.
+    Parallel over (panel, input neuron).  Returns ``sum(data**2)`` before the step
+    in mode 2, else 0.
     """
     nt, n_in, TB = A3.shape
-    zero = A3.dtype.type(0)
-    s_ = A3.dtype.type(s)
-    sc = A3.dtype.type(scale)
-    isc = A3.dtype.type(1.0 / scale)
+    T = A3.dtype.type
+    zero = T(0)
+    s_ = T(s)
+    sc = T(scale)
+    isc = T(1.0 / scale)
+    lr_ = T(lr)
+    mu = T(momentum)
+    wd = T(l2)
+    sq = 0.0
     for q in prange(nt * n_in):
         t = q // n_in
         i = q - t * n_in
@@ -528,6 +566,7 @@ def backward_tiled(indptr, indices, data, A3, D3, E3, G3, gbuf, accumulate, do_b
         Dp = D3[t]
         k = indptr[i]
         end = indptr[i + 1]
+        rsq = 0.0
         if do_bwd:
             for b in range(TB):
                 E3[t, i, b] = zero
@@ -554,17 +593,11 @@ def backward_tiled(indptr, indices, data, A3, D3, E3, G3, gbuf, accumulate, do_b
                     s1 += a * d1
                     s2 += a * d2
                     s3 += a * d3
-                    E3[t, i, b] += w0 * d0 + w1 * d1 + w2 * d2 + w3 * d3
-                if accumulate:
-                    gbuf[t, k] += s0
-                    gbuf[t, k + 1] += s1
-                    gbuf[t, k + 2] += s2
-                    gbuf[t, k + 3] += s3
-                else:
-                    gbuf[t, k] = s0
-                    gbuf[t, k + 1] = s1
-                    gbuf[t, k + 2] = s2
-                    gbuf[t, k + 3] = s3
+                    E3[t, i, b] += (w0 * d0 + w1 * d1) + (w2 * d2 + w3 * d3)
+                rsq += _emit(gbuf, t, k, s0, mode, data, velocity, lr_, mu, wd, nesterov)
+                rsq += _emit(gbuf, t, k + 1, s1, mode, data, velocity, lr_, mu, wd, nesterov)
+                rsq += _emit(gbuf, t, k + 2, s2, mode, data, velocity, lr_, mu, wd, nesterov)
+                rsq += _emit(gbuf, t, k + 3, s3, mode, data, velocity, lr_, mu, wd, nesterov)
                 k += 4
             while k < end:
                 j0 = np.uint64(indices[k])
@@ -574,17 +607,14 @@ def backward_tiled(indptr, indices, data, A3, D3, E3, G3, gbuf, accumulate, do_b
                     d0 = Dp[j0, b]
                     s0 += Ap[i, b] * d0
                     E3[t, i, b] += w0 * d0
-                if accumulate:
-                    gbuf[t, k] += s0
-                else:
-                    gbuf[t, k] = s0
+                rsq += _emit(gbuf, t, k, s0, mode, data, velocity, lr_, mu, wd, nesterov)
                 k += 1
             acc = zero
             for b in range(TB):
                 e = E3[t, i, b] * _deriv(G3[t, i, b], Ap[i, b], act, s_, isc, sc)
                 E3[t, i, b] = e
                 acc += e
-            if accumulate:
+            if mode == GRAD_ADD:
                 bsum[t, i] += acc
             else:
                 bsum[t, i] = acc
@@ -604,27 +634,20 @@ def backward_tiled(indptr, indices, data, A3, D3, E3, G3, gbuf, accumulate, do_b
                     s1 += a * Dp[j1, b]
                     s2 += a * Dp[j2, b]
                     s3 += a * Dp[j3, b]
-                if accumulate:
-                    gbuf[t, k] += s0
-                    gbuf[t, k + 1] += s1
-                    gbuf[t, k + 2] += s2
-                    gbuf[t, k + 3] += s3
-                else:
-                    gbuf[t, k] = s0
-                    gbuf[t, k + 1] = s1
-                    gbuf[t, k + 2] = s2
-                    gbuf[t, k + 3] = s3
+                rsq += _emit(gbuf, t, k, s0, mode, data, velocity, lr_, mu, wd, nesterov)
+                rsq += _emit(gbuf, t, k + 1, s1, mode, data, velocity, lr_, mu, wd, nesterov)
+                rsq += _emit(gbuf, t, k + 2, s2, mode, data, velocity, lr_, mu, wd, nesterov)
+                rsq += _emit(gbuf, t, k + 3, s3, mode, data, velocity, lr_, mu, wd, nesterov)
                 k += 4
             while k < end:
                 j0 = np.uint64(indices[k])
                 s0 = zero
                 for b in range(TB):
                     s0 += Ap[i, b] * Dp[j0, b]
-                if accumulate:
-                    gbuf[t, k] += s0
-                else:
-                    gbuf[t, k] = s0
+                rsq += _emit(gbuf, t, k, s0, mode, data, velocity, lr_, mu, wd, nesterov)
                 k += 1
+        sq += rsq
+    return sq
 
 
 @njit(parallel=True, **_OPTS)
@@ -651,13 +674,29 @@ def sddmm_sparse_tiled(indptr, indices, xc_indptr, xc_indices, xc_data, D3, gbuf
                 gbuf[0, k] = acc
 
 
+@njit(**_OPTS)
+def bias_step(bias, bias_velocity, bsum, n_parts, lr, momentum, nesterov):
+    """Momentum step on a bias from ``sum(bsum[:n_parts])`` (no weight decay), serial."""
+    T = bias.dtype.type
+    lr_ = T(lr)
+    mu = T(momentum)
+    for j in range(bias.shape[0]):
+        g = bsum[0, j]
+        for p in range(1, n_parts):
+            g += bsum[p, j]
+        v = mu * bias_velocity[j] - lr_ * g
+        bias_velocity[j] = v
+        if nesterov:
+            bias[j] += mu * v - lr_ * g
+        else:
+            bias[j] += v
+
+
 @njit(parallel=True, **_OPTS)
-def apply_step(data, velocity, gbuf, n_parts, lr, momentum, l2, nesterov,
-               bias, bias_velocity, bsum, n_bparts):
+def apply_step(data, velocity, gbuf, n_parts, lr, momentum, l2, nesterov):
     """Momentum step on a layer from partial gradients; returns ``sum(data**2)`` before it.
 
-    ``g = sum(gbuf[:n_parts, k]) + l2 * data[k]``, then :func:`momentum_step`'s rule;
-    the bias gets ``sum(bsum[:n_bparts])`` with the same rule and no weight decay.
+    ``g = sum(gbuf[:n_parts, k]) + l2 * data[k]``, then :func:`momentum_step`'s rule.
     """
     T = data.dtype.type
     lr_ = T(lr)
@@ -680,16 +719,6 @@ def apply_step(data, velocity, gbuf, n_parts, lr, momentum, l2, nesterov,
             data[k] = w + (mu * v - lr_ * g)
         else:
             data[k] = w + v
-    for j in range(bias.shape[0]):
-        g = bsum[0, j]
-        for p in range(1, n_bparts):
-            g += bsum[p, j]
-        v = mu * bias_velocity[j] - lr_ * g
-        bias_velocity[j] = v
-        if nesterov:
-            bias[j] += mu * v - lr_ * g
-        else:
-            bias[j] += v
     return sq
 
 

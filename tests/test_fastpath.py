@@ -7,7 +7,27 @@ import scipy.sparse as sp
 
 from sksparse_mlp import _fastpath as F
 from sksparse_mlp import _kernels as K
-from sksparse_mlp._network import SparseMLP, TrainingConfig, run_epoch
+from sksparse_mlp._network import SparseMLP, TrainingConfig
+from sksparse_mlp._network import run_epoch as _run_epoch_dispatch
+
+
+def run_epoch(*args, **kwargs):
+    """The reference implementation of :mod:`._network` (fast path disabled)."""
+    saved = F.supported
+    F.supported = lambda *a, **k: False
+    try:
+        return _run_epoch_dispatch(*args, **kwargs)
+    finally:
+        F.supported = saved
+
+
+def reference_predict(net, X):
+    saved = F.supported
+    F.supported = lambda *a, **k: False
+    try:
+        return net.predict_output(X)
+    finally:
+        F.supported = saved
 from sksparse_mlp._optimizers import MomentumSGD
 
 
@@ -58,9 +78,16 @@ CASES = [
 ]
 
 
+@pytest.fixture(params=[None, 1, 3], ids=["panels=auto", "panels=1", "panels=3"])
+def panels(request, monkeypatch):
+    """Number of batch panels: 1 is the fused-step path, more use gradient buffers."""
+    monkeypatch.setattr(F, "PANELS", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("case", CASES, ids=[",".join(f"{k}={v}" for k, v in c.items()) or "default"
                                              for c in CASES])
-def test_epoch_matches_reference(case):
+def test_epoch_matches_reference(case, panels):
     act = case.get("act", "allrelu")
     out = case.get("out", "softmax")
     loss = case.get("loss", "log_loss")
@@ -91,7 +118,7 @@ def test_epoch_matches_reference(case):
         np.testing.assert_allclose(z.velocity, x.velocity, rtol=tol, atol=tol)
         np.testing.assert_allclose(z.bias, x.bias, rtol=tol, atol=tol)
         np.testing.assert_allclose(z.bias_velocity, x.bias_velocity, rtol=tol, atol=tol)
-    ref = a.predict_output(X)
+    ref = reference_predict(a, X)
     np.testing.assert_allclose(F.predict_output(b, X), ref, rtol=tol, atol=tol)
     np.testing.assert_allclose(F.predict_output(b, X, chunk=7), ref, rtol=tol, atol=tol)
 
@@ -103,7 +130,7 @@ def _untile(A3, B):
 
 @pytest.mark.parametrize("act", ["allrelu", "tanh", "logistic"])
 @pytest.mark.parametrize("dropout", [0.3, 0.5])
-def test_dropout_gradient(act, dropout):
+def test_dropout_gradient(act, dropout, panels):
     """One step with dropout equals a dense numpy step using the same masks."""
     rng = np.random.default_rng(3)
     net = _net(act, "softmax", "log_loss", np.float64, 3)
