@@ -75,6 +75,7 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--hidden", default=None, help="hidden layer sizes, e.g. 1000,1000,1000")
     ap.add_argument("--n-train", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=0.005, help="learning_rate_init")
     ap.add_argument("--target", type=float, default=None,
                     help="target test accuracy (default: 0.97 x best of n_workers=1)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -89,17 +90,20 @@ def main(argv=None):
     hidden = tuple(int(h) for h in (args.hidden or ("100,100" if quick else "1000,1000,1000")).split(","))
     epochs = args.epochs or (4 if quick else 20)
     Xtr, Xte, ytr, yte = make_fashion_like(n_train, 1000, random_state=0)
-    print("data: %d x %d train, %d test; network 784-%s-10, epsilon 20, batch 128, %d epochs; "
-          "%d cores" % (Xtr.shape[0], Xtr.shape[1], Xte.shape[0], "-".join(map(str, hidden)),
-                         epochs, len(os.sched_getaffinity(0))), flush=True)
+    print("data: %d x %d train, %d test; network 784-%s-10, epsilon 20, batch 128, lr %g, "
+          "%d epochs; %d cores, load average %.1f" % (
+              Xtr.shape[0], Xtr.shape[1], Xte.shape[0], "-".join(map(str, hidden)), args.lr,
+              epochs, len(os.sched_getaffinity(0)), os.getloadavg()[0]), flush=True)
     base = dict(hidden_layer_sizes=hidden, epsilon=20, max_iter=epochs, random_state=0,
+                learning_rate_init=args.lr,
                 worker_timeout=300, tol=0.0, n_iter_no_change=10 ** 6)
 
     # warm the numba cache (and the kernels) before timing anything
     TrulySparseMLPClassifier(**dict(base, max_iter=1)).fit(Xtr[:256], ytr[:256])
 
     results = {"config": {"n_train": int(n_train), "hidden": hidden, "epochs": epochs,
-                          "cores": len(os.sched_getaffinity(0))}}
+                          "lr": args.lr, "cores": len(os.sched_getaffinity(0)),
+                          "loadavg_start": os.getloadavg()}}
     print("\n[1] spawn + shutdown of a pool of 2 workers", flush=True)
     pools = _pool_overhead(1 if quick else 5)
     results["pool"] = pools
@@ -149,6 +153,8 @@ def main(argv=None):
               "%.1f MB received" % ("", 100 * st["server_wait_share"],
                                     100 * st["server_compute_s"] / train,
                                     st["bytes_out"] / 1e6, st["bytes_in"] / 1e6))
+    results["config"]["loadavg_end"] = os.getloadavg()
+    print("load average (1, 5, 15 min) at the end: %.1f %.1f %.1f" % os.getloadavg())
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1, default=float)
