@@ -21,6 +21,7 @@ same distribution as ``rng.random() >= p``, but a different stream than the
 reference path.  Without dropout both paths consume the generator identically
 and agree to rounding.
 """
+import os
 import weakref
 
 import numba
@@ -30,8 +31,20 @@ import scipy.sparse as sp
 from . import _kernels as K
 from ._activations import negative_slope, output_forward
 
-# Activations of one (micro-)batch may use at most this many bytes by default.
-DEFAULT_ACTIVATION_BUDGET = 2 << 30
+
+
+def _default_budget():
+    """A quarter of the physical memory, between 512 MiB and 8 GiB."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30
+    return int(min(8 << 30, max(512 << 20, total // 4)))
+
+
+# Activations of one (micro-)batch may use at most this many bytes by default;
+# larger batches are split into micro-batches whose gradients are summed.
+DEFAULT_ACTIVATION_BUDGET = _default_budget()
 _L2_PANEL_BYTES = 256 << 10
 _MIN_L2_PANEL = 32
 # force the number of batch panels (None: choose_tiles decides); for experiments
@@ -50,19 +63,21 @@ def _round8(x):
 def choose_tiles(B, width, itemsize, n_threads=None):
     """Panels ``(nt, TB)`` for a batch of ``B`` samples; ``nt * TB >= B``, ``TB % 8 == 0``.
 
-    A panel of the widest layer should fit in a core's L2 cache when that leaves
-    at least 32 samples per panel; there are at least as many panels as threads
-    (each thread then owns whole panels).
+    When a panel of the widest layer fits in a core's L2 cache with at least 32
+    samples, use such panels, at least one per thread (each thread then owns whole
+    panels and keeps its panel of the gathered matrix in its own cache).  Otherwise
+    use a single panel: the threads share the neurons, rows are gathered in long
+    contiguous runs, and the optimizer step fuses into the backward kernel (no
+    gradient buffer).
     """
     if n_threads is None:
         n_threads = numba.get_num_threads()
     B = max(1, int(B))
-    if B <= 8:
-        return 1, _round8(B)
     per_thread = -(-B // max(1, n_threads))
     tb = _L2_PANEL_BYTES // max(1, width * itemsize)
-    tb = min(tb, per_thread) if tb >= _MIN_L2_PANEL else per_thread
-    tb = max(8, _round8(tb))
+    if B <= 8 or tb < _MIN_L2_PANEL:
+        return 1, _round8(B)
+    tb = max(8, _round8(min(tb, per_thread)))
     return -(-B // tb), tb
 
 
@@ -134,8 +149,6 @@ class Workspace:
         # two delta buffers (training)
         per_sample = (0 if sparse_input else sizes[0] * itemsize)
         per_sample += sum(sizes[1:-1]) * (itemsize + (1 if training else 0)) + sizes[-1] * itemsize
-        if training:
-            per_sample += 2 * max(sizes[1:]) * itemsize
         micro = max(1, int(activation_budget // max(1, per_sample)))
         micro = min(int(capacity), micro)
         self.nt, self.tb = choose_tiles(micro, width, itemsize)
@@ -153,8 +166,6 @@ class Workspace:
         self.training = training
         self.n_micro_max = -(-int(capacity) // self.micro)
         if training:
-            dmax = max(sizes[1:]) * cap
-            self.D = [np.empty(dmax, dtype), np.empty(dmax, dtype)]
             nnz = net.n_connections
             # one panel and one micro-batch: the backward kernel applies the optimizer
             # step itself, no gradient buffer at all
@@ -170,7 +181,6 @@ class Workspace:
                              for l, n in enumerate(nnz)]
             self.bsum = [np.zeros((self.nt, n), dtype) for n in sizes[1:]]
             self._nogbuf = np.zeros((1, 1), dtype)
-        self._dummy3 = np.zeros((1, 1, 1), dtype)
         self._dummy_codes = np.zeros((1, 1, 1), np.uint8)
 
     def refresh(self):
@@ -226,47 +236,41 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout):
 def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, opt, last):
     """Backward pass from the output delta ``D``; on the ``last`` micro-batch each
     layer takes its optimizer step as soon as its gradient is complete (inside the
-    backward kernel in fused mode).
+    backward kernel in fused mode).  Deltas overwrite the activations they replace.
 
     ``opt = (lr, momentum, nesterov, l2)``.  Returns ``sum(W.data**2)`` before the
     steps taken here.
     """
     L = len(net.layers)
-    sizes = ws.sizes
     scale = 1.0 / (1.0 - dropout) if dropout > 0 else 1.0
     lr, mu, nesterov, l2 = opt
-    which = 0
     sq = 0.0
     for l in range(L - 1, -1, -1):
         layer = net.layers[l]
         W = layer.W
         gbuf = ws.gbuf[l]
         mode = K.GRAD_STEP if ws.fused else (K.GRAD_ADD if accumulate else K.GRAD_WRITE)
-        if l == 0 and Xb is not None:
+        sparse_first = l == 0 and Xb is not None
+        if sparse_first:
             Xc = Xb.tocsc()
             K.sddmm_sparse_tiled(W.indptr, W.indices, Xc.indptr, Xc.indices, Xc.data, D, gbuf,
                                  accumulate)
-            E = None
         else:
             g = ws._nogbuf if gbuf is None else gbuf
             if l == 0:
-                E, G, act, s, bs = ws._dummy3, ws._dummy_codes, 0, 0.0, ws.bsum[0]
+                G, act, s, bs = ws._dummy_codes, 0, 0.0, ws.bsum[0]
             else:
-                which ^= 1
-                E = ws.view(ws.D[which], sizes[l], nt, tb)
                 act, s = _act_code(net, l)
                 G, bs = codes[l], ws.bsum[l - 1]
-            sq += K.backward_tiled(W.indptr, W.indices, W.data, acts[l], D, E, G, g, mode, l > 0,
+            sq += K.backward_tiled(W.indptr, W.indices, W.data, acts[l], D, G, g, mode, l > 0,
                                    act, s, scale, bs, layer.velocity, lr, mu, l2, nesterov)
-            if l == 0:
-                E = None
         if last:
-            if mode != K.GRAD_STEP or (l == 0 and Xb is not None):
-                n_parts = 1 if (l == 0 and Xb is not None) else nt
-                sq += K.apply_step(W.data, layer.velocity, gbuf, n_parts, lr, mu, l2, nesterov)
+            if mode != K.GRAD_STEP or sparse_first:
+                sq += K.apply_step(W.data, layer.velocity, gbuf, 1 if sparse_first else nt, lr,
+                                   mu, l2, nesterov)
             K.bias_step(layer.bias, layer.bias_velocity, ws.bsum[l], ws.bsum[l].shape[0], lr, mu,
                         nesterov)
-        D = E
+        D = acts[l]  # now holds the delta of layer l's input (unused after layer 0)
     return sq
 
 
@@ -291,7 +295,7 @@ def train_batch(net, ws, X, Y, idx, weights, lr, momentum, nesterov, l2, dropout
         tb = _round8(-(-Bm // nt))
         seeds = rng.integers(0, 1 << 32, size=L) if dropout > 0 else None
         acts, codes, Xb = _forward(net, ws, X, idx[lo:hi], Bm, nt, tb, seeds, dropout)
-        D = ws.view(ws.D[0], ws.sizes[-1], nt, tb)
+        D = acts[-1]  # the output delta replaces the outputs
         loss += K.output_loss_delta(acts[-1], Y[idx[lo:hi]], weights[lo:hi], Bm, out_act,
                                     loss_kind, eps, D, ws.bsum[L - 1], m > 0)
         sq += _backward(net, ws, acts, codes, Xb, D, nt, tb, m > 0, dropout, opt,

@@ -532,7 +532,7 @@ def _emit(gbuf, t, k, g, mode, data, velocity, lr, mu, wd, nesterov):
 
 
 @njit(parallel=True, **_OPTS)
-def backward_tiled(indptr, indices, data, A3, D3, E3, G3, gbuf, mode, do_bwd, act, s, scale,
+def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s, scale,
                    bsum, velocity, lr, momentum, l2, nesterov):
     """Fused SDDMM gradient, backward pass and (optionally) optimizer step of one layer.
 
@@ -541,13 +541,15 @@ def backward_tiled(indptr, indices, data, A3, D3, E3, G3, gbuf, mode, do_bwd, ac
     1 adds it there (micro-batches), 2 (single panel only) applies the momentum
     step of :func:`momentum_step` to ``data[k]`` / ``velocity[k]`` at once — after the
     old weight was used for the backward product, which only reads row ``i``.
-    With ``do_bwd`` also ``E3[t, i, :] = (W @ D)[i] * f'(z_i)``, the delta of the
-    layer below, with the derivative rebuilt from ``G3`` (codes) and ``A3`` (this
-    layer's input = the activations below; ``act``, slope ``s`` and dropout
-    ``scale`` describe them), and ``bsum[t, i] (+)= sum_b E3[t, i, b]`` (their bias
-    gradient; added in mode 1).  Each delta row read serves both products.
-    Parallel over (panel, input neuron).  Returns ``sum(data**2)`` before the step
-    in mode 2, else 0.
+
+    With ``do_bwd`` the delta of the layer below, ``(W @ D)[i] * f'(z_i)``,
+    *replaces* ``A3[t, i, :]`` (row ``i`` of the activations is only needed by the
+    gradients of row ``i``, computed just before), so deltas need no buffers of
+    their own.  The derivative is rebuilt from ``G3`` (codes) and the activation
+    (``act``, slope ``s`` and dropout ``scale`` describe the layer below), and
+    ``bsum[t, i] (+)= sum_b delta[t, i, b]`` is its bias gradient (added in mode 1).
+    Each delta row read serves both products.  Parallel over (panel, input neuron).
+    Returns ``sum(data**2)`` before the step in mode 2, else 0.
     """
     nt, n_in, TB = A3.shape
     T = A3.dtype.type
@@ -558,95 +560,101 @@ def backward_tiled(indptr, indices, data, A3, D3, E3, G3, gbuf, mode, do_bwd, ac
     lr_ = T(lr)
     mu = T(momentum)
     wd = T(l2)
+    total = nt * n_in
+    n_chunks = min(total, 512)
     sq = 0.0
-    for q in prange(nt * n_in):
-        t = q // n_in
-        i = q - t * n_in
-        Ap = A3[t]
-        Dp = D3[t]
-        k = indptr[i]
-        end = indptr[i + 1]
-        rsq = 0.0
-        if do_bwd:
-            for b in range(TB):
-                E3[t, i, b] = zero
-            while k + 4 <= end:
-                j0 = np.uint64(indices[k])
-                j1 = np.uint64(indices[k + 1])
-                j2 = np.uint64(indices[k + 2])
-                j3 = np.uint64(indices[k + 3])
-                w0 = data[k]
-                w1 = data[k + 1]
-                w2 = data[k + 2]
-                w3 = data[k + 3]
-                s0 = zero
-                s1 = zero
-                s2 = zero
-                s3 = zero
+    for c in prange(n_chunks):
+        q0 = c * total // n_chunks
+        q1 = (c + 1) * total // n_chunks
+        e = np.empty(TB, A3.dtype)
+        csq = 0.0
+        for q in range(q0, q1):
+            t = q // n_in
+            i = q - t * n_in
+            Ap = A3[t]
+            Dp = D3[t]
+            k = indptr[i]
+            end = indptr[i + 1]
+            if do_bwd:
                 for b in range(TB):
-                    a = Ap[i, b]
-                    d0 = Dp[j0, b]
-                    d1 = Dp[j1, b]
-                    d2 = Dp[j2, b]
-                    d3 = Dp[j3, b]
-                    s0 += a * d0
-                    s1 += a * d1
-                    s2 += a * d2
-                    s3 += a * d3
-                    E3[t, i, b] += (w0 * d0 + w1 * d1) + (w2 * d2 + w3 * d3)
-                rsq += _emit(gbuf, t, k, s0, mode, data, velocity, lr_, mu, wd, nesterov)
-                rsq += _emit(gbuf, t, k + 1, s1, mode, data, velocity, lr_, mu, wd, nesterov)
-                rsq += _emit(gbuf, t, k + 2, s2, mode, data, velocity, lr_, mu, wd, nesterov)
-                rsq += _emit(gbuf, t, k + 3, s3, mode, data, velocity, lr_, mu, wd, nesterov)
-                k += 4
-            while k < end:
-                j0 = np.uint64(indices[k])
-                w0 = data[k]
-                s0 = zero
+                    e[b] = zero
+                while k + 4 <= end:
+                    j0 = np.uint64(indices[k])
+                    j1 = np.uint64(indices[k + 1])
+                    j2 = np.uint64(indices[k + 2])
+                    j3 = np.uint64(indices[k + 3])
+                    w0 = data[k]
+                    w1 = data[k + 1]
+                    w2 = data[k + 2]
+                    w3 = data[k + 3]
+                    s0 = zero
+                    s1 = zero
+                    s2 = zero
+                    s3 = zero
+                    for b in range(TB):
+                        a = Ap[i, b]
+                        d0 = Dp[j0, b]
+                        d1 = Dp[j1, b]
+                        d2 = Dp[j2, b]
+                        d3 = Dp[j3, b]
+                        s0 += a * d0
+                        s1 += a * d1
+                        s2 += a * d2
+                        s3 += a * d3
+                        e[b] += (w0 * d0 + w1 * d1) + (w2 * d2 + w3 * d3)
+                    csq += _emit(gbuf, t, k, s0, mode, data, velocity, lr_, mu, wd, nesterov)
+                    csq += _emit(gbuf, t, k + 1, s1, mode, data, velocity, lr_, mu, wd, nesterov)
+                    csq += _emit(gbuf, t, k + 2, s2, mode, data, velocity, lr_, mu, wd, nesterov)
+                    csq += _emit(gbuf, t, k + 3, s3, mode, data, velocity, lr_, mu, wd, nesterov)
+                    k += 4
+                while k < end:
+                    j0 = np.uint64(indices[k])
+                    w0 = data[k]
+                    s0 = zero
+                    for b in range(TB):
+                        d0 = Dp[j0, b]
+                        s0 += Ap[i, b] * d0
+                        e[b] += w0 * d0
+                    csq += _emit(gbuf, t, k, s0, mode, data, velocity, lr_, mu, wd, nesterov)
+                    k += 1
+                acc = zero
                 for b in range(TB):
-                    d0 = Dp[j0, b]
-                    s0 += Ap[i, b] * d0
-                    E3[t, i, b] += w0 * d0
-                rsq += _emit(gbuf, t, k, s0, mode, data, velocity, lr_, mu, wd, nesterov)
-                k += 1
-            acc = zero
-            for b in range(TB):
-                e = E3[t, i, b] * _deriv(G3[t, i, b], Ap[i, b], act, s_, isc, sc)
-                E3[t, i, b] = e
-                acc += e
-            if mode == GRAD_ADD:
-                bsum[t, i] += acc
+                    v = e[b] * _deriv(G3[t, i, b], Ap[i, b], act, s_, isc, sc)
+                    Ap[i, b] = v
+                    acc += v
+                if mode == GRAD_ADD:
+                    bsum[t, i] += acc
+                else:
+                    bsum[t, i] = acc
             else:
-                bsum[t, i] = acc
-        else:
-            while k + 4 <= end:
-                j0 = np.uint64(indices[k])
-                j1 = np.uint64(indices[k + 1])
-                j2 = np.uint64(indices[k + 2])
-                j3 = np.uint64(indices[k + 3])
-                s0 = zero
-                s1 = zero
-                s2 = zero
-                s3 = zero
-                for b in range(TB):
-                    a = Ap[i, b]
-                    s0 += a * Dp[j0, b]
-                    s1 += a * Dp[j1, b]
-                    s2 += a * Dp[j2, b]
-                    s3 += a * Dp[j3, b]
-                rsq += _emit(gbuf, t, k, s0, mode, data, velocity, lr_, mu, wd, nesterov)
-                rsq += _emit(gbuf, t, k + 1, s1, mode, data, velocity, lr_, mu, wd, nesterov)
-                rsq += _emit(gbuf, t, k + 2, s2, mode, data, velocity, lr_, mu, wd, nesterov)
-                rsq += _emit(gbuf, t, k + 3, s3, mode, data, velocity, lr_, mu, wd, nesterov)
-                k += 4
-            while k < end:
-                j0 = np.uint64(indices[k])
-                s0 = zero
-                for b in range(TB):
-                    s0 += Ap[i, b] * Dp[j0, b]
-                rsq += _emit(gbuf, t, k, s0, mode, data, velocity, lr_, mu, wd, nesterov)
-                k += 1
-        sq += rsq
+                while k + 4 <= end:
+                    j0 = np.uint64(indices[k])
+                    j1 = np.uint64(indices[k + 1])
+                    j2 = np.uint64(indices[k + 2])
+                    j3 = np.uint64(indices[k + 3])
+                    s0 = zero
+                    s1 = zero
+                    s2 = zero
+                    s3 = zero
+                    for b in range(TB):
+                        a = Ap[i, b]
+                        s0 += a * Dp[j0, b]
+                        s1 += a * Dp[j1, b]
+                        s2 += a * Dp[j2, b]
+                        s3 += a * Dp[j3, b]
+                    csq += _emit(gbuf, t, k, s0, mode, data, velocity, lr_, mu, wd, nesterov)
+                    csq += _emit(gbuf, t, k + 1, s1, mode, data, velocity, lr_, mu, wd, nesterov)
+                    csq += _emit(gbuf, t, k + 2, s2, mode, data, velocity, lr_, mu, wd, nesterov)
+                    csq += _emit(gbuf, t, k + 3, s3, mode, data, velocity, lr_, mu, wd, nesterov)
+                    k += 4
+                while k < end:
+                    j0 = np.uint64(indices[k])
+                    s0 = zero
+                    for b in range(TB):
+                        s0 += Ap[i, b] * Dp[j0, b]
+                    csq += _emit(gbuf, t, k, s0, mode, data, velocity, lr_, mu, wd, nesterov)
+                    k += 1
+        sq += csq
     return sq
 
 
@@ -739,7 +747,8 @@ def output_loss_delta(Z3, Y, w, B, out_act, loss_kind, eps, D3, bsum, accumulate
     weights.  ``D3 = (P - Y) * w`` (divided by ``n_out`` for squared error, as
     sklearn's loss is half the mean over outputs), zero on padding;
     ``bsum[0] (+)= D.sum(over samples)`` (other rows of ``bsum`` are zeroed unless
-    ``accumulate``).  Returns ``sum_b w_b * loss_b`` with the
+    ``accumulate``).  ``D3`` may be ``Z3`` itself (each output is read before its
+    delta is written).  Returns ``sum_b w_b * loss_b`` with the
     losses of :func:`sksparse_mlp._activations.loss_and_output_delta`.
     """
     nt, n_out, TB = Z3.shape
