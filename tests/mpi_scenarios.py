@@ -38,6 +38,12 @@ def _related_pids(pool):
     return sorted(pids)
 
 
+def _cpu_s(pid, tick):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / tick
+
+
 def _setup(pool, fault=None):
     for r in range(pool.n):
         pool.send(("setup", {"fault": fault}), r)
@@ -75,12 +81,58 @@ def main(name):
     t_fail = None
     t0 = time.monotonic()
     try:
-        if name == "healthy":
-            with _pool.Pool(2, timeout=10) as pool:
+        if name in ("healthy", "mpi_info_host"):
+            info = {"host": __import__("socket").gethostname()} if name == "mpi_info_host" else None
+            with _pool.Pool(2, timeout=10, mpi_info=info) as pool:
                 out["spawn_s"] = pool.stats["spawn_s"]
                 pids = _related_pids(pool)
                 _setup(pool)
                 _run_work(pool, 3, 0.01)
+                # idle workers must not busy-poll: CPU time used over 1 s of idleness
+                tick = os.sysconf("SC_CLK_TCK")
+                cpu0 = [_cpu_s(p, tick) for p in pool.pids.values()]
+                time.sleep(1.0)
+                cpu1 = [_cpu_s(p, tick) for p in pool.pids.values()]
+                out["idle_cpu_s"] = [b - a for a, b in zip(cpu0, cpu1)]
+            out["again"] = _try_again(_pool)
+            out["launched_by_mpiexec"] = __import__("sksparse_mlp.parallel._mpi",
+                                                    fromlist=["x"]).launched_by_mpiexec()
+        elif name == "fit_interrupt":                      # Ctrl-C during an n_workers=2 fit
+            import threading
+            import numpy as np
+            from sklearn.datasets import make_classification
+            from sksparse_mlp import TrulySparseMLPClassifier
+            from sklearn.utils.validation import check_is_fitted
+            X, y = make_classification(n_samples=3000, n_features=20, random_state=0)
+            clf = TrulySparseMLPClassifier(hidden_layer_sizes=(64,), max_iter=500, random_state=0,
+                                           n_workers=2, worker_timeout=60, tol=0.0,
+                                           n_iter_no_change=10 ** 6)
+            seen = {}
+            orig = _pool.Pool.__init__
+
+            def spy(self, *a, **k):
+                orig(self, *a, **k)
+                seen["pids"] = _related_pids(self)
+
+                def interrupter():
+                    time.sleep(2.0)
+                    seen["t"] = time.monotonic()
+                    os.kill(os.getpid(), signal.SIGINT)
+                threading.Thread(target=interrupter, daemon=True).start()
+            _pool.Pool.__init__ = spy
+            try:
+                clf.fit(X, y)
+            except KeyboardInterrupt:
+                out["exc"] = "KeyboardInterrupt"
+                out["stop_s"] = time.monotonic() - seen["t"]
+            finally:
+                _pool.Pool.__init__ = orig
+            try:
+                check_is_fitted(clf)
+                out["fitted"] = True
+            except Exception:
+                out["fitted"] = False
+            pids = seen.get("pids", [])
             out["again"] = _try_again(_pool)
         elif name in ("raise", "exit", "kill", "abort"):
             with _pool.Pool(2, timeout=30) as pool:

@@ -79,6 +79,39 @@ def test_healthy_pool_spawn_and_shutdown():
     assert res["exc"] is None
     assert res["again"] == "ok"
     assert len(res["pids"]) >= 3          # 2 workers + launcher (+ proxy)
+    assert max(res["idle_cpu_s"]) < 0.3, res["idle_cpu_s"]   # idle workers do not busy-poll
+    assert not res["launched_by_mpiexec"]
+
+
+@pytest.mark.timeout(90)
+def test_spawn_with_mpi_info_host():
+    res = run_scenario("mpi_info_host")
+    assert res["exc"] is None and res["again"] == "ok"
+
+
+@pytest.mark.timeout(120)
+def test_under_mpiexec_n_1():
+    import sysconfig
+    mpiexec = os.path.join(sysconfig.get_path("scripts"), "mpiexec")
+    if not os.path.exists(mpiexec):
+        pytest.skip("no mpiexec next to this Python (system MPI?)")
+    proc = subprocess.run([mpiexec, "-n", "1", sys.executable, SCENARIOS, "healthy"],
+                          capture_output=True, text=True, timeout=100, cwd=ROOT,
+                          start_new_session=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    res = json.loads(lines[-1][len("RESULT "):])
+    assert res["exc"] is None and res["again"] == "ok" and res["launched_by_mpiexec"]
+    assert not _wait_gone([p for p in res["pids"]], 5.0)
+
+
+@pytest.mark.timeout(120)
+def test_keyboard_interrupt_during_fit():
+    res = run_scenario("fit_interrupt", timeout=110)
+    assert res["exc"] == "KeyboardInterrupt", res
+    assert res["stop_s"] < 5.0
+    assert res["fitted"] is False                 # stays unfitted, as before the fit
+    assert res["again"] == "ok" or "restart Python" in res["again"]
 
 
 @pytest.mark.timeout(90)
