@@ -206,7 +206,7 @@ class _BaseTrulySparseMLP(BaseEstimator):
             self.network_ = self._new_network(X.shape[1], Y.shape[1], self._rng)
             self.n_iter_, self.t_ = 0, 0
             self.loss_curve_, self._no_improvement_count = [], 0
-            self.best_loss_ = np.inf
+            self.best_loss_ = None if self.early_stopping else np.inf
             self.validation_scores_ = [] if self.early_stopping else None
             self.best_validation_score_ = -np.inf if self.early_stopping else None
         else:
@@ -216,6 +216,10 @@ class _BaseTrulySparseMLP(BaseEstimator):
             self.loss_curve_ = list(self.loss_curve_)
             if self.validation_scores_ is not None:
                 self.validation_scores_ = list(self.validation_scores_)
+            elif self.early_stopping:  # switched on between two fits
+                self.validation_scores_, self.best_validation_score_ = [], -np.inf
+            if self.best_loss_ is None and not self.early_stopping:
+                self.best_loss_ = np.inf
         self.n_layers_ = len(self.network_.layers) + 1
         self.n_outputs_ = Y.shape[1]
         if first or not hasattr(self, "_optimizer") or not incremental:
@@ -367,8 +371,10 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
         Fraction of positive and of negative weights that SET replaces after
         every epoch in the hidden weight matrices; 0 keeps the topology static.
     init : {"sparse_he", "he", "xavier"}, default="sparse_he"
-        Uniform initialisation scaled by the mean actual fan-in of the sparse
-        layer (``"sparse_he"``), or the paper's dense He / Xavier bounds.
+        Uniform initialisation. ``"sparse_he"`` uses He's bound on the actual
+        mean fan-in of each sparse hidden and output layer (so training does
+        not sit at chance for the first epochs) and Glorot's bound on the
+        input layer; ``"he"`` and ``"xavier"`` are the paper's dense bounds.
     regrow : {"pruned", "init"}, default="pruned"
         Values of the connections SET adds: uniform within the largest
         magnitude it just removed from the layer, so new connections start on

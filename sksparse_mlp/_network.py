@@ -15,6 +15,18 @@ from ._activations import hidden_forward, loss_and_output_delta, output_forward
 _PREDICT_CHUNK_VALUES = 1 << 24
 
 
+def layer_init(init, layer):
+    """Initialisation scheme of weight matrix ``layer`` (0 = input layer).
+
+    ``"sparse_he"`` scales hidden and output layers by their actual mean fan-in,
+    so the signal survives sparse depth and training starts at once; the input
+    layer keeps Glorot's bound on its dense shape, because it weighs raw
+    features, many of which may be noise (large weights there fit the noise:
+    about 6 points of test accuracy lost on Madelon-like data).
+    """
+    return "xavier" if init == "sparse_he" and layer == 0 else init
+
+
 class SparseLayer:
     """One sparse weight matrix with its bias and their optimizer state.
 
@@ -97,9 +109,9 @@ class SparseMLP:
                slope=0.6, out_activation="softmax", loss="log_loss", dtype=np.float32):
         """Erdős–Rényi network with ``len(layer_sizes) - 1`` sparse layers."""
         layers = [
-            SparseLayer(_topology.random_layer(n_in, n_out, d, rng, init, dtype),
+            SparseLayer(_topology.random_layer(n_in, n_out, d, rng, layer_init(init, l), dtype),
                         np.zeros(n_out, dtype=dtype))
-            for n_in, n_out, d in zip(layer_sizes[:-1], layer_sizes[1:], densities)
+            for l, (n_in, n_out, d) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:], densities))
         ]
         return cls(layers, activation, slope, out_activation, loss)
 
@@ -238,11 +250,11 @@ class SparseMLP:
         A full layer is skipped: its only empty positions would be the ones just
         pruned, so SET would merely re-initialise its smallest weights.
         """
-        for layer in self.layers[:-1]:
+        for l, layer in enumerate(self.layers[:-1]):
             if layer.W.nnz >= layer.n_in * layer.n_out:
                 continue
             layer.W, layer.velocity = _topology.prune_and_regrow(
-                layer.W, layer.velocity, zeta, rng, init, regrow)
+                layer.W, layer.velocity, zeta, rng, layer_init(init, l), regrow)
 
     def importance_prune(self, percentile):
         """Remove the least important neurons of every hidden layer.
