@@ -721,8 +721,8 @@ def _bad_inputs(Est, X, y):
     return cases
 
 
-BAD_CASES = sorted(set(_bad_inputs(TrulySparseMLPClassifier, *DATA[TrulySparseMLPClassifier]))
-                   | set(_bad_inputs(TrulySparseMLPRegressor, *DATA[TrulySparseMLPRegressor])))
+BAD_CASES = [(Est, case) for Est in ESTIMATORS
+             for case in sorted(_bad_inputs(Est, *DATA[Est]))]
 
 
 @pytest.fixture(scope="module")
@@ -730,14 +730,11 @@ def fitted_models():
     return {Est: _small(Est, max_iter=3).fit(*DATA[Est]) for Est in ESTIMATORS}
 
 
-@pytest.mark.parametrize("case", BAD_CASES)
-@pytest.mark.parametrize("Est", ESTIMATORS, ids=EST_IDS)
+@pytest.mark.parametrize("Est,case", BAD_CASES,
+                         ids=["%s-%s" % (Est.__name__, case) for Est, case in BAD_CASES])
 def test_bad_input_clear_error_and_fitted_model_unchanged(Est, case, fitted_models):
     X, y = DATA[Est]
-    cases = _bad_inputs(Est, X, y)
-    if case not in cases:
-        pytest.skip("does not apply to this estimator")
-    Xb, yb, params, match = cases[case]
+    Xb, yb, params, match = _bad_inputs(Est, X, y)[case]
     est = pickle.loads(pickle.dumps(fitted_models[Est]))  # a private fitted copy
     before = _state(est, X)
     est.set_params(**params)
