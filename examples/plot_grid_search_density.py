@@ -34,6 +34,7 @@ SMOKE = os.environ.get("SKSPARSE_MLP_SMOKE", "0") not in ("", "0")
 OUTPUT_DIR = os.environ.get("SKSPARSE_MLP_OUTPUT_DIR", os.path.join("out", "examples"))
 EPOCHS = 2 if SMOKE else 30
 DENSITIES = [0.02, 0.2, 1.0] if SMOKE else [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+N_JOBS = 1 if SMOKE else 2  # two worker processes cost a few seconds to start
 warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
 # %%
@@ -45,7 +46,7 @@ pipe = Pipeline([
     ("mlp", TrulySparseMLPClassifier(hidden_layer_sizes=(256, 256), max_iter=EPOCHS,
                                      random_state=0)),
 ])
-search = GridSearchCV(pipe, {"mlp__density": DENSITIES}, cv=3, n_jobs=2)
+search = GridSearchCV(pipe, {"mlp__density": DENSITIES}, cv=3, n_jobs=N_JOBS)
 search.fit(X_train, y_train)
 print("best:", search.best_params_, f"cv accuracy {search.best_score_:.3f}, "
       f"test accuracy {search.score(X_test, y_test):.3f}")
