@@ -200,7 +200,7 @@ def test_dropout_stream_is_seeded():
 @pytest.mark.parametrize("B,width", [(1, 10), (8, 1000), (9, 1000), (128, 1000), (128, 784),
                                      (128, 100000), (10000, 1000), (75, 3312)])
 def test_choose_tiles(B, width):
-    nt, tb = F.choose_tiles(B, width, 4, 2)
+    nt, tb = F.choose_tiles(B, width, 4)
     assert nt * tb >= B and tb % 8 == 0 and (nt - 1) * tb < B
 
 
