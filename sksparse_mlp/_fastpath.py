@@ -74,8 +74,8 @@ def choose_tiles(B, width, itemsize, n_threads=None):
         return 1, _round8(B)
     tb = _L2_PANEL_BYTES // max(1, width * itemsize)
     tb = _MAX_PANEL if tb < _MIN_L2_PANEL else min(tb, _MAX_PANEL)
-    nt = -(-B // tb)
-    return nt, _round8(-(-B // nt))
+    tb = _round8(-(-B // -(-B // tb)))  # even panels, multiple of 8
+    return -(-B // tb), tb
 
 
 def supported(net, X, optimizer=None):
