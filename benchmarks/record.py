@@ -1,0 +1,159 @@
+#!/usr/bin/env python
+"""The record run: a network with more than 10 million hidden neurons, trained with SET.
+
+Usage (from the repository root)::
+
+    python benchmarks/record.py                     # 3 x 3.4 M hidden neurons, epsilon 20
+    python benchmarks/record.py --hidden 300000     # a quick rehearsal
+
+Trains ``TrulySparseMLPClassifier`` on the lung-shaped generated set (203 samples x
+3312 features, 5 classes) for two epochs with ``partial_fit``: the first call builds
+the Erdős–Rényi network and trains one epoch; the second runs SET evolution
+(prune and regrow) and trains a second full epoch (forward, backward, update).
+Nothing is special-cased: the same estimator and defaults as any user, except the
+architecture.  Times of initialisation, epochs and evolution are taken by wrapping
+the library's functions; peak memory is the process's maximum resident set size,
+sampled over time to tell which phase reached it.  Writes
+``benchmarks/results/record.json``.
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import threading
+import time
+import warnings
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+
+def rss():
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--hidden", type=int, default=3_400_000)
+    ap.add_argument("--layers", type=int, default=3)
+    ap.add_argument("--epsilon", type=float, default=20)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "record.json"))
+    args = ap.parse_args(argv)
+
+    from sksparse_mlp import TrulySparseMLPClassifier, _estimators, _fastpath
+    from sklearn.preprocessing import StandardScaler
+
+    from sksparse_mlp.datasets import make_lung_like
+
+    log = []
+    phase = ["start"]
+    t0 = time.perf_counter()
+
+    def note(msg):
+        line = f"[{time.perf_counter() - t0:8.1f} s, RSS {rss() / 2 ** 30:6.2f} GiB] {msg}"
+        print(line, flush=True)
+        log.append(line)
+
+    # sample the resident set size to know which phase reaches the peak
+    peaks = {}
+    stop = threading.Event()
+
+    def sampler():
+        while not stop.is_set():
+            r = rss()
+            if r > peaks.get(phase[0], 0):
+                peaks[phase[0]] = r
+            time.sleep(0.2)
+
+    threading.Thread(target=sampler, daemon=True).start()
+
+    # wrap the library's phases with timers (no change to what they do)
+    timings = {"epoch": [], "evolution": [], "init": []}
+
+    def wrap(module, name, key, label):
+        orig = getattr(module, name)
+
+        def timed(*a, **k):
+            phase[0] = label
+            note(f"{label} ...")
+            t = time.perf_counter()
+            out = orig(*a, **k)
+            timings[key].append(time.perf_counter() - t)
+            note(f"{label} done in {timings[key][-1]:.1f} s")
+            phase[0] = "other"
+            return out
+        setattr(module, name, timed)
+
+    wrap(_fastpath, "run_epoch", "epoch", "epoch (forward, backward, update)")
+    wrap(_estimators, "evolve_topology", "evolution", "SET evolution")
+    orig_new = _estimators._BaseTrulySparseMLP._new_network
+
+    def new_network(self, *a, **k):
+        phase[0] = "initialisation"
+        note("Erdős–Rényi initialisation ...")
+        t = time.perf_counter()
+        net = orig_new(self, *a, **k)
+        timings["init"].append(time.perf_counter() - t)
+        note(f"initialisation done in {timings['init'][-1]:.1f} s: {sum(net.n_connections):,} "
+             f"connections")
+        phase[0] = "other"
+        return net
+    _estimators._BaseTrulySparseMLP._new_network = new_network
+
+    X, y = make_lung_like(random_state=0)[:2]
+    X = StandardScaler().fit_transform(X).astype(np.float32)  # log-expression values: centre
+    classes = np.unique(y)
+    note(f"data {X.shape} (standardised), {len(classes)} classes")
+    clf = TrulySparseMLPClassifier((args.hidden,) * args.layers, epsilon=args.epsilon,
+                                   max_iter=1, random_state=0, dtype="float32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        calls = []
+        for e in range(args.epochs):
+            t = time.perf_counter()
+            if e == 0:
+                clf.partial_fit(X, y, classes=classes)
+            else:
+                clf.partial_fit(X, y)
+            calls.append(time.perf_counter() - t)
+            note(f"partial_fit call {e + 1}: {calls[-1]:.1f} s, loss {clf.loss_:.4f}")
+    acc = float(clf.score(X, y))
+    note(f"training accuracy {acc:.3f}")
+    stop.set()
+    net = clf.network_
+    res = {
+        "hidden_layer_sizes": [args.hidden] * args.layers,
+        "hidden_neurons": int(sum(net.n_neurons[1:-1])),
+        "neurons_total": int(sum(net.n_neurons)),
+        "connections": int(sum(net.n_connections)),
+        "connections_per_layer": list(map(int, net.n_connections)),
+        "epsilon": args.epsilon, "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]),
+        "batch_size": 128, "epochs": args.epochs,
+        "init_s": timings["init"], "epoch_s": timings["epoch"], "evolution_s": timings["evolution"],
+        "partial_fit_call_s": calls, "loss_curve": list(map(float, clf.loss_curve_)),
+        "training_accuracy": acc,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_by_phase_bytes": peaks,
+        "weights_state_bytes": int(sum(l.W.data.nbytes + l.W.indices.nbytes + l.W.indptr.nbytes
+                                       + l.velocity.nbytes for l in net.layers)),
+        "machine_memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        "cores": len(os.sched_getaffinity(0)),
+        "log": log,
+    }
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump(res, fh, indent=1)
+    note(f"peak RSS {res['peak_rss_bytes'] / 2 ** 30:.2f} GiB; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
