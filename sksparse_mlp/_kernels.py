@@ -258,32 +258,47 @@ def momentum_step(data, velocity, grad, lr, momentum, l2, nesterov):
             data[k] += v
 
 
-@njit(**_OPTS)
+@njit(parallel=True, **_OPTS)
 def transpose_pattern(indptr, indices, n_cols):
     """CSR pattern of ``W.T`` plus the permutation into ``W``'s value order.
 
     Returns ``(t_indptr, t_indices, t_perm)`` with ``t_perm[q]`` the position in
     ``data`` of the ``q``-th entry of the transposed view, so that
     ``W.T.data == data[t_perm]``.  Within a column, rows are sorted.  Index arrays
-    keep the dtype of ``indices`` (``t_perm`` that of ``indptr``).  O(nnz), serial.
+    keep the dtype of ``indices`` (``t_perm`` that of ``indptr``).  O(nnz): a
+    counting sort over a few row blocks in parallel (each block owns its slots).
     """
     n_rows = indptr.shape[0] - 1
     nnz = indptr[n_rows]
-    t_indptr = np.zeros(n_cols + 1, dtype=indptr.dtype)
-    for k in range(nnz):
-        t_indptr[indices[k] + 1] += 1
+    C = 1 if nnz < 65536 else 8
+    rb = np.empty(C + 1, np.int64)
+    for c in range(C + 1):
+        rb[c] = np.searchsorted(indptr, (nnz * c) // C)
+    rb[0] = 0
+    rb[C] = n_rows
+    cnt = np.zeros((C, n_cols), dtype=indptr.dtype)
+    for c in prange(C):
+        for k in range(indptr[rb[c]], indptr[rb[c + 1]]):
+            cnt[c, np.uint64(indices[k])] += 1
+    t_indptr = np.empty(n_cols + 1, dtype=indptr.dtype)
+    t_indptr[0] = 0
     for j in range(n_cols):
-        t_indptr[j + 1] += t_indptr[j]
-    nxt = t_indptr[:-1].copy()
+        run = t_indptr[j]
+        for c in range(C):
+            m = cnt[c, j]
+            cnt[c, j] = run  # becomes block c's next slot in column j
+            run += m
+        t_indptr[j + 1] = run
     t_indices = np.empty(nnz, dtype=indices.dtype)
     t_perm = np.empty(nnz, dtype=indptr.dtype)
-    for i in range(n_rows):
-        for k in range(indptr[i], indptr[i + 1]):
-            j = indices[k]
-            q = nxt[j]
-            t_indices[q] = i
-            t_perm[q] = k
-            nxt[j] = q + 1
+    for c in prange(C):
+        for i in range(rb[c], rb[c + 1]):
+            for k in range(indptr[i], indptr[i + 1]):
+                j = np.uint64(indices[k])
+                q = cnt[c, j]
+                t_indices[q] = i
+                t_perm[q] = k
+                cnt[c, j] = q + 1
     return t_indptr, t_indices, t_perm
 
 

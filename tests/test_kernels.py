@@ -183,3 +183,20 @@ def test_layer_bigger_than_threads_blocks():
         Zt = np.empty((257, 211))
         K.forward_dense(indptr, indices, data, bias, At, Zt)
         np.testing.assert_allclose(Zt, ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("idx", INDEX_DTYPES)
+@pytest.mark.parametrize("shape,density", [((500, 400), 0.4), ((3, 70000), 0.5), ((70000, 2), 0.6)])
+def test_transpose_pattern_blocks(idx, shape, density):
+    """Large enough for the parallel block counting sort (>= 65536 connections)."""
+    rng = np.random.default_rng(8)
+    W = sp.random(*shape, density=density, format="csr", random_state=rng)
+    W.data = np.arange(W.nnz, dtype=np.float64)
+    W.sort_indices()
+    t_indptr, t_indices, t_perm = K.transpose_pattern(W.indptr.astype(idx), W.indices.astype(idx),
+                                                      shape[1])
+    WT = W.T.tocsr()
+    WT.sort_indices()
+    np.testing.assert_array_equal(t_indptr, WT.indptr)
+    np.testing.assert_array_equal(t_indices, WT.indices)
+    np.testing.assert_array_equal(t_perm, WT.data.astype(np.int64))
