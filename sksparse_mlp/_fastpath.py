@@ -47,6 +47,8 @@ DEFAULT_ACTIVATION_BUDGET = _default_budget()
 _L2_PANEL_BYTES = 256 << 10
 _MIN_L2_PANEL = 32
 _MAX_PANEL = 128
+# predicting at most this many rows: scatter from CSR, skip the CSC transposition
+_CSR_PREDICT = 32
 # force the number of batch panels (None: choose_tiles decides); for experiments
 PANELS = None
 
@@ -189,8 +191,12 @@ class Workspace:
         return flat[: nt * n * tb].reshape(nt, n, tb)
 
 
-def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout):
-    """Forward pass of ``B`` samples (rows ``idx`` of ``X``); returns the panels per layer."""
+def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
+    """Forward pass of ``B`` samples (rows ``idx`` of ``X``); returns the panels per layer.
+
+    ``csr=True`` scatters from the CSR arrays instead of gathering through the CSC
+    view: no O(nnz) transposition, for a few samples at a time.
+    """
     L = len(net.layers)
     sizes = ws.sizes
     acts, codes = [], []
@@ -220,6 +226,9 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout):
         if A is None:
             K.forward_sparse_tiled(W.indptr, W.indices, W.data, layer.bias, Xb.indptr,
                                    Xb.indices, Xb.data, B, Z, G, act, s, lthr, seed, lscale)
+        elif csr:
+            K.forward_csr_tiled(W.indptr, W.indices, W.data, layer.bias, A, Z, G, act, s, lthr,
+                                seed, lscale)
         else:
             T = ws.trans[l].get(W)
             K.forward_tiled(T.indptr, T.indices, T.perm, W.data, layer.bias, A, Z, G, act, s,
@@ -350,7 +359,7 @@ def predict_output(net, X, chunk=None):
         if nt * tb > ws.nt * ws.tb:
             nt, tb = ws.nt, _round8(-(-B // ws.nt))
         idx = np.arange(start, stop)
-        acts, _, _ = _forward(net, ws, X, idx, B, nt, tb, None, 0.0)
+        acts, _, _ = _forward(net, ws, X, idx, B, nt, tb, None, 0.0, csr=n <= _CSR_PREDICT)
         K.untile_rows(acts[-1], B, out, start)
     output_forward(net.out_activation, out.T)
     return out

@@ -121,6 +121,8 @@ def test_epoch_matches_reference(case, panels):
     ref = reference_predict(a, X)
     np.testing.assert_allclose(F.predict_output(b, X), ref, rtol=tol, atol=tol)
     np.testing.assert_allclose(F.predict_output(b, X, chunk=7), ref, rtol=tol, atol=tol)
+    for rows in (slice(0, 1), slice(3, 20)):  # few rows: the CSR scatter path
+        np.testing.assert_allclose(F.predict_output(b, X[rows]), ref[rows], rtol=tol, atol=tol)
 
 
 def _untile(A3, B):
