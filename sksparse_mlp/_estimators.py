@@ -280,7 +280,7 @@ class _BaseTrulySparseMLP(BaseEstimator):
             optimizer=self._optimizer, batch_size=batch_size, max_epochs=max_epochs,
             shuffle=self.shuffle, n_workers=self.n_workers, mode=self.worker_mode,
             phase1_fraction=self.phase1_fraction, timeout=self.worker_timeout,
-            mpi_info=self.mpi_info, rng=self._rng,
+            mpi_info=self.mpi_info, rng=self._rng, epochs_done=self.n_iter_,
             on_epoch_end=lambda loss: self._end_epoch(loss, X.shape[0], X_val, y_val))
         if X_val is not None and hasattr(self, "_best_network"):
             self.network_ = self._best_network
