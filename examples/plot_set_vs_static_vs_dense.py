@@ -31,8 +31,8 @@ from sksparse_mlp.datasets import make_fashion_like
 
 SMOKE = os.environ.get("SKSPARSE_MLP_SMOKE", "0") not in ("", "0")
 OUTPUT_DIR = os.environ.get("SKSPARSE_MLP_OUTPUT_DIR", os.path.join("out", "examples"))
-EPOCHS = 2 if SMOKE else 20
-N_TRAIN, N_TEST = (400, 200) if SMOKE else (3000, 1000)
+EPOCHS = 2 if SMOKE else 40
+N_TRAIN, N_TEST = (400, 200) if SMOKE else (2000, 1000)
 HIDDEN = (300, 300)
 warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
