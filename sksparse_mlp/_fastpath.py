@@ -132,10 +132,13 @@ class Workspace:
         The input is a CSR matrix (no dense input panel is needed).
     activation_budget : int
         Bytes the activations of one micro-batch may take.
+    step : bool
+        The backward pass may apply the optimizer step itself (no gradient
+        buffers); False keeps every gradient for :func:`loss_and_gradients`.
     """
 
     def __init__(self, net, capacity, training=True, sparse_input=False,
-                 activation_budget=DEFAULT_ACTIVATION_BUDGET, panels=None):
+                 activation_budget=DEFAULT_ACTIVATION_BUDGET, panels=None, step=True):
         self.net = net
         dtype = net.dtype
         self.dtype = dtype
@@ -147,7 +150,10 @@ class Workspace:
         # bytes per sample: input panel, hidden activations and codes, output,
         # two delta buffers (training)
         per_sample = (0 if sparse_input else sizes[0] * itemsize)
-        per_sample += sum(sizes[1:-1]) * (itemsize + (1 if training else 0)) + sizes[-1] * itemsize
+        if training:  # every layer's activations and derivative codes are kept
+            per_sample += sum(sizes[1:-1]) * (itemsize + 1) + sizes[-1] * itemsize
+        else:  # two alternating activation buffers and one code buffer
+            per_sample += max(sizes[1:]) * (2 * itemsize + 1)
         micro = max(1, int(activation_budget // max(1, per_sample)))
         micro = min(int(capacity), micro)
         self.nt, self.tb = choose_tiles(micro, width, itemsize)
@@ -159,8 +165,16 @@ class Workspace:
         cap = self.nt * self.tb
         self.sparse_input = sparse_input
         self.A = [None if sparse_input else np.zeros(sizes[0] * cap, dtype)]
-        self.A += [np.empty(n * cap, dtype) for n in sizes[1:]]
-        self.G = [None] + [np.empty(n * cap, np.uint8) for n in sizes[1:-1]] + [np.empty(0, np.uint8)]
+        if training:
+            self.A += [np.empty(n * cap, dtype) for n in sizes[1:]]
+            self.G = [None] + [np.empty(n * cap, np.uint8) for n in sizes[1:-1]]
+        else:
+            wmax = max(sizes[1:]) * cap
+            bufs = [np.empty(wmax, dtype), np.empty(wmax if L > 1 else 0, dtype)]
+            self.A += [bufs[l % 2] for l in range(L)]
+            codes = np.empty(max(sizes[1:]) * cap, np.uint8)
+            self.G = [None] + [codes] * (L - 1)
+        self.G.append(np.empty(0, np.uint8))
         self.trans = [_Transposed() for _ in range(L)]
         self.training = training
         self.n_micro_max = -(-int(capacity) // self.micro)
@@ -168,9 +182,9 @@ class Workspace:
             nnz = net.n_connections
             # one panel and one micro-batch: the backward kernel applies the optimizer
             # step itself, no gradient buffer at all
-            self.fused = self.nt == 1 and self.n_micro_max == 1
+            self.fused = step and self.nt == 1 and self.n_micro_max == 1
             need = [not self.fused or (l == 0 and sparse_input) for l in range(L)]
-            if self.n_micro_max > 1:  # gradients must survive all micro-batches
+            if self.n_micro_max > 1 or not step:  # gradients must survive the whole batch
                 self.gbuf = [np.empty((self.nt, n), dtype) if need[l] else None
                              for l, n in enumerate(nnz)]
             else:
@@ -280,10 +294,10 @@ def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, opt, las
     return sq
 
 
-def train_batch(net, ws, X, Y, idx, weights, lr, momentum, nesterov, l2, dropout, rng):
-    """One optimizer step on the samples ``idx`` of ``(X, Y)``; returns the data loss and ``||W||^2``.
+def _batch(net, ws, X, Y, idx, weights, dropout, rng, opt, last):
+    """Forward and backward over the micro-batches of one batch; returns loss and ``||W||^2``.
 
-    ``weights`` are the normalised sample weights of the batch (sum 1).
+    With ``last`` the final micro-batch applies the optimizer step ``opt``.
     """
     L = len(net.layers)
     B = len(idx)
@@ -293,7 +307,6 @@ def train_batch(net, ws, X, Y, idx, weights, lr, momentum, nesterov, l2, dropout
     sq = 0.0
     eps = float(np.finfo(ws.dtype).eps)
     out_act, loss_kind = _OUT[net.out_activation], _LOSS[net.loss]
-    opt = (lr, momentum, nesterov, l2)
     nt = ws.nt
     for m in range(n_micro):
         lo, hi = m * micro, min(B, (m + 1) * micro)
@@ -305,8 +318,35 @@ def train_batch(net, ws, X, Y, idx, weights, lr, momentum, nesterov, l2, dropout
         loss += K.output_loss_delta(acts[-1], Y[idx[lo:hi]], weights[lo:hi], Bm, out_act,
                                     loss_kind, eps, D, ws.bsum[L - 1], m > 0)
         sq += _backward(net, ws, acts, codes, Xb, D, nt, tb, m > 0, dropout, opt,
-                        m == n_micro - 1)
+                        last and m == n_micro - 1)
     return loss, sq
+
+
+def loss_and_gradients(net, X, Y, weights, dropout=0.0, rng=None):
+    """Drop-in for :meth:`._network.SparseMLP.loss_and_gradients` (no optimizer step).
+
+    Used by the WASAP-SGD workers, whose gradients the server applies.
+    """
+    B = X.shape[0]
+    ws = Workspace(net, B, training=True, sparse_input=sp.issparse(X), step=False)
+    idx = np.arange(B)
+    Y = np.asarray(Y, dtype=ws.dtype)
+    loss, _ = _batch(net, ws, X, Y, idx, weights.astype(ws.dtype, copy=False), dropout, rng,
+                     (0.0, 0.0, False, 0.0), last=False)
+    grads = []
+    for l, layer in enumerate(net.layers):
+        parts = 1 if l == 0 and sp.issparse(X) else ws.nt
+        grads.append((ws.gbuf[l][:parts].sum(axis=0), ws.bsum[l].sum(axis=0)))
+    return loss, grads
+
+
+def train_batch(net, ws, X, Y, idx, weights, lr, momentum, nesterov, l2, dropout, rng):
+    """One optimizer step on the samples ``idx`` of ``(X, Y)``; returns the data loss and ``||W||^2``.
+
+    ``weights`` are the normalised sample weights of the batch (sum 1).
+    """
+    return _batch(net, ws, X, Y, idx, weights, dropout, rng, (lr, momentum, nesterov, l2),
+                  last=True)
 
 
 def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuffle=True,
@@ -346,11 +386,13 @@ def predict_output(net, X, chunk=None):
     n = X.shape[0]
     dtype = net.dtype
     sizes = net.n_neurons
+    sparse = sp.issparse(X)
     if chunk is None:
-        chunk = int(min(max(1, (1 << 24) // max(sizes[1:])), 8192))
+        # as many rows as the activation budget allows: every chunk streams all weights
+        per_sample = max(sizes[1:]) * (2 * dtype.itemsize + 1) + sizes[0] * dtype.itemsize
+        chunk = int(min(max(1, DEFAULT_ACTIVATION_BUDGET // per_sample), 8192))
     chunk = max(1, min(chunk, n))
-    ws = Workspace(net, chunk, training=False, sparse_input=sp.issparse(X),
-                   activation_budget=1 << 62)
+    ws = Workspace(net, chunk, training=False, sparse_input=sparse, activation_budget=1 << 62)
     out = np.empty((n, sizes[-1]), dtype=dtype)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
