@@ -215,6 +215,8 @@ class SparseMLP:
         grads : list of (ndarray, ndarray)
             Per layer, the gradient aligned with ``W.data`` and the bias gradient.
         """
+        if _fastpath.supported(self, X):  # fused kernels, same result (see _fastpath)
+            return _fastpath.loss_and_gradients(self, X, Y, weights, dropout, rng)
         acts, derivs = self._forward(X, dropout, rng)
         weights = weights.astype(self.dtype, copy=False)
         loss, D = loss_and_output_delta(self.loss, acts[-1], Y.T.astype(self.dtype, copy=False),

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from sksparse_mlp import _fastpath
 from sksparse_mlp._activations import HIDDEN_ACTIVATIONS, hidden_forward, negative_slope
 from sksparse_mlp._network import SparseMLP, TrainingConfig, evolve_topology, train_step
 from sksparse_mlp._optimizers import MomentumSGD
@@ -27,10 +28,18 @@ def _targets(out_activation, rng, n, k):
     return rng.normal(size=(n, k))
 
 
+@pytest.fixture(params=["fused", "reference"])
+def path(request, monkeypatch):
+    """Run a test through the fused kernels (production) and the numpy reference."""
+    if request.param == "reference":
+        monkeypatch.setattr(_fastpath, "supported", lambda *a, **k: False)
+    return request.param
+
+
 @pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
 @pytest.mark.parametrize("out_activation,loss", OUTPUTS)
 @pytest.mark.parametrize("sparse_input", [False, True])
-def test_gradients_match_finite_differences(activation, out_activation, loss, sparse_input):
+def test_gradients_match_finite_differences(activation, out_activation, loss, sparse_input, path):
     rng = np.random.default_rng(1)
     net = _net(activation, out_activation, loss)
     X = rng.normal(size=(5, 6))
@@ -55,7 +64,7 @@ def test_gradients_match_finite_differences(activation, out_activation, loss, sp
             np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-7)
 
 
-def test_forward_matches_dense_reference():
+def test_forward_matches_dense_reference(path):
     rng = np.random.default_rng(2)
     net = _net("allrelu", "softmax", "log_loss", sizes=(8, 9, 7, 4))
     X = rng.normal(size=(11, 8))
