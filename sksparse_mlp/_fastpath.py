@@ -33,12 +33,12 @@ from ._activations import negative_slope, output_forward
 
 
 def _default_budget():
-    """A quarter of the physical memory, between 512 MiB and 8 GiB."""
+    """A third of the physical memory, between 512 MiB and 8 GiB."""
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         total = 8 << 30
-    return int(min(8 << 30, max(512 << 20, total // 4)))
+    return int(min(8 << 30, max(512 << 20, total // 3)))
 
 
 # Activations of one (micro-)batch may use at most this many bytes by default;
