@@ -10,9 +10,10 @@ Layout conventions (see ``docs/ARCHITECTURE.md``):
 * every output is preallocated by the caller and overwritten, never accumulated.
 
 All kernels are race free: each output element is written by exactly one thread.
-``forward_dense`` works on the CSR pattern by splitting the batch dimension into
-blocks; ``forward_dense_t`` is the faster gather form that reads the CSC
-view of ``W`` (build it once per topology with :func:`transpose_pattern`).
+The first group (``forward_dense`` ... ``momentum_step``) is the plain form used by
+the reference path of :mod:`._network`; the tiled, fused kernels below it serve the
+production path of :mod:`._fastpath` (the forward pass there gathers through the CSC
+view of ``W`` that :func:`transpose_pattern` builds once per topology).
 """
 import os
 
@@ -29,14 +30,12 @@ from numba import njit, prange  # noqa: E402
 
 __all__ = [
     "forward_dense",
-    "forward_dense_t",
     "forward_sparse",
     "backward",
     "sddmm_dense",
     "sddmm_sparse",
     "momentum_step",
     "transpose_pattern",
-    "gather",
 ]
 
 # Reassociation lets LLVM vectorise the dot products; NaN / inf semantics are kept
@@ -80,43 +79,6 @@ def forward_dense(indptr, indices, data, bias, At, Zt):
                 w = data[k]
                 for b in range(n):
                     z[b] += w * a[b]
-
-
-@njit(parallel=True, **_OPTS)
-def forward_dense_t(t_indptr, t_indices, t_perm, data, bias, At, Zt):
-    """Same result as :func:`forward_dense`, as a gather over the CSC view of ``W``.
-
-    ``t_indptr`` / ``t_indices`` is the CSR pattern of ``W.T`` (column ``j`` of ``W``
-    lists its input rows) and ``t_perm[k]`` the position in ``data`` (CSR order) of
-    the ``k``-th entry of that view; see :func:`transpose_pattern`.  Parallel over
-    output neurons, four connections per pass over the batch.
-    """
-    n_out, B = Zt.shape
-    for j in prange(n_out):
-        z = Zt[j]
-        bj = bias[j]
-        for b in range(B):
-            z[b] = bj
-        k = t_indptr[j]
-        end = t_indptr[j + 1]
-        while k + 4 <= end:
-            w0 = data[t_perm[k]]
-            w1 = data[t_perm[k + 1]]
-            w2 = data[t_perm[k + 2]]
-            w3 = data[t_perm[k + 3]]
-            a0 = At[t_indices[k]]
-            a1 = At[t_indices[k + 1]]
-            a2 = At[t_indices[k + 2]]
-            a3 = At[t_indices[k + 3]]
-            for b in range(B):
-                z[b] += w0 * a0[b] + w1 * a1[b] + w2 * a2[b] + w3 * a3[b]
-            k += 4
-        while k < end:
-            w0 = data[t_perm[k]]
-            a0 = At[t_indices[k]]
-            for b in range(B):
-                z[b] += w0 * a0[b]
-            k += 1
 
 
 @njit(parallel=True, **_OPTS)
@@ -300,13 +262,6 @@ def transpose_pattern(indptr, indices, n_cols):
                 t_perm[q] = k
                 cnt[c, j] = q + 1
     return t_indptr, t_indices, t_perm
-
-
-@njit(parallel=True, **_OPTS)
-def gather(src, perm, out):
-    """``out[:] = src[perm]`` in parallel (e.g. values in transposed order)."""
-    for q in prange(perm.shape[0]):
-        out[q] = src[perm[q]]
 
 
 # ---------------------------------------------------------------------------------

@@ -72,9 +72,6 @@ def test_forward_dense(idx, dt, shape, B):
     assert t_indices.dtype == indices.dtype
     WT = sp.csr_array((data[t_perm], t_indices, t_indptr), shape=(n_out, n_in))
     np.testing.assert_array_equal(WT.toarray(), W.toarray().T)
-    Zt2 = np.full((n_out, B), np.nan, dtype=dt)
-    K.forward_dense_t(t_indptr, t_indices, t_perm, data, bias, At, Zt2)
-    np.testing.assert_allclose(Zt2, ref, **_tol(dt))
 
 
 @pytest.mark.parametrize("idx,dt,shape,B", CASES, ids=IDS)
@@ -160,16 +157,6 @@ def test_momentum_step(dt, nesterov, n):
     np.testing.assert_allclose(data, d_ref, **_tol(dt))
     np.testing.assert_array_equal(grad, grad0)
     assert data.dtype == dt and vel.dtype == dt
-
-
-@pytest.mark.parametrize("idx", INDEX_DTYPES)
-def test_gather(idx):
-    rng = np.random.default_rng(6)
-    src = rng.standard_normal(50).astype(np.float32)
-    perm = rng.permutation(50).astype(idx)
-    out = np.empty_like(src)
-    K.gather(src, perm, out)
-    np.testing.assert_array_equal(out, src[perm])
 
 
 def test_layer_bigger_than_threads_blocks():
