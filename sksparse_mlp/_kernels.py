@@ -307,18 +307,26 @@ def dropout_threshold(keep):
 
 @njit(parallel=True, **_OPTS)
 def gather_input_tiled(X, idx, B, A3):
-    """``A3[b // TB, :, b % TB] = X[idx[b], :]`` for ``b < B``, zero for padding."""
+    """``A3[b // TB, :, b % TB] = X[idx[b], :]`` for ``b < B``, zero for padding.
+
+    Parallel over (panel, block of 32 features); each block reads 32 contiguous
+    values of a sample row and writes them down a column of the panel.
+    """
     nt, n, TB = A3.shape
-    for t in prange(nt):
+    nblk = (n + 31) // 32
+    for q in prange(nt * nblk):
+        t = q // nblk
+        i0 = (q - t * nblk) * 32
+        i1 = min(n, i0 + 32)
         for bb in range(TB):
             b = t * TB + bb
             if b < B:
-                r = idx[b]
-                for i in range(n):
-                    A3[t, i, bb] = X[r, i]
+                r = np.uint64(idx[b])
+                for i in range(i0, i1):
+                    A3[t, np.uint64(i), bb] = X[r, np.uint64(i)]
             else:
-                for i in range(n):
-                    A3[t, i, bb] = 0
+                for i in range(i0, i1):
+                    A3[t, np.uint64(i), bb] = 0
 
 
 @njit(**_OPTS)
