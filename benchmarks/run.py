@@ -49,7 +49,21 @@ def rss_bytes():
 
 
 def peak_rss_bytes():
+    """Peak resident set size since the last :func:`reset_peak_rss` (VmHWM)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def reset_peak_rss():
+    """Restart the peak RSS from the current RSS (Linux: /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
 
 
 def gemm_gflops(n=2048, repeats=3):
@@ -76,6 +90,8 @@ class Gemm:
 
     def sample(self):
         self.samples.append(gemm_gflops(self.n, repeats=2))
+        # let OpenBLAS's threads stop spinning before anything else is timed
+        time.sleep(1.0)
         return self.samples[-1]
 
     @property
@@ -333,6 +349,7 @@ def scaling_child(hidden, epochs):
         tiny.predict(X)
     del tiny
     base = rss_bytes()
+    reset_peak_rss()
     clf = TrulySparseMLPClassifier((hidden,) * 3, epsilon=20, batch_size=BATCH, max_iter=1,
                                    random_state=0, dtype="float32")
     with warnings.catch_warnings():

@@ -49,6 +49,8 @@ _MIN_L2_PANEL = 32
 _MAX_PANEL = 128
 # predicting at most this many rows: scatter from CSR, skip the CSC transposition
 _CSR_PREDICT = 32
+# predicting at most this many rows with cached CSC views: one row at a time, serial
+_SERIAL_PREDICT = 2
 # force the number of batch panels (None: choose_tiles decides); for experiments
 PANELS = None
 
@@ -58,12 +60,14 @@ _LOSS = {"log_loss": K.LOSS_LOG, "binary_log_loss": K.LOSS_BINARY,
 _ACT = {"tanh": K.ACT_TANH, "logistic": K.ACT_LOGISTIC, "identity": K.ACT_IDENTITY}
 
 
-def _round8(x):
-    return (int(x) + 7) // 8 * 8
+def _round_panel(x):
+    """Panel widths are multiples of 16: the vectorised inner loops (two 8-wide
+    vectors per step) then never fall into their scalar remainder."""
+    return (int(x) + 15) // 16 * 16
 
 
 def choose_tiles(B, width, itemsize, n_threads=None):
-    """Panels ``(nt, TB)`` for a batch of ``B`` samples; ``nt * TB >= B``, ``TB % 8 == 0``.
+    """Panels ``(nt, TB)`` for a batch of ``B`` samples; ``nt * TB >= B``, ``TB % 16 == 0``.
 
     A training batch (up to 128 samples) is one panel: the threads share the
     neurons and the optimizer step fuses into the backward kernel (no gradient
@@ -73,10 +77,10 @@ def choose_tiles(B, width, itemsize, n_threads=None):
     """
     B = max(1, int(B))
     if B <= _MAX_PANEL:
-        return 1, _round8(B)
+        return 1, _round_panel(B)
     tb = _L2_PANEL_BYTES // max(1, width * itemsize)
     tb = _MAX_PANEL if tb < _MIN_L2_PANEL else min(tb, _MAX_PANEL)
-    tb = _round8(-(-B // -(-B // tb)))  # even panels, multiple of 8
+    tb = _round_panel(-(-B // -(-B // tb)))  # even panels, multiple of 16
     return -(-B // tb), tb
 
 
@@ -116,6 +120,27 @@ class _Transposed:
                 W.indptr, W.indices, W.shape[1])
             self.ref = weakref.ref(W.indices)
         return self
+
+
+# CSC views kept for prediction, per weight matrix, dropped with the matrix (sparse
+# matrices are not hashable: keyed by id, guarded by a weak reference).  A view
+# holds the pattern and a permutation, not values, so it stays valid while training
+# changes W.data in place; a new pattern (SET) comes as a new matrix object.
+_PREDICT_VIEWS = {}
+# networks with more connections than this are not given cached views (memory)
+_PREDICT_CACHE_MAX_NNZ = 20_000_000
+
+
+def _predict_view(W):
+    key = id(W)
+    entry = _PREDICT_VIEWS.get(key)
+    if entry is None or entry[0]() is not W:
+        try:
+            ref = weakref.ref(W, lambda _, key=key: _PREDICT_VIEWS.pop(key, None))
+        except TypeError:  # not weak-referenceable: no cache
+            return _Transposed().get(W)
+        entry = _PREDICT_VIEWS[key] = (ref, _Transposed())
+    return entry[1].get(W)
 
 
 class Workspace:
@@ -160,7 +185,7 @@ class Workspace:
         panels = PANELS if panels is None else panels
         if panels is not None:
             self.nt = max(1, min(int(panels), micro))
-            self.tb = _round8(-(-micro // self.nt))
+            self.tb = _round_panel(-(-micro // self.nt))
         self.micro = min(micro, self.nt * self.tb)
         cap = self.nt * self.tb
         self.sparse_input = sparse_input
@@ -311,7 +336,7 @@ def _batch(net, ws, X, Y, idx, weights, dropout, rng, opt, last):
     for m in range(n_micro):
         lo, hi = m * micro, min(B, (m + 1) * micro)
         Bm = hi - lo
-        tb = _round8(-(-Bm // nt))
+        tb = _round_panel(-(-Bm // nt))
         seeds = rng.integers(0, 1 << 32, size=L) if dropout > 0 else None
         acts, codes, Xb = _forward(net, ws, X, idx[lo:hi], Bm, nt, tb, seeds, dropout)
         D = acts[-1]  # the output delta replaces the outputs
@@ -381,6 +406,24 @@ def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuf
     return accumulated / n
 
 
+def _predict_rows_serial(net, views, X):
+    """Rows one at a time through :func:`~._kernels.forward_vec` (no parallel regions)."""
+    L = len(net.layers)
+    out = np.empty((X.shape[0], net.n_neurons[-1]), dtype=net.dtype)
+    width = max(net.n_neurons)
+    bufs = [np.empty(width, net.dtype), np.empty(width, net.dtype)]
+    for r in range(X.shape[0]):
+        a = np.ascontiguousarray(X[r], dtype=net.dtype)
+        for l, layer in enumerate(net.layers):
+            z = out[r] if l == L - 1 else bufs[l % 2][: layer.n_out]
+            act, s = _act_code(net, l + 1) if l < L - 1 else (K.ACT_NONE, 0.0)
+            T = views[l]
+            K.forward_vec(T.indptr, T.indices, T.perm, layer.W.data, layer.bias, a, z, act, s)
+            a = z
+    output_forward(net.out_activation, out.T)
+    return out
+
+
 def predict_output(net, X, chunk=None):
     """Output activations for all rows of ``X`` (dense or CSR), shape ``(n, n_outputs)``."""
     n = X.shape[0]
@@ -392,16 +435,25 @@ def predict_output(net, X, chunk=None):
         per_sample = max(sizes[1:]) * (2 * dtype.itemsize + 1) + sizes[0] * dtype.itemsize
         chunk = int(min(max(1, DEFAULT_ACTIVATION_BUDGET // per_sample), 8192))
     chunk = max(1, min(chunk, n))
+    csr, views = False, None
+    if sum(net.n_connections) <= _PREDICT_CACHE_MAX_NNZ:
+        views = [_predict_view(layer.W) for layer in net.layers]  # reused between calls
+        if n <= _SERIAL_PREDICT and not sparse:
+            return _predict_rows_serial(net, views, X)
+    else:  # no cache: for a few rows, scattering beats transposing every weight matrix
+        csr = n <= _CSR_PREDICT
     ws = Workspace(net, chunk, training=False, sparse_input=sparse, activation_budget=1 << 62)
+    if views is not None:
+        ws.trans = views
     out = np.empty((n, sizes[-1]), dtype=dtype)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         B = stop - start
         nt, tb = choose_tiles(B, max(sizes), dtype.itemsize)
         if nt * tb > ws.nt * ws.tb:
-            nt, tb = ws.nt, _round8(-(-B // ws.nt))
+            nt, tb = ws.nt, _round_panel(-(-B // ws.nt))
         idx = np.arange(start, stop)
-        acts, _, _ = _forward(net, ws, X, idx, B, nt, tb, None, 0.0, csr=n <= _CSR_PREDICT)
+        acts, _, _ = _forward(net, ws, X, idx, B, nt, tb, None, 0.0, csr=csr)
         K.untile_rows(acts[-1], B, out, start)
     output_forward(net.out_activation, out.T)
     return out

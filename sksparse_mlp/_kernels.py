@@ -816,3 +816,28 @@ def forward_csr_tiled(indptr, indices, data, bias, A3, Z3, G3, act, s, thr, seed
             t = q // n_out
             j = q - t * n_out
             _activate_row(Z3, G3, t, j, act, s, thr, seed, scale)
+
+
+@njit(**_OPTS)
+def forward_vec(t_indptr, t_indices, t_perm, data, bias, a, z, act, s):
+    """One sample, one layer, serial: ``z = f(W.T @ a + bias)`` through the CSC view.
+
+    For predicting single rows, where a parallel region and a batch panel would
+    cost more than the products.  ``act`` as in :func:`forward_tiled` (-1: none).
+    """
+    n_out = z.shape[0]
+    T = z.dtype.type
+    one = T(1)
+    s_ = T(s)
+    for j in range(n_out):
+        acc = T(bias[j])
+        for k in range(t_indptr[j], t_indptr[j + 1]):
+            acc += data[np.uint64(t_perm[k])] * a[np.uint64(t_indices[k])]
+        if act == ACT_PIECEWISE:
+            acc = acc if acc > 0 else s_ * acc
+        elif act == ACT_TANH:
+            acc = np.tanh(acc)
+        elif act == ACT_LOGISTIC:
+            e = np.exp(-abs(acc))
+            acc = (one if acc >= 0 else e) / (one + e)
+        z[j] = acc

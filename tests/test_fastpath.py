@@ -143,7 +143,7 @@ def test_dropout_gradient(act, dropout, panels):
     w = np.full(B, 1.0 / B)
     lr = 0.1
     F.train_batch(net, ws, X, Y, np.arange(B), w, lr, 0.0, False, 0.0, dropout, rng)
-    nt, tb = ws.nt, (-(-B // ws.nt) + 7) // 8 * 8
+    nt, tb = ws.nt, (-(-B // ws.nt) + 15) // 16 * 16
     masks = [None] + [(_untile(ws.view(ws.G[l], ws.sizes[l], nt, tb), B) >> 1) & 1
                       for l in range(1, len(ws.sizes) - 1)]
     keep = 1 - dropout
@@ -203,7 +203,7 @@ def test_dropout_stream_is_seeded():
                                      (128, 100000), (10000, 1000), (75, 3312)])
 def test_choose_tiles(B, width):
     nt, tb = F.choose_tiles(B, width, 4)
-    assert nt * tb >= B and tb % 8 == 0 and (nt - 1) * tb < B
+    assert nt * tb >= B and tb % 16 == 0 and (nt - 1) * tb < B
 
 
 def test_transposed_view_refreshes():
