@@ -232,3 +232,15 @@ def test_hash_dropout_rate():
     assert abs(kept.mean() - 0.7) < 0.02
     np.testing.assert_allclose(Z3[kept == 1], 1 / 0.7, rtol=1e-6)
     assert np.all(Z3[kept == 0] == 0)
+
+
+@pytest.mark.parametrize("act", ["allrelu", "tanh"])
+def test_single_row_prediction_matches_batch(act):
+    """One row alone (serial kernel) is rounded as in a batch (tiled kernel)."""
+    rng = np.random.default_rng(11)
+    net = _net(act, "softmax", "log_loss", np.float32, 3, sizes=(13, 200, 150, 40))
+    X = rng.standard_normal((50, 13)).astype(np.float32)
+    full = F.predict_output(net, X)
+    for r in range(0, 50, 7):
+        np.testing.assert_allclose(F.predict_output(net, X[r:r + 1])[0], full[r], rtol=1e-6,
+                                   atol=1e-7)
