@@ -140,6 +140,17 @@ def main(name):
                 _setup(pool, {"rank": 1, "kind": name, "where": "step", "after": 3})
                 t_fail = time.monotonic() + 3 * 0.05      # the fault fires after 3 steps
                 _run_work(pool, 100, 0.05)
+        elif name == "raise_in_Recv":
+            # the parent is inside Recv (an Irecv posted) when another worker reports an error:
+            # the orderly close must retire that receive, or Disconnect waits for it forever
+            import numpy as np
+            with _pool.Pool(2, timeout=30) as pool:
+                pids = _related_pids(pool)
+                _setup(pool, {"rank": 1, "kind": "raise", "where": "step", "after": 2})
+                for r in range(pool.n):
+                    pool.send(("work", 100, 0.02), r)
+                t_fail = time.monotonic() + 2 * 0.02
+                pool.Recv(np.empty(4), 0)                  # worker 0 never sends a buffer
         elif name == "sigkill":                            # SIGKILL from outside, mid-run
             with _pool.Pool(2, timeout=30) as pool:
                 pids = _related_pids(pool)
@@ -240,11 +251,17 @@ def main(name):
             out["detect_s"] = t - out["t_kill"]
         elif t_fail is not None:
             out["detect_s"] = t - t_fail
-        if name in ("raise", "exit", "kill", "abort", "sigkill", "stall", "import_error"):
+        if name in ("raise", "raise_in_Recv", "exit", "kill", "abort", "sigkill", "stall",
+                    "import_error"):
             out["again"] = _try_again(_pool)
     out["pids"] = pids
     print("RESULT " + json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":
+    # if the parent test is about to kill us for hanging, leave every thread's stack on stderr
+    _dump = float(os.environ.get("SKSPARSE_SCENARIO_DUMP_AFTER", "0"))
+    if _dump > 0:
+        import faulthandler
+        faulthandler.dump_traceback_later(_dump, exit=False)
     main(sys.argv[1])

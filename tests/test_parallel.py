@@ -55,6 +55,8 @@ def _stray_workers(ppid):
 
 
 def run_scenario(name, timeout=60, env=None):
+    env = dict(os.environ if env is None else env)
+    env["SKSPARSE_SCENARIO_DUMP_AFTER"] = str(max(1, timeout - 10))
     proc = subprocess.Popen([sys.executable, SCENARIOS, name], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
                             start_new_session=True)
@@ -62,8 +64,9 @@ def run_scenario(name, timeout=60, env=None):
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail("scenario %s hung (killed after %d s)" % (name, timeout))
+        out, err = proc.communicate()
+        pytest.fail("scenario %s hung (killed after %d s); its stderr (thread stacks dumped "
+                    "%d s before the kill):\n%s" % (name, timeout, 10, err[-8000:]))
     lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, (proc.returncode, out[-2000:], err[-3000:])
     res = json.loads(lines[-1][len("RESULT "):])
@@ -123,6 +126,16 @@ def test_worker_raises_gives_worker_error_and_pool_reusable(kind):
     assert ("injected failure" in res["msg"]) if kind == "raise" else ("SystemExit" in res["msg"])
     assert res["detect_s"] < 2.0
     assert res["again"] == "ok"                   # a Python exception leaves MPI usable
+
+
+@pytest.mark.timeout(90)
+def test_worker_raises_while_server_in_Recv_closes_cleanly():
+    # regression: a receive left posted by the failed wait made MPICH's Disconnect hang forever
+    res = run_scenario("raise_in_Recv")
+    assert res["exc"] == "WorkerError", res
+    assert "waited for a buffer from worker 0" in res["msg"]
+    assert res["detect_s"] < 2.0
+    assert res["again"] == "ok"
 
 
 @pytest.mark.timeout(90)

@@ -15,9 +15,11 @@ without ``Disconnect`` (which is collective and would block on the dead peer), a
 MPICH the process is marked "poisoned": MPICH cannot spawn or finalize after a hard
 worker death, so later pools raise a clear "restart Python" error instead of crashing.
 
-The orderly close sends ``stop`` to every worker, then drains (receives and discards)
-whatever the workers still had in flight until each has said ``bye``, and only then
-calls ``Disconnect``.
+The orderly close sends ``stop`` to every worker, cancels a receive left posted by a
+failed wait, then drains (receives and discards) whatever the workers still had in flight
+until each has said ``bye`` and every request of ours has completed, and only then calls
+``Disconnect``: MPICH's ``Disconnect`` waits for every request that refers to the
+communicator, so a single forgotten request hangs it forever.
 """
 import os
 import signal
@@ -193,6 +195,7 @@ class Pool:
         self.broken = False
         self.comm = None
         self._pending = []           # our outstanding send requests (kept alive with their buffers)
+        self._recvs = []             # our outstanding receive requests (only after a failed wait)
         self.last_seen = [time.monotonic()] * self.n
         self.done = set()            # ranks that said bye
         self._last_check = 0.0
@@ -320,11 +323,11 @@ class Pool:
     def Recv(self, buf, src, tag=TAG_BUF):
         """Receive into the numpy array ``buf`` from worker ``src``."""
         req = self.comm.Irecv(buf, source=src, tag=tag)
-        try:
-            self._wait(req.Test, "a buffer from worker %d" % src, [src])
-        except BaseException:
-            self._cancel(req)
-            raise
+        # kept until it completed: if the wait fails, close() must retire it before
+        # Disconnect (MPICH's Disconnect waits for every request that still refers to comm)
+        self._recvs.append((req, buf))
+        self._wait(req.Test, "a buffer from worker %d" % src, [src])
+        self._recvs.pop()
         self.last_seen[src] = time.monotonic()
         self.stats["bytes_in"] += buf.nbytes
 
@@ -381,12 +384,6 @@ class Pool:
         for r in (range(self.n) if ranks is None else ranks):
             self.last_seen[r] = now
 
-    def _cancel(self, req):
-        try:
-            req.Cancel()
-        except Exception:
-            pass
-
     # ------------------------------------------------------------------ shutdown
     def _kill(self, why, poison=True):
         """Hard path: SIGKILL every worker (and our hydra launcher), drop the communicator."""
@@ -410,6 +407,7 @@ class Pool:
             _reap(launchers)
         self.comm = None             # never Disconnect(): collective, blocks on dead peers
         self._pending = []
+        self._recvs = []
 
     def close(self, timeout=None):
         """Orderly close (stop, drain, bye, Disconnect); hard path if that fails."""
@@ -426,6 +424,11 @@ class Pool:
                 if r not in self.done:
                     stops.append((comm.isend(("stop",), dest=r, tag=TAG_CMD), None))
             self._pending.extend(stops)
+            for req, _ in self._recvs:       # a receive abandoned by a failed wait
+                try:
+                    req.Cancel()             # unmatched: completes as cancelled; matched: the
+                except MPI.Exception:        # worker flushes its sends before bye
+                    pass
             st = MPI.Status()
 
             def test():
@@ -438,7 +441,8 @@ class Pool:
                     if tag == TAG_BYE:
                         self.done.add(src)
                 self._pending = [(q, b) for q, b in self._pending if not q.Test()]
-                return len(self.done) == self.n and not self._pending
+                self._recvs = [(q, b) for q, b in self._recvs if not q.Test()]
+                return len(self.done) == self.n and not self._pending and not self._recvs
             deadline = time.monotonic() + self.timeout
             while True:
                 # _check would raise on TAG_ERR; during close errors are expected: drain them.
