@@ -151,6 +151,21 @@ def main(name):
                     pool.send(("work", 100, 0.02), r)
                 t_fail = time.monotonic() + 2 * 0.02
                 pool.Recv(np.empty(4), 0)                  # worker 0 never sends a buffer
+        elif name == "disconnect_hangs":
+            # a request the pool does not know about keeps MPICH's Disconnect waiting forever:
+            # close() must give up after close_timeout, kill the workers and warn
+            import warnings
+            import numpy as np
+            pool = _pool.Pool(2, timeout=30, close_timeout=2.0)
+            pids = _related_pids(pool)
+            _setup(pool)
+            stray = pool.comm.Irecv(np.empty(4), source=0, tag=99)   # never matched
+            t1 = time.monotonic()
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                pool.close()
+            out["close_s"] = time.monotonic() - t1
+            out["warnings"] = [str(x.message) for x in w]
         elif name == "sigkill":                            # SIGKILL from outside, mid-run
             with _pool.Pool(2, timeout=30) as pool:
                 pids = _related_pids(pool)

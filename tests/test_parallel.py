@@ -139,6 +139,14 @@ def test_worker_raises_while_server_in_Recv_closes_cleanly():
 
 
 @pytest.mark.timeout(90)
+def test_disconnect_that_hangs_is_abandoned():
+    res = run_scenario("disconnect_hangs")
+    assert res["exc"] is None, res
+    assert 2.0 <= res["close_s"] < 5.0
+    assert any("Disconnect did not complete" in w for w in res["warnings"]), res
+
+
+@pytest.mark.timeout(90)
 @pytest.mark.parametrize("kind", ["kill", "abort", "sigkill"])
 def test_worker_dies_hard_gives_worker_died(kind):
     res = run_scenario(kind)

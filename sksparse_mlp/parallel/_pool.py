@@ -27,6 +27,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 
 from . import _mpi
 
@@ -462,7 +463,17 @@ class Pool:
         finally:
             self.timeout = saved
         self.comm = None
-        comm.Disconnect()
+        # Disconnect is collective and blocks on anything MPI still counts as pending; the
+        # drain above should leave nothing, but a hang here must not hang the caller.
+        th = threading.Thread(target=comm.Disconnect, name="sksparse-mpi-disconnect", daemon=True)
+        th.start()
+        th.join(self.close_timeout)
+        if th.is_alive():
+            self.comm = comm
+            self._kill("Disconnect hung")
+            warnings.warn("MPI Disconnect did not complete within %.0f s; the workers were "
+                          "killed and MPI cannot be used again in this process"
+                          % self.close_timeout, RuntimeWarning, stacklevel=2)
 
     def __enter__(self):
         return self
