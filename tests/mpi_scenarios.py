@@ -125,6 +125,7 @@ def main(name):
             except KeyboardInterrupt:
                 out["exc"] = "KeyboardInterrupt"
                 out["stop_s"] = time.monotonic() - seen["t"]
+                out["where"] = __import__("traceback").format_exc()[-3000:]
             finally:
                 _pool.Pool.__init__ = orig
             try:
@@ -151,6 +152,25 @@ def main(name):
                     pool.send(("work", 100, 0.02), r)
                 t_fail = time.monotonic() + 2 * 0.02
                 pool.Recv(np.empty(4), 0)                  # worker 0 never sends a buffer
+        elif name == "interrupted_receives":
+            # Ctrl-C can land between a probe that matched a message and its receive, or
+            # while an Irecv is posted: close() must retire both, then Disconnect normally
+            import warnings
+            import numpy as np
+            from sksparse_mlp.parallel._pool import TAG_HB
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                with _pool.Pool(2, timeout=30, close_timeout=5.0) as pool:
+                    pids = _related_pids(pool)
+                    _setup(pool)
+                    for r in range(pool.n):
+                        pool.send(("work", 1000, 0.01), r)
+                    pool.wait_any([TAG_HB])                    # matched, never received
+                    buf = np.empty(4)                          # what Recv registers first
+                    pool._recvs.append((pool.comm.Irecv(buf, source=1, tag=98), buf))
+                    t1 = time.monotonic()
+            out["close_s"] = time.monotonic() - t1
+            out["warnings"] = [str(x.message) for x in w]
         elif name == "disconnect_hangs":
             # a request the pool does not know about keeps MPICH's Disconnect waiting forever:
             # close() must give up after close_timeout, kill the workers and warn
@@ -274,6 +294,10 @@ def main(name):
 
 
 if __name__ == "__main__":
+    # started from a background job (nohup, some CI shells) SIGINT arrives ignored and
+    # Python then installs no KeyboardInterrupt handler; the Ctrl-C scenarios need the
+    # handler a terminal session has
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # if the parent test is about to kill us for hanging, leave every thread's stack on stderr
     _dump = float(os.environ.get("SKSPARSE_SCENARIO_DUMP_AFTER", "0"))
     if _dump > 0:

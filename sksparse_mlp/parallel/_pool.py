@@ -197,6 +197,7 @@ class Pool:
         self.comm = None
         self._pending = []           # our outstanding send requests (kept alive with their buffers)
         self._recvs = []             # our outstanding receive requests (only after a failed wait)
+        self._matched = None         # (message, bytes) of the last message matched by a probe
         self.last_seen = [time.monotonic()] * self.n
         self.done = set()            # ranks that said bye
         self._last_check = 0.0
@@ -233,7 +234,7 @@ class Pool:
     def _check(self, what, expect):
         MPI = self.MPI
         st = MPI.Status()
-        m = self.comm.improbe(MPI.ANY_SOURCE, TAG_ERR, status=st)
+        m = self._improbe(MPI.ANY_SOURCE, TAG_ERR, st)
         if m is not None:
             err = m.recv()
             self.last_seen[st.Get_source()] = time.monotonic()
@@ -285,6 +286,14 @@ class Pool:
             self.stats["wait_s"] += time.perf_counter() - t0
 
     # ------------------------------------------------------------------ receive
+    def _improbe(self, src, tag, st):
+        """``improbe`` that remembers the matched message: if an exception (Ctrl-C) comes
+        before the caller received it, close() must receive it, or Disconnect never returns."""
+        m = self.comm.improbe(src, tag, status=st)
+        if m is not None:
+            self._matched = (m, st.Get_count(self.MPI.BYTE))
+        return m
+
     def wait_any(self, tags, ranks=None):
         """Wait for a message with one of ``tags`` from any worker in ``ranks`` (default: all
         not yet done). Returns ``(source, tag, message)``; receive it with ``message.recv()``
@@ -296,7 +305,7 @@ class Pool:
 
         def test():
             for t in tags:
-                m = self.comm.improbe(MPI.ANY_SOURCE, t, status=st)
+                m = self._improbe(MPI.ANY_SOURCE, t, st)
                 if m is not None:
                     return m
             return None
@@ -313,7 +322,7 @@ class Pool:
             self.timeout = timeout
         try:
             st = self.MPI.Status()
-            m = self._wait(lambda: self.comm.improbe(src, tag, status=st),
+            m = self._wait(lambda: self._improbe(src, tag, st),
                            "tag %d from worker %d" % (tag, src), [src])
         finally:
             self.timeout = saved
@@ -334,9 +343,9 @@ class Pool:
 
     # ------------------------------------------------------------------ send
     def _send_wait(self, req, keep, dst, what):
+        self._pending.append((req, keep))      # first: close() must see it whatever happens
         t0 = time.perf_counter()
         self.last_seen[dst] = time.monotonic()
-        self._pending.append((req, keep))
         self._wait(req.Test, what, [dst])
         self._pending.pop()
         self.last_seen[dst] = time.monotonic()
@@ -409,6 +418,7 @@ class Pool:
         self.comm = None             # never Disconnect(): collective, blocks on dead peers
         self._pending = []
         self._recvs = []
+        self._matched = None
 
     def close(self, timeout=None):
         """Orderly close (stop, drain, bye, Disconnect); hard path if that fails."""
@@ -425,6 +435,9 @@ class Pool:
                 if r not in self.done:
                     stops.append((comm.isend(("stop",), dest=r, tag=TAG_CMD), None))
             self._pending.extend(stops)
+            m = self._matched[0] if self._matched else None
+            if m:                            # matched by a probe, not received (interrupted)
+                m.Recv(bytearray(max(1, self._matched[1])))
             for req, _ in self._recvs:       # a receive abandoned by a failed wait
                 try:
                     req.Cancel()             # unmatched: completes as cancelled; matched: the
@@ -462,18 +475,19 @@ class Pool:
             return
         finally:
             self.timeout = saved
+        limit = self.close_timeout if timeout is None else timeout
         self.comm = None
         # Disconnect is collective and blocks on anything MPI still counts as pending; the
         # drain above should leave nothing, but a hang here must not hang the caller.
         th = threading.Thread(target=comm.Disconnect, name="sksparse-mpi-disconnect", daemon=True)
         th.start()
-        th.join(self.close_timeout)
+        th.join(limit)
         if th.is_alive():
             self.comm = comm
             self._kill("Disconnect hung")
             warnings.warn("MPI Disconnect did not complete within %.0f s; the workers were "
                           "killed and MPI cannot be used again in this process"
-                          % self.close_timeout, RuntimeWarning, stacklevel=2)
+                          % limit, RuntimeWarning, stacklevel=2)
 
     def __enter__(self):
         return self
