@@ -69,6 +69,7 @@ class _BaseTrulySparseMLP(BaseEstimator):
         "phase1_fraction": [Interval(Real, 0, 1, closed="both")],
         "worker_timeout": [None, Interval(Real, 0, None, closed="neither")],
         "mpi_info": [None, dict],
+        "callback": [None, callable],
     }
 
     def __init__(self, hidden_layer_sizes=(100,), activation="allrelu", *, allrelu_slope=0.6,
@@ -79,7 +80,8 @@ class _BaseTrulySparseMLP(BaseEstimator):
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, dtype="float32", n_workers=1,
-                 worker_mode="async", phase1_fraction=0.7, worker_timeout=60.0, mpi_info=None):
+                 worker_mode="async", phase1_fraction=0.7, worker_timeout=60.0, mpi_info=None,
+                 callback=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.allrelu_slope = allrelu_slope
@@ -115,6 +117,7 @@ class _BaseTrulySparseMLP(BaseEstimator):
         self.phase1_fraction = phase1_fraction
         self.worker_timeout = worker_timeout
         self.mpi_info = mpi_info
+        self.callback = callback
 
     # ------------------------------------------------------------------ reporting
     @property
@@ -321,10 +324,13 @@ class _BaseTrulySparseMLP(BaseEstimator):
             msg = ("%s did not improve more than tol=%f for %d consecutive epochs."
                    % (what, self.tol, self.n_iter_no_change))
             stop = self._optimizer.trigger_stopping(msg, self.verbose)
-            if stop:
-                return True
-            self._no_improvement_count = 0
-        return False
+            if not stop:
+                self._no_improvement_count = 0
+        else:
+            stop = False
+        if self.callback is not None and self.callback(self):
+            stop = True
+        return stop
 
     def _check_X(self, X, reset, ensure_min_samples=1):
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=np.dtype(self.dtype),
@@ -429,6 +435,11 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
         Seconds of silence after which a worker is declared stalled.
     mpi_info : dict or None, default=None
         MPI Info keys passed to ``Spawn`` (for example ``{"hosts": "node1,node2"}``).
+    callback : callable or None, default=None
+        Called as ``callback(estimator)`` after every epoch, once ``n_iter_``,
+        ``loss_curve_`` and (with early stopping) ``validation_scores_`` include
+        it; training stops when it returns True. For progress display, logging or
+        a time budget; with ``n_workers > 1`` it runs in the calling process.
 
     Attributes
     ----------

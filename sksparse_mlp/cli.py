@@ -27,7 +27,6 @@ import os
 import re
 import sys
 import time
-import types
 import warnings
 
 import numpy as np
@@ -57,8 +56,10 @@ def _estimator_classes():
 def _init_params(cls):
     """(name, default) of every ``__init__`` parameter of an estimator class."""
     sig = inspect.signature(cls.__init__)
+    # callback takes a Python callable: no flag (the CLI sets its own progress line)
     return [(p.name, p.default) for p in sig.parameters.values()
-            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+            if p.name not in ("self", "callback")
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
 def _param_docs(cls):
@@ -177,30 +178,17 @@ def estimator_from_args(args, regression):
 # ==========================================================================
 @contextlib.contextmanager
 def epoch_callback(estimator, callback):
-    """Call ``callback(estimator)`` after every epoch of ``estimator.fit``.
+    """Use ``callback`` as the estimator's per-epoch ``callback`` for the ``with`` block.
 
-    The estimators record an epoch in ``_end_epoch`` (local and WASAP-SGD
-    training alike); the hook wraps it on the instance for the duration of
-    the ``with`` block and removes itself afterwards, so the fitted estimator
-    pickles as usual. Yields False (and does nothing) if the estimator has no
-    such method.
+    The previous value comes back afterwards, so the saved model carries no
+    reference to the progress line (which holds a stream and does not pickle).
     """
-    cls = type(estimator)
-    original = getattr(cls, "_end_epoch", None)
-    if original is None:  # pragma: no cover - the estimators changed
-        yield False
-        return
-
-    def _end_epoch(self, *args, **kwargs):
-        stop = original(self, *args, **kwargs)
-        callback(self)
-        return stop
-
-    estimator._end_epoch = types.MethodType(_end_epoch, estimator)
+    previous = estimator.callback
+    estimator.set_params(callback=callback)
     try:
-        yield True
+        yield
     finally:
-        estimator.__dict__.pop("_end_epoch", None)
+        estimator.set_params(callback=previous)
 
 
 class Progress:

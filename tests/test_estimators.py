@@ -343,6 +343,38 @@ def test_verbose_prints_iterations(Est, capsys):
 
 
 @pytest.mark.parametrize("Est", ESTIMATORS, ids=EST_IDS)
+def test_callback_sees_every_epoch_and_can_stop(Est):
+    X, y = DATA[Est]
+    seen = []
+
+    def record(est):
+        seen.append((est.n_iter_, len(est.loss_curve_), est.loss_))
+        return est.n_iter_ == 3              # stop after the third epoch
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)   # a requested stop, not max_iter
+        est = _small(Est, max_iter=10, callback=record).fit(X, y)
+    assert est.n_iter_ == 3 and [s[:2] for s in seen] == [(1, 1), (2, 2), (3, 3)]
+    assert [s[2] for s in seen] == est.loss_curve_
+    est.partial_fit(X, y)                    # partial_fit reports its epoch too
+    assert seen[-1][0] == 4
+    assert clone(est).get_params()["callback"] is record
+
+
+@pytest.mark.parametrize("Est", ESTIMATORS, ids=EST_IDS)
+def test_callback_error_keeps_previous_model(Est):
+    X, y = DATA[Est]
+    est = _small(Est, max_iter=2).fit(X, y)
+    before = _state(est, X)
+
+    def fail(est):
+        if est.n_iter_ == 3:
+            raise RuntimeError("from the callback")
+    with pytest.raises(RuntimeError, match="from the callback"):
+        est.set_params(callback=fail, warm_start=True, max_iter=5).fit(X, y)
+    _assert_same_state(before, _state(est, X))
+
+
+@pytest.mark.parametrize("Est", ESTIMATORS, ids=EST_IDS)
 def test_convergence_warning_only_when_max_iter_reached(Est):
     X, y = DATA[Est]
     with pytest.warns(ConvergenceWarning, match="Maximum iterations \\(3\\) reached"):

@@ -335,6 +335,25 @@ def test_sync_mode_is_reproducible(warm_kernels):
     assert c.loss_curve_ != a.loss_curve_
 
 
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("phase1_fraction", [0.7, 0.2])
+def test_callback_stops_worker_training(warm_kernels, phase1_fraction):
+    # epoch 3 of 10 falls in phase 1 (async steps) or in phase 2 (local training)
+    import numpy as np
+    from sksparse_mlp import TrulySparseMLPClassifier
+    Xtr, Xte, ytr, yte = _data_clf()
+    seen = []
+
+    def stop_at_3(est):
+        seen.append(est.n_iter_)
+        return est.n_iter_ == 3
+    clf = TrulySparseMLPClassifier(hidden_layer_sizes=(16,), max_iter=10, random_state=0,
+                                   n_workers=2, phase1_fraction=phase1_fraction,
+                                   worker_timeout=120, callback=stop_at_3).fit(Xtr, ytr)
+    assert seen == [1, 2, 3] and clf.n_iter_ == 3 and len(clf.loss_curve_) == 3
+    assert np.isfinite(clf.loss_curve_).all() and clf.predict(Xte).shape == yte.shape
+
+
 @pytest.mark.timeout(120)
 def test_fit_raise_in_process_keeps_state_and_pool_reusable(warm_kernels):
     import numpy as np
