@@ -23,7 +23,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, colu
 
 from . import _topology
 from ._activations import HIDDEN_ACTIVATIONS
-from ._network import SparseMLP, TrainingConfig, evolve_topology, run_epoch
+from ._network import NetworkBackup, SparseMLP, TrainingConfig, evolve_topology, run_epoch
 from ._optimizers import MomentumSGD
 
 # Batch size of the authors' runs; "auto" caps it at the number of samples.
@@ -191,9 +191,16 @@ class _BaseTrulySparseMLP(BaseEstimator):
         try:
             self._fit_checked(X, y, sample_weight, incremental, classes)
         except BaseException:
+            backup = self.__dict__.get("_network_backup")
             self.__dict__.clear()
             self.__dict__.update(saved)
+            if backup is not None:  # a large model may have been trained in place
+                self.network_ = backup.restore()
+                backup.discard()
             raise
+        backup = self.__dict__.pop("_network_backup", None)
+        if backup is not None:
+            backup.discard()
         return self
 
     def _fit_checked(self, X, y, sample_weight, incremental, classes):
@@ -213,8 +220,10 @@ class _BaseTrulySparseMLP(BaseEstimator):
             self.validation_scores_ = [] if self.early_stopping else None
             self.best_validation_score_ = -np.inf if self.early_stopping else None
         else:
-            # continue on copies: the old objects stay intact in the saved state
-            self.network_ = self.network_.copy()
+            # continue on copies: the old objects stay intact in the saved state (a
+            # model too large to copy in memory is backed up on disk and trained in place)
+            self._network_backup = NetworkBackup(self.network_)
+            self.network_ = self._network_backup.network
             self._rng = copy.deepcopy(self._rng)
             self.loss_curve_ = list(self.loss_curve_)
             if self.validation_scores_ is not None:

@@ -3,6 +3,9 @@
 Everything here is written once and shared by the local training loop of the
 estimators and by the WASAP-SGD server and workers in :mod:`sksparse_mlp.parallel`.
 """
+import os
+import pickle
+import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,6 +138,13 @@ class SparseMLP:
     def copy(self):
         return SparseMLP([layer.copy() for layer in self.layers], self.activation,
                          self.slope, self.out_activation, self.loss)
+
+    @property
+    def nbytes(self):
+        """Bytes of weights, index arrays, biases and optimizer state."""
+        return sum(a.nbytes for layer in self.layers for a in
+                   (layer.W.data, layer.W.indices, layer.W.indptr, layer.bias, layer.velocity,
+                    layer.bias_velocity))
 
     def squared_norm(self):
         return float(sum(np.dot(layer.W.data, layer.W.data) for layer in self.layers))
@@ -347,3 +357,65 @@ def evolve_topology(net, epochs_done, config, rng):
     if config.zeta > 0:
         net.prune_and_regrow(config.zeta, rng, config.init, config.regrow)
     return removed
+
+
+def _available_memory():
+    """Bytes the kernel says could be allocated without swapping (None if unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+# Largest network (bytes) backed up by an in-memory copy; None: a quarter of the
+# available memory.
+BACKUP_IN_MEMORY_MAX = None
+
+
+class NetworkBackup:
+    """The state of a network to return to if training on it fails.
+
+    Small networks are copied in memory and training continues on the copy.
+    A network larger than ``max_memory_bytes`` (default: a quarter of the
+    available memory) is written to an anonymous temporary file instead and
+    training continues on the original, so continuing to train a very large
+    model (``partial_fit``, ``warm_start``) does not need twice its memory.
+
+    Use :attr:`network` for training and :meth:`restore` for the old state.
+    """
+
+    def __init__(self, net, max_memory_bytes=None):
+        if max_memory_bytes is None:
+            max_memory_bytes = BACKUP_IN_MEMORY_MAX
+        if max_memory_bytes is None:
+            avail = _available_memory()
+            max_memory_bytes = np.inf if avail is None else avail // 4
+        self._file = self._old = None
+        if net.nbytes > max_memory_bytes:
+            try:
+                self._file = tempfile.TemporaryFile(prefix="sksparse-mlp-backup-")
+                pickle.dump(net, self._file, protocol=5)  # arrays streamed, not copied
+                self.network = net
+                return
+            except OSError:  # no room on disk: fall back to memory
+                self._file = None
+        self._old, self.network = net, net.copy()
+
+    def restore(self):
+        """The network as it was when the backup was made."""
+        if self._file is None:
+            return self._old
+        self._file.seek(0)
+        return pickle.load(self._file)
+
+    def discard(self):
+        if self._file is not None:
+            self._file.close()
+        self._file = self._old = None

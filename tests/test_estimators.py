@@ -375,6 +375,33 @@ def test_callback_error_keeps_previous_model(Est):
 
 
 @pytest.mark.parametrize("Est", ESTIMATORS, ids=EST_IDS)
+def test_large_model_is_backed_up_on_disk_not_copied(Est, monkeypatch):
+    # continuing a model too large to copy in memory trains it in place, with the
+    # backup in a temporary file: same result, and a failure still restores it
+    from sksparse_mlp import _network
+    X, y = DATA[Est]
+    ref = _small(Est, max_iter=2).fit(X, y)
+    ref.set_params(warm_start=True, max_iter=2).fit(X, y)
+    monkeypatch.setattr(_network, "BACKUP_IN_MEMORY_MAX", 0)
+    est = _small(Est, max_iter=2).fit(X, y)
+    before = _state(est, X)
+    kinds = []
+
+    def fail(e):
+        b = e.__dict__["_network_backup"]
+        kinds.append((b._file is not None, b.network is b._old))
+        if e.n_iter_ == 3:
+            raise RuntimeError("stop here")
+    with pytest.raises(RuntimeError, match="stop here"):
+        est.set_params(callback=fail, warm_start=True).fit(X, y)
+    assert kinds == [(True, False)]              # on disk, trained in place
+    _assert_same_state(before, _state(est, X))
+    est.set_params(callback=None).fit(X, y)
+    assert "_network_backup" not in vars(est)
+    _assert_same_state(_state(ref, X), _state(est, X))
+
+
+@pytest.mark.parametrize("Est", ESTIMATORS, ids=EST_IDS)
 def test_convergence_warning_only_when_max_iter_reached(Est):
     X, y = DATA[Est]
     with pytest.warns(ConvergenceWarning, match="Maximum iterations \\(3\\) reached"):
