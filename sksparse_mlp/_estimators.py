@@ -547,7 +547,14 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
         return X, self._label_binarizer.transform(y).astype(X.dtype)
 
     def _decode(self, Y):
-        return self._label_binarizer.inverse_transform(Y)
+        lb = self._label_binarizer
+        # LabelBinarizer's own rules (argmax; threshold 0.5) without its array-API
+        # dispatch, which costs more than a small network's forward pass
+        if not lb.sparse_input_ and lb.y_type_ == "multiclass":
+            return lb.classes_.take(np.argmax(Y, axis=1))
+        if not lb.sparse_input_ and lb.y_type_ == "binary" and Y.shape[1] == 1:
+            return lb.classes_.take((Y[:, 0] > 0.5).astype(np.intp))
+        return lb.inverse_transform(Y)
 
     def _score_network(self, X, y):
         return accuracy_score(y, self._decode(self.network_.predict_output(X)))

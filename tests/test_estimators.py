@@ -401,6 +401,27 @@ def test_large_model_is_backed_up_on_disk_not_copied(Est, monkeypatch):
     _assert_same_state(_state(ref, X), _state(est, X))
 
 
+@pytest.mark.parametrize("labels", [np.array(["no", "yes"]), np.array([3, 7, 11, 20]),
+                                    np.array(["a", "b", "c"], dtype=object), "multilabel"])
+def test_decoding_predictions_matches_label_binarizer(labels):
+    # predict decodes the outputs itself (fast for single rows); same labels as
+    # LabelBinarizer.inverse_transform, ties and outputs of exactly 0.5 included
+    rng = np.random.default_rng(0)
+    if isinstance(labels, str):
+        X, y = make_multilabel_classification(n_samples=120, n_features=8, n_classes=3,
+                                              random_state=0)
+    else:
+        X = rng.standard_normal((120, 8))
+        y = labels[rng.integers(0, len(labels), 120)]
+    clf = _small(TrulySparseMLPClassifier, max_iter=2).fit(X, y)
+    P = clf.network_.predict_output(X)
+    for out in (P, np.full_like(P, 0.5), np.round(P, 1)):
+        expected = clf._label_binarizer.inverse_transform(out)
+        got = clf._decode(out)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+
+
 @pytest.mark.parametrize("Est", ESTIMATORS, ids=EST_IDS)
 def test_convergence_warning_only_when_max_iter_reached(Est):
     X, y = DATA[Est]
