@@ -253,6 +253,48 @@ class Progress:
 # ==========================================================================
 # helpers
 # ==========================================================================
+class _NullStream:
+    def write(self, text):
+        return len(text)
+
+    def flush(self):
+        pass
+
+
+def warm_up(est, sparse_input=False, stream=None):
+    """Fit a tiny copy of ``est`` so that numba compiles (first run after installing)
+    or loads its kernels now, not inside a timed fit or the progress line's clock."""
+    from sklearn.base import clone, is_classifier
+
+    stream = stream if stream is not None else sys.stderr
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(0)
+    # layers large and sparse enough at epsilon 20 for the kernels of Erdős–Rényi
+    # sampling and SET to compile too
+    X = rng.standard_normal((64, 200)).astype(np.dtype(est.dtype))
+    y = np.arange(64) % 3 if is_classifier(est) else X[:, 0].astype(np.float64)
+    if sparse_input:
+        from scipy.sparse import csr_matrix
+        X = csr_matrix(X)
+    tiny = clone(est).set_params(
+        hidden_layer_sizes=(128,) * len(_as_tuple(est.hidden_layer_sizes)), max_iter=3,
+        batch_size=32, n_workers=1, early_stopping=False, verbose=False, callback=None,
+        importance_pruning=True, pruning_start=1, pruning_interval=1, random_state=0)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tiny.fit(X, y)
+            tiny.predict(X)
+            tiny.predict(X[:1])
+    except Exception:  # the real fit reports any problem with the settings
+        return 0.0
+    seconds = time.perf_counter() - t0
+    if seconds > 2.0:
+        print(f"{PROG}: compiled the numba kernels in {seconds:.0f} s (once after installing; "
+              "cached on disk)", file=stream, flush=True)
+    return seconds
+
+
 def _one_line(exc):
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.split())
@@ -351,6 +393,7 @@ def cmd_demo(args):
                  random_state=args.random_state)),
     ]
     sizes_dense = [X_tr.shape[1], *hidden, len(np.unique(y_tr)) if len(np.unique(y_tr)) > 2 else 1]
+    warm_up(models[1][1], stream=None if not args.quiet else _NullStream())  # fit times: no JIT
     results = []
     for label, model in models:
         curve = []
@@ -553,6 +596,8 @@ def cmd_train(args):
           f"{0 if X_te is None else X_te.shape[0]} held-out samples, {X_tr.shape[1]} features"
           + ("" if args.regression else f", {len(np.unique(y))} classes")
           + f"; layers {shape}-out; max_iter {max_iter}", file=sys.stderr, flush=True)
+    from scipy.sparse import issparse
+    warm_up(est, sparse_input=issparse(X_tr), stream=None if not args.quiet else _NullStream())
     progress = Progress(max_iter, holdout=holdout, scorer_name=metric_name,
                         enabled=not args.quiet)
     t0 = time.perf_counter()

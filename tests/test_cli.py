@@ -4,6 +4,7 @@ Most tests call ``cli.main(argv)`` in-process (fast); a few run the real entry
 points in a subprocess (``python -m sksparse_mlp``, the console script).
 """
 import csv
+import io
 import json
 import os
 import shutil
@@ -300,3 +301,13 @@ def test_svmlight_index_convention_is_kept(tmp_path, capsys):
     expected = bundle["model"].predict_proba(X)
     got = np.array([[float(v) for v in line.split(",")[1:]] for line in out.splitlines()[1:]])
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_warm_up_fits_a_copy_and_never_raises():
+    from sksparse_mlp import TrulySparseMLPRegressor
+    est = TrulySparseMLPClassifier(hidden_layer_sizes=(300, 300), max_iter=7)
+    assert cli.warm_up(est, stream=io.StringIO()) > 0
+    assert not hasattr(est, "network_") and est.max_iter == 7      # the estimator is untouched
+    assert cli.warm_up(TrulySparseMLPRegressor(), sparse_input=True) > 0
+    # settings the tiny copy cannot take: the real fit will report them, not the warm-up
+    assert cli.warm_up(TrulySparseMLPClassifier(dtype="float16")) == 0.0
