@@ -196,11 +196,8 @@ class _BaseTrulySparseMLP(BaseEstimator):
             self.__dict__.update(saved)
             if backup is not None:  # a large model may have been trained in place
                 self.network_ = backup.restore()
-                backup.discard()
             raise
-        backup = self.__dict__.pop("_network_backup", None)
-        if backup is not None:
-            backup.discard()
+        self.__dict__.pop("_network_backup", None)  # a backup file closes with its object
         return self
 
     def _fit_checked(self, X, y, sample_weight, incremental, classes):
@@ -550,10 +547,11 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
         lb = self._label_binarizer
         # LabelBinarizer's own rules (argmax; threshold 0.5) without its array-API
         # dispatch, which costs more than a small network's forward pass
-        if not lb.sparse_input_ and lb.y_type_ == "multiclass":
-            return lb.classes_.take(np.argmax(Y, axis=1))
-        if not lb.sparse_input_ and lb.y_type_ == "binary" and Y.shape[1] == 1:
-            return lb.classes_.take((Y[:, 0] > 0.5).astype(np.intp))
+        if not lb.sparse_input_:
+            if lb.y_type_ == "multiclass":
+                return lb.classes_.take(np.argmax(Y, axis=1))
+            if lb.y_type_ == "binary" and Y.shape[1] == 1:
+                return lb.classes_.take((Y[:, 0] > 0.5).astype(np.intp))
         return lb.inverse_transform(Y)
 
     def _score_network(self, X, y):

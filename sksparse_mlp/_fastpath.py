@@ -31,7 +31,6 @@ from . import _kernels as K
 from ._activations import negative_slope, output_forward
 
 
-
 def _default_budget():
     """A third of the physical memory, between 512 MiB and 8 GiB."""
     try:
@@ -51,7 +50,8 @@ _MAX_PANEL = 128
 _CSR_PREDICT = 32
 # predicting at most this many rows with cached CSC views: one row at a time, serial
 _SERIAL_PREDICT = 2
-# force the number of batch panels (None: choose_tiles decides); for experiments
+# force the number of batch panels (None: choose_tiles decides); the tests use it to
+# run training batches through the multi-panel code path
 PANELS = None
 
 _OUT = {"softmax": K.OUT_SOFTMAX, "logistic": K.OUT_LOGISTIC, "identity": K.OUT_IDENTITY}
@@ -66,7 +66,7 @@ def _round_panel(x):
     return (int(x) + 15) // 16 * 16
 
 
-def choose_tiles(B, width, itemsize, n_threads=None):
+def choose_tiles(B, width, itemsize):
     """Panels ``(nt, TB)`` for a batch of ``B`` samples; ``nt * TB >= B``, ``TB % 16 == 0``.
 
     A training batch (up to 128 samples) is one panel: the threads share the
@@ -163,7 +163,7 @@ class Workspace:
     """
 
     def __init__(self, net, capacity, training=True, sparse_input=False,
-                 activation_budget=DEFAULT_ACTIVATION_BUDGET, panels=None, step=True):
+                 activation_budget=DEFAULT_ACTIVATION_BUDGET, step=True):
         self.net = net
         dtype = net.dtype
         self.dtype = dtype
@@ -182,9 +182,8 @@ class Workspace:
         micro = max(1, int(activation_budget // max(1, per_sample)))
         micro = min(int(capacity), micro)
         self.nt, self.tb = choose_tiles(micro, width, itemsize)
-        panels = PANELS if panels is None else panels
-        if panels is not None:
-            self.nt = max(1, min(int(panels), micro))
+        if PANELS is not None:
+            self.nt = max(1, min(int(PANELS), micro))
             self.tb = _round_panel(-(-micro // self.nt))
         self.micro = min(micro, self.nt * self.tb)
         cap = self.nt * self.tb

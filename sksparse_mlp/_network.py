@@ -414,8 +414,3 @@ class NetworkBackup:
             return self._old
         self._file.seek(0)
         return pickle.load(self._file)
-
-    def discard(self):
-        if self._file is not None:
-            self._file.close()
-        self._file = self._old = None
