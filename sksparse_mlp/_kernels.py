@@ -26,7 +26,10 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
-from numba import njit, prange  # noqa: E402
+from llvmlite import ir  # noqa: E402
+from numba import njit, prange, types  # noqa: E402
+from numba.core import cgutils  # noqa: E402
+from numba.extending import intrinsic  # noqa: E402
 
 __all__ = [
     "forward_dense",
@@ -371,6 +374,110 @@ def _activate_row(Z3, G3, t, j, act, s, thr, seed, scale):
             G3[t, j, b] = 2 if kept else 0
 
 
+# ---------------------------------------------------------------------------------
+# Register-blocked column sums for the forward pass.
+#
+# ``z[b0:b0 + w] += sum_k data[perm[k]] * A[idx[k], b0:b0 + w]`` over the connections
+# ``k`` of one output neuron, with the ``w`` partial sums held in ``nv`` SIMD registers
+# for the whole column: each gathered activation row feeds one FMA per vector and
+# the output row is read and written once.  Numba's own vectoriser cannot express
+# this (given scalar accumulators it vectorises the loop over connections, with
+# gathers), so the loop is written in LLVM IR; LLVM still chooses the instructions
+# and falls back to narrower vectors on CPUs without AVX.  Measured on a 1000 x 1000
+# layer at 4 % density, batch 128: 1.25-1.4x the previous 8-connection unrolled loop.
+# ---------------------------------------------------------------------------------
+
+_VEC_BYTES = 32  # one AVX register
+
+
+def _make_column_fma(nv):
+    @intrinsic
+    def column_fma(typingctx, A, idx, perm, data, k0, k1, b0, z):
+        if not (isinstance(A, types.Array) and A.ndim == 2 and A.layout == "C"
+                and isinstance(z, types.Array) and z.ndim == 1 and z.layout == "C"
+                and data.dtype == A.dtype == z.dtype):
+            return None
+        sig = types.void(A, idx, perm, data, k0, k1, b0, z)
+
+        def codegen(context, builder, signature, args):
+            tA, tidx, tperm, tdata, tk0, tk1, tb0, tz = signature.args
+            elem = context.get_data_type(tA.dtype)
+            width = elem.get_abi_size(context.target_data)
+            vec = ir.VectorType(elem, _VEC_BYTES // width)
+            vptr = vec.as_pointer()
+            i64 = ir.IntType(64)
+            arr_A = context.make_array(tA)(context, builder, args[0])
+            arr_idx = context.make_array(tidx)(context, builder, args[1])
+            arr_perm = context.make_array(tperm)(context, builder, args[2])
+            arr_data = context.make_array(tdata)(context, builder, args[3])
+            arr_z = context.make_array(tz)(context, builder, args[7])
+            k0 = context.cast(builder, args[4], tk0, types.intp)
+            k1 = context.cast(builder, args[5], tk1, types.intp)
+            b0 = context.cast(builder, args[6], tb0, types.intp)
+            row_len = builder.extract_value(arr_A.shape, 1)
+
+            def vec_at(base, c):  # pointer to the c-th vector after base (unaligned)
+                return builder.bitcast(builder.gep(base, [ir.Constant(i64, c * vec.count)]), vptr)
+
+            def index(arr, ty, k):
+                v = builder.load(builder.gep(arr.data, [k]))
+                return context.cast(builder, v, ty.dtype, types.intp)
+
+            # allocas in the entry block: LLVM promotes them to registers
+            accs = [cgutils.alloca_once(builder, vec) for _ in range(nv)]
+            zbase = builder.gep(arr_z.data, [b0])
+            for c in range(nv):
+                builder.store(builder.load(vec_at(zbase, c), align=width), accs[c])
+            with cgutils.for_range(builder, builder.sub(k1, k0)) as loop:
+                k = builder.add(k0, loop.index)
+                w = builder.load(builder.gep(arr_data.data, [index(arr_perm, tperm, k)]))
+                wv = builder.insert_element(ir.Constant(vec, None), w, ir.Constant(i64, 0))
+                wv = builder.shuffle_vector(wv, ir.Constant(vec, None),
+                                            ir.Constant(ir.VectorType(ir.IntType(32), vec.count),
+                                                        [0] * vec.count))
+                row = builder.gep(arr_A.data,
+                                  [builder.add(builder.mul(index(arr_idx, tidx, k), row_len), b0)])
+                for c in range(nv):
+                    a = builder.load(vec_at(row, c), align=width)
+                    prod = builder.fmul(wv, a, flags=("contract",))
+                    builder.store(builder.fadd(builder.load(accs[c]), prod, flags=("contract",)),
+                                  accs[c])
+            for c in range(nv):
+                builder.store(builder.load(accs[c]), vec_at(zbase, c), align=width)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return column_fma
+
+
+_column_fma8 = _make_column_fma(8)
+_column_fma4 = _make_column_fma(4)
+_column_fma2 = _make_column_fma(2)
+
+
+@njit(inline="always")
+def _column_sums(Ap, t_indices, t_perm, data, k0, k1, z):
+    """``z[:] += W[:, j].T @ Ap`` for the connections ``k0:k1`` (CSC view) of neuron ``j``."""
+    TB = z.shape[0]
+    lanes = _VEC_BYTES // z.itemsize
+    b0 = 0
+    while b0 + 8 * lanes <= TB:
+        _column_fma8(Ap, t_indices, t_perm, data, k0, k1, b0, z)
+        b0 += 8 * lanes
+    if b0 + 4 * lanes <= TB:
+        _column_fma4(Ap, t_indices, t_perm, data, k0, k1, b0, z)
+        b0 += 4 * lanes
+    if b0 + 2 * lanes <= TB:
+        _column_fma2(Ap, t_indices, t_perm, data, k0, k1, b0, z)
+        b0 += 2 * lanes
+    for b in range(b0, TB):  # panels are multiples of 16 samples: only direct callers
+        acc = z[b]
+        for k in range(k0, k1):
+            acc += data[np.uint64(t_perm[k])] * Ap[np.uint64(t_indices[k]), b]
+        z[b] = acc
+
+
 @njit(parallel=True, **_OPTS)
 def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, thr, seed, scale):
     """``Z = f(W.T @ A + bias)`` on the tiled layout, from the CSC view of ``W``.
@@ -380,60 +487,18 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
     every unit is written to ``G3`` (uint8, same shape as ``Z3``); with ``thr > 0``
     inverted dropout keeps a unit when ``hash(seed, position) < thr`` and scales
     kept units by ``scale``.  ``act == -1`` leaves the raw pre-activations.
-    Parallel over (panel, output neuron); eight connections per pass over a panel
-    (indices are cast to unsigned so numba emits no negative-index wraparound).
+    Parallel over (panel, output neuron); the sums of one neuron stay in registers
+    (:func:`_column_sums`).
     """
     nt, n_out, TB = Z3.shape
     for q in prange(nt * n_out):
         t = q // n_out
         j = q - t * n_out
-        Zp = Z3[t]
-        Ap = A3[t]
+        z = Z3[t, j]
         bj = bias[j]
         for b in range(TB):
-            Zp[j, b] = bj
-        k = t_indptr[j]
-        end = t_indptr[j + 1]
-        while k + 8 <= end:
-            w0 = data[np.uint64(t_perm[k])]
-            w1 = data[np.uint64(t_perm[k + 1])]
-            w2 = data[np.uint64(t_perm[k + 2])]
-            w3 = data[np.uint64(t_perm[k + 3])]
-            w4 = data[np.uint64(t_perm[k + 4])]
-            w5 = data[np.uint64(t_perm[k + 5])]
-            w6 = data[np.uint64(t_perm[k + 6])]
-            w7 = data[np.uint64(t_perm[k + 7])]
-            i0 = np.uint64(t_indices[k])
-            i1 = np.uint64(t_indices[k + 1])
-            i2 = np.uint64(t_indices[k + 2])
-            i3 = np.uint64(t_indices[k + 3])
-            i4 = np.uint64(t_indices[k + 4])
-            i5 = np.uint64(t_indices[k + 5])
-            i6 = np.uint64(t_indices[k + 6])
-            i7 = np.uint64(t_indices[k + 7])
-            for b in range(TB):
-                Zp[j, b] += ((w0 * Ap[i0, b] + w1 * Ap[i1, b]) + (w2 * Ap[i2, b] + w3 * Ap[i3, b])
-                             + ((w4 * Ap[i4, b] + w5 * Ap[i5, b])
-                                + (w6 * Ap[i6, b] + w7 * Ap[i7, b])))
-            k += 8
-        if k + 4 <= end:
-            w0 = data[np.uint64(t_perm[k])]
-            w1 = data[np.uint64(t_perm[k + 1])]
-            w2 = data[np.uint64(t_perm[k + 2])]
-            w3 = data[np.uint64(t_perm[k + 3])]
-            i0 = np.uint64(t_indices[k])
-            i1 = np.uint64(t_indices[k + 1])
-            i2 = np.uint64(t_indices[k + 2])
-            i3 = np.uint64(t_indices[k + 3])
-            for b in range(TB):
-                Zp[j, b] += (w0 * Ap[i0, b] + w1 * Ap[i1, b]) + (w2 * Ap[i2, b] + w3 * Ap[i3, b])
-            k += 4
-        while k < end:
-            w0 = data[np.uint64(t_perm[k])]
-            i0 = np.uint64(t_indices[k])
-            for b in range(TB):
-                Zp[j, b] += w0 * Ap[i0, b]
-            k += 1
+            z[b] = bj
+        _column_sums(A3[t], t_indices, t_perm, data, t_indptr[j], t_indptr[j + 1], z)
         if act >= 0:
             _activate_row(Z3, G3, t, j, act, s, thr, seed, scale)
 

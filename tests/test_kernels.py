@@ -187,3 +187,22 @@ def test_transpose_pattern_blocks(idx, shape, density):
     np.testing.assert_array_equal(t_indptr, WT.indptr)
     np.testing.assert_array_equal(t_indices, WT.indices)
     np.testing.assert_array_equal(t_perm, WT.data.astype(np.int64))
+
+
+@pytest.mark.parametrize("idx", INDEX_DTYPES)
+@pytest.mark.parametrize("dt", FLOAT_DTYPES)
+@pytest.mark.parametrize("TB", [1, 5, 16, 48, 64, 80, 112, 144])
+def test_forward_tiled(idx, dt, TB):
+    """Every split of a panel into register blocks (8, 4, 2 vectors, scalar tail)."""
+    rng = np.random.default_rng(TB)
+    indptr, indices, data, W = _layer(rng, 37, 29, 0.3, idx, dt)
+    t_indptr, t_indices, t_perm = K.transpose_pattern(indptr, indices, W.shape[1])
+    bias = rng.standard_normal(W.shape[1]).astype(dt)
+    A3 = rng.standard_normal((2, W.shape[0], TB)).astype(dt)
+    Z3 = np.full((2, W.shape[1], TB), np.nan, dt)
+    G3 = np.zeros(Z3.shape, np.uint8)
+    K.forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, K.ACT_NONE, 0.0, 0, 0,
+                    1.0)
+    Wd = W.toarray()
+    for t in range(2):
+        np.testing.assert_allclose(Z3[t], Wd.T @ A3[t] + bias[:, None], **_tol(dt))
