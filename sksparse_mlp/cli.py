@@ -286,6 +286,9 @@ def warm_up(est, sparse_input=False, stream=None):
             tiny.fit(X, y)
             tiny.predict(X)
             tiny.predict(X[:1])
+        # Erdős–Rényi layers denser than 50 % sample the connections they leave out
+        from ._topology import _sample_sorted_distinct
+        _sample_sorted_distinct(8192, 6000, rng)
     except Exception:  # the real fit reports any problem with the settings
         return 0.0
     seconds = time.perf_counter() - t0
