@@ -186,6 +186,41 @@ def n_connections(clf):
     return int(sum(clf.n_connections_))
 
 
+def read_ceiling_gflops(n_units=1000, batch=BATCH, reads=200_000, repeats=7):
+    """Upper bound of the training step set by reading the gathered activation rows.
+
+    A sparse product at batch ``B`` reads one ``B``-float row of activations per
+    connection in the forward pass and one row of deltas in the backward pass, 6 flops
+    per connection and sample: 3 flops per float read.  This times a numba loop that
+    only sums rows of a panel of ``n_units`` x ``B`` float32 in a random order (each
+    row sum independent, both cores) and returns ``(GB/s, 3 * floats read per s / 1e9)``.
+    """
+    from numba import njit, prange
+
+    @njit(parallel=True, fastmath=True, cache=False)
+    def read_rows(P, order, out):
+        for th in prange(order.shape[0]):
+            for q in range(order.shape[1]):
+                row = P[order[th, q]]
+                acc = np.float32(0)
+                for b in range(row.shape[0]):
+                    acc += row[b]
+                out[th, q] = acc
+
+    rng = np.random.default_rng(0)
+    P = rng.standard_normal((n_units, batch)).astype(np.float32)
+    order = rng.integers(0, n_units, (2, reads // 2))
+    out = np.empty(order.shape, np.float32)
+    read_rows(P, order, out)
+    best = np.inf
+    for _ in range(repeats):
+        t = now()
+        read_rows(P, order, out)
+        best = min(best, now() - t)
+    floats_per_s = order.size * batch / best
+    return floats_per_s * 4 / 1e9, 3 * floats_per_s / 1e9
+
+
 # ----------------------------------------------------------------------------- sections
 def bench_throughput(args, gemm, res):
     """784-1000-1000-1000-10, epsilon 20: ours vs dense MLPClassifier, evolution share."""
@@ -205,6 +240,7 @@ def bench_throughput(args, gemm, res):
             clf.partial_fit(X, y)
             ours_t.append(now() - t)
         gemm.sample()
+        read_gbs, read_bound = read_ceiling_gflops()
         for r in range(args.dense_repeats):
             # the first call also draws the dense initial weights (~1 % of an epoch)
             t = now()
@@ -243,6 +279,7 @@ def bench_throughput(args, gemm, res):
         "evolution_s_best": min(evo_t), "evolution_share": min(evo_t) / best,
         "evolution_with_importance_s_best": min(evo_imp_t),
         "evolution_with_importance_share": min(evo_imp_t) / best,
+        "read_ceiling_gbs": read_gbs, "read_ceiling_gflops": read_bound,
     }
     res["throughput"] = out
     print(f"  epoch {best:.3f} s ({eff:.1f} GFLOP/s effective, GEMM {gemm.best:.1f} GFLOP/s, "
@@ -250,6 +287,8 @@ def bench_throughput(args, gemm, res):
           f"{min(dense_t) / best:.1f}x; evolution {min(evo_t) * 1e3:.1f} ms "
           f"({100 * min(evo_t) / best:.1f} %), with importance pruning "
           f"{min(evo_imp_t) * 1e3:.1f} ms ({100 * min(evo_imp_t) / best:.1f} %)")
+    print(f"  reading the gathered rows of a 1000 x {BATCH} panel: {read_gbs:.0f} GB/s -> the "
+          f"step cannot exceed {read_bound:.0f} GFLOP/s ({read_bound / gemm.best:.2f} of GEMM)")
     return clf, mlp, X
 
 
@@ -497,6 +536,9 @@ def table(res):
             f"10,000 samples (evolution included) | {t['epoch_s_best']:.3f} s | |",
             f"| effective throughput 6 nnz n / t | {t['effective_gflops']:.1f} GFLOP/s | |",
             f"| ratio to GEMM | {t['ratio_to_gemm']:.2f} | >= 0.5 |",
+            f"| read bound: gathered rows of a 1000 x 128 panel, {t['read_ceiling_gbs']:.0f} GB/s, "
+            f"3 flops per float read | {t['read_ceiling_gflops']:.1f} GFLOP/s = "
+            f"{t['read_ceiling_gflops'] / t['gemm_gflops']:.2f} of GEMM | |",
             f"| dense MLPClassifier(sgd) epoch, same layers, float32 | {t['dense_epoch_s_best']:.2f} s"
             f" ({t['dense_effective_gflops']:.0f} GFLOP/s) | |",
             f"| speed-up vs dense | {t['speedup_vs_dense']:.1f}x | >= 10x |",
