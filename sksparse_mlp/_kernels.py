@@ -552,21 +552,28 @@ GRAD_STEP = 2
 
 
 @njit(inline="always")
+def _step(data, velocity, k, g, lr, mu, wd, nesterov):
+    """Momentum step of connection ``k`` (rule of :func:`momentum_step`) from gradient
+    ``g`` without the L2 term; returns the old ``data[k] ** 2``."""
+    w = data[k]
+    g = g + wd * w
+    v = mu * velocity[k] - lr * g
+    velocity[k] = v
+    if nesterov:
+        data[k] = w + (mu * v - lr * g)
+    else:
+        data[k] = w + v
+    return w * w
+
+
+@njit(inline="always")
 def _emit(gbuf, t, k, g, mode, data, velocity, lr, mu, wd, nesterov):
     """Store (mode 0), add (mode 1) or apply (mode 2, momentum step) gradient ``g``.
 
     Returns ``data[k] ** 2`` before a step (0 otherwise) for the L2 term.
     """
     if mode == GRAD_STEP:
-        w = data[k]
-        g = g + wd * w
-        v = mu * velocity[k] - lr * g
-        velocity[k] = v
-        if nesterov:
-            data[k] = w + (mu * v - lr * g)
-        else:
-            data[k] = w + v
-        return w * w
+        return _step(data, velocity, k, g, lr, mu, wd, nesterov)
     if mode == GRAD_ADD:
         gbuf[t, k] += g
     else:
@@ -750,15 +757,7 @@ def apply_step(data, velocity, gbuf, n_parts, lr, momentum, l2, nesterov):
             g += gbuf[1, k]
             for p in range(2, n_parts):
                 g += gbuf[p, k]
-        w = data[k]
-        sq += w * w
-        g = g + wd * w
-        v = mu * velocity[k] - lr_ * g
-        velocity[k] = v
-        if nesterov:
-            data[k] = w + (mu * v - lr_ * g)
-        else:
-            data[k] = w + v
+        sq += _step(data, velocity, k, g, lr_, mu, wd, nesterov)
     return sq
 
 
