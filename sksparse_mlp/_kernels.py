@@ -384,7 +384,7 @@ def _activate_row(Z3, G3, t, j, act, s, thr, seed, scale):
 # this (given scalar accumulators it vectorises the loop over connections, with
 # gathers), so the loop is written in LLVM IR; LLVM still chooses the instructions
 # and falls back to narrower vectors on CPUs without AVX.  Measured on a 1000 x 1000
-# layer at 4 % density, batch 128: 1.25-1.4x the previous 8-connection unrolled loop.
+# layer at 4 % density, batch 128: 1.15-1.4x the previous 8-connection unrolled loop.
 # ---------------------------------------------------------------------------------
 
 _VEC_BYTES = 32  # one AVX register
