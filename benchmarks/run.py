@@ -532,9 +532,11 @@ def table(res):
              f"scikit-learn {m['scikit_learn']}, Python {m['python']}",
              "", "| measure | value | target |", "|---|---|---|"]
     t = res.get("throughput")
+    gs = res.get("gemm_samples_gflops") or [t["gemm_gflops"]] if t else []
     if t:
         lines += [
-            f"| numpy float32 GEMM | {t['gemm_gflops']:.1f} GFLOP/s | |",
+            f"| numpy float32 GEMM (best sample; all samples {min(gs):.0f}-{max(gs):.0f}: a wide "
+            f"range means a busy shared host) | {t['gemm_gflops']:.1f} GFLOP/s | |",
             f"| epoch, 784-1000-1000-1000-10, eps 20, {t['connections']} connections, "
             f"10,000 samples (evolution included) | {t['epoch_s_best']:.3f} s | |",
             f"| effective throughput 6 nnz n / t | {t['effective_gflops']:.1f} GFLOP/s | |",
