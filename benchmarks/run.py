@@ -532,8 +532,8 @@ def table(res):
              f"scikit-learn {m['scikit_learn']}, Python {m['python']}",
              "", "| measure | value | target |", "|---|---|---|"]
     t = res.get("throughput")
-    gs = res.get("gemm_samples_gflops") or [t["gemm_gflops"]] if t else []
     if t:
+        gs = res.get("gemm_samples_gflops") or [t["gemm_gflops"]]
         lines += [
             f"| numpy float32 GEMM (best sample; all samples {min(gs):.0f}-{max(gs):.0f}: a wide "
             f"range means a busy shared host) | {t['gemm_gflops']:.1f} GFLOP/s | |",
