@@ -24,10 +24,12 @@ and agree to rounding.
 import os
 import weakref
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 
 from . import _kernels as K
+from . import config as cfg
 from ._activations import negative_slope, output_forward
 
 
@@ -43,8 +45,7 @@ def _default_budget():
 # Activations of one (micro-)batch may use at most this many bytes by default;
 # larger batches are split into micro-batches whose gradients are summed.
 DEFAULT_ACTIVATION_BUDGET = _default_budget()
-_L2_PANEL_BYTES = 256 << 10
-_MIN_L2_PANEL = 32
+_MIN_PANEL = 32
 _MAX_PANEL = 128
 # predicting at most this many rows: scatter from CSR, skip the CSC transposition
 _CSR_PREDICT = 32
@@ -69,17 +70,15 @@ def _round_panel(x):
 def choose_tiles(B, width, itemsize):
     """Panels ``(nt, TB)`` for a batch of ``B`` samples; ``nt * TB >= B``, ``TB % 16 == 0``.
 
-    A training batch (up to 128 samples) is one panel: the threads share the
-    neurons and the optimizer step fuses into the backward kernel (no gradient
-    buffer); measured as fast as one panel per thread on a 2-core machine.
-    Larger batches (prediction) are cut into panels of 32 to 128 samples, as
-    wide as lets a panel of the widest layer stay in a core's L2 cache.
+    Panels are as wide as lets one panel of the widest layer (``width`` units)
+    fill at most :data:`sksparse_mlp.config.PANEL_L2_FRACTION` of a core's L2 cache, between
+    32 and 128 samples: every thread gathers rows from the whole panel, so that
+    is what must stay in its L2.  The kernels sweep the panels one after the
+    other and sum the gradients over them, so the panel count costs nothing else.
     """
     B = max(1, int(B))
-    if B <= _MAX_PANEL:
-        return 1, _round_panel(B)
-    tb = _L2_PANEL_BYTES // max(1, width * itemsize)
-    tb = _MAX_PANEL if tb < _MIN_L2_PANEL else min(tb, _MAX_PANEL)
+    tb = int(cfg.L2_BYTES * cfg.PANEL_L2_FRACTION) // max(1, width * itemsize)
+    tb = min(max(tb, _MIN_PANEL), _MAX_PANEL)
     tb = _round_panel(-(-B // -(-B // tb)))  # even panels, multiple of 16
     return -(-B // tb), tb
 
@@ -204,17 +203,18 @@ class Workspace:
         self.n_micro_max = -(-int(capacity) // self.micro)
         if training:
             nnz = net.n_connections
-            # one panel and one micro-batch: the backward kernel applies the optimizer
-            # step itself, no gradient buffer at all
-            self.fused = step and self.nt == 1 and self.n_micro_max == 1
-            need = [not self.fused or (l == 0 and sparse_input) for l in range(L)]
+            # one micro-batch: the backward kernel applies the optimizer step itself;
+            # a gradient buffer then only holds the sums of the earlier panels
+            self.fused = step and self.n_micro_max == 1
+            need = [not self.fused or self.nt > 1 or (l == 0 and sparse_input)
+                    for l in range(L)]
             if self.n_micro_max > 1 or not step:  # gradients must survive the whole batch
-                self.gbuf = [np.empty((self.nt, n), dtype) if need[l] else None
+                self.gbuf = [np.empty((1, n), dtype) if need[l] else None
                              for l, n in enumerate(nnz)]
-            else:
+            else:  # each layer's buffer is free again once its step is taken
                 m = max([n for l, n in enumerate(nnz) if need[l]], default=0)
-                shared = np.empty(self.nt * m, dtype)
-                self.gbuf = [shared[: self.nt * n].reshape(self.nt, n) if need[l] else None
+                shared = np.empty(m, dtype)
+                self.gbuf = [shared[:n].reshape(1, n) if need[l] else None
                              for l, n in enumerate(nnz)]
             self.bsum = [np.zeros((self.nt, n), dtype) for n in sizes[1:]]
             self._nogbuf = np.zeros((1, 1), dtype)
@@ -270,7 +270,7 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
         else:
             T = ws.trans[l].get(W)
             K.forward_tiled(T.indptr, T.indices, T.perm, W.data, layer.bias, A, Z, G, act, s,
-                            lthr, seed, lscale)
+                            lthr, seed, lscale, numba.get_num_threads())
         acts.append(Z)
         codes.append(G)
         A = Z
@@ -307,11 +307,11 @@ def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, opt, las
                 act, s = _act_code(net, l)
                 G, bs = codes[l], ws.bsum[l - 1]
             sq += K.backward_tiled(W.indptr, W.indices, W.data, acts[l], D, G, g, mode, l > 0,
-                                   act, s, scale, bs, layer.velocity, lr, mu, l2, nesterov)
+                                   act, s, scale, bs, layer.velocity, lr, mu, l2, nesterov,
+                                   numba.get_num_threads())
         if last:
             if mode != K.GRAD_STEP or sparse_first:
-                sq += K.apply_step(W.data, layer.velocity, gbuf, 1 if sparse_first else nt, lr,
-                                   mu, l2, nesterov)
+                sq += K.apply_step(W.data, layer.velocity, gbuf, 1, lr, mu, l2, nesterov)
             K.bias_step(layer.bias, layer.bias_velocity, ws.bsum[l], ws.bsum[l].shape[0], lr, mu,
                         nesterov)
         D = acts[l]  # now holds the delta of layer l's input (unused after layer 0)
@@ -357,10 +357,7 @@ def loss_and_gradients(net, X, Y, weights, dropout=0.0, rng=None):
     Y = np.asarray(Y, dtype=ws.dtype)
     loss, _ = _batch(net, ws, X, Y, idx, weights.astype(ws.dtype, copy=False), dropout, rng,
                      (0.0, 0.0, False, 0.0), last=False)
-    grads = []
-    for l, layer in enumerate(net.layers):
-        parts = 1 if l == 0 and sp.issparse(X) else ws.nt
-        grads.append((ws.gbuf[l][:parts].sum(axis=0), ws.bsum[l].sum(axis=0)))
+    grads = [(ws.gbuf[l][0].copy(), ws.bsum[l].sum(axis=0)) for l in range(len(net.layers))]
     return loss, grads
 
 

@@ -332,46 +332,51 @@ def gather_input_tiled(X, idx, B, A3):
                     A3[t, np.uint64(i), bb] = 0
 
 
-@njit(**_OPTS)
-def _activate_row(Z3, G3, t, j, act, s, thr, seed, scale):
-    TB = Z3.shape[2]
-    one = Z3.dtype.type(1)
-    zero = Z3.dtype.type(0)
-    s_ = Z3.dtype.type(s)
-    sc = Z3.dtype.type(scale)
-    base = (seed + (t * Z3.shape[1] + j) * TB) & _M32
+@njit(inline="always")
+def _activate_row(z, g, j, b_first, act, s, thr, seed, scale):
+    """Activation, derivative code and dropout of one neuron's row ``z`` (in place).
+
+    ``g`` receives the codes; ``b_first`` is the batch index of ``z[0]``, so that the
+    dropout mask of a (neuron, sample) does not depend on how the batch is tiled.
+    Written over 1-D rows so that LLVM vectorises every loop.
+    """
+    TB = z.shape[0]
+    one = z.dtype.type(1)
+    zero = z.dtype.type(0)
+    s_ = z.dtype.type(s)
+    sc = z.dtype.type(scale)
+    base = (_hash32((seed + j * 0x9E3779B9) & _M32) + b_first) & _M32
     if act == ACT_PIECEWISE:
         if thr == 0:
             for b in range(TB):
-                z = Z3[t, j, b]
-                pos = z > 0
-                Z3[t, j, b] = z if pos else s_ * z
-                G3[t, j, b] = 3 if pos else 2
+                # a product with a selected factor, not a select of two values: LLVM
+                # turns the latter into a masked store (microcoded on AMD, 4x slower)
+                pos = z[b] > 0
+                z[b] *= one if pos else s_
+                g[b] = 3 if pos else 2
         else:
             for b in range(TB):
-                z = Z3[t, j, b]
-                pos = z > 0
-                f = z if pos else s_ * z
+                pos = z[b] > 0
                 kept = _hash32((base + b) & _M32) < thr
-                Z3[t, j, b] = f * sc if kept else zero
-                G3[t, j, b] = (2 if kept else 0) + (1 if pos else 0)
+                z[b] *= (one if pos else s_) * sc if kept else zero
+                g[b] = (2 if kept else 0) + (1 if pos else 0)
         return
     if act == ACT_TANH:
         for b in range(TB):
-            Z3[t, j, b] = np.tanh(Z3[t, j, b])
+            z[b] = np.tanh(z[b])
     elif act == ACT_LOGISTIC:
         for b in range(TB):
-            z = Z3[t, j, b]
-            e = np.exp(-abs(z))
-            Z3[t, j, b] = (one if z >= 0 else e) / (one + e)
+            v = z[b]
+            e = np.exp(-abs(v))
+            z[b] = (one if v >= 0 else e) / (one + e)
     if thr == 0:
         for b in range(TB):
-            G3[t, j, b] = 2
+            g[b] = 2
     else:
         for b in range(TB):
             kept = _hash32((base + b) & _M32) < thr
-            Z3[t, j, b] = Z3[t, j, b] * sc if kept else zero
-            G3[t, j, b] = 2 if kept else 0
+            z[b] = z[b] * sc if kept else zero
+            g[b] = 2 if kept else 0
 
 
 # ---------------------------------------------------------------------------------
@@ -392,32 +397,45 @@ _VEC_BYTES = 32  # one AVX register
 
 def _make_column_fma(nv):
     @intrinsic
-    def column_fma(typingctx, A, idx, perm, data, k0, k1, b0, z):
+    def column_fma(typingctx, A, idx, perm, data, k0, k1, b0, z, g, piecewise, slope):
         if not (isinstance(A, types.Array) and A.ndim == 2 and A.layout == "C"
                 and isinstance(z, types.Array) and z.ndim == 1 and z.layout == "C"
+                and isinstance(g, types.Array) and g.ndim == 1 and g.dtype == types.uint8
                 and data.dtype == A.dtype == z.dtype):
             return None
-        sig = types.void(A, idx, perm, data, k0, k1, b0, z)
+        sig = types.void(A, idx, perm, data, k0, k1, b0, z, g, piecewise, slope)
 
         def codegen(context, builder, signature, args):
-            tA, tidx, tperm, tdata, tk0, tk1, tb0, tz = signature.args
+            tA, tidx, tperm, tdata, tk0, tk1, tb0, tz, tg, tpw, tslope = signature.args
             elem = context.get_data_type(tA.dtype)
             width = elem.get_abi_size(context.target_data)
             vec = ir.VectorType(elem, _VEC_BYTES // width)
             vptr = vec.as_pointer()
             i64 = ir.IntType(64)
+            i8 = ir.IntType(8)
+            cvec = ir.VectorType(i8, vec.count)
             arr_A = context.make_array(tA)(context, builder, args[0])
             arr_idx = context.make_array(tidx)(context, builder, args[1])
             arr_perm = context.make_array(tperm)(context, builder, args[2])
             arr_data = context.make_array(tdata)(context, builder, args[3])
             arr_z = context.make_array(tz)(context, builder, args[7])
+            arr_g = context.make_array(tg)(context, builder, args[8])
             k0 = context.cast(builder, args[4], tk0, types.intp)
             k1 = context.cast(builder, args[5], tk1, types.intp)
             b0 = context.cast(builder, args[6], tb0, types.intp)
+            piecewise = builder.icmp_unsigned(
+                "!=", context.cast(builder, args[9], tpw, types.intp), ir.Constant(i64, 0))
+            slope = context.cast(builder, args[10], tslope, tA.dtype)
             row_len = builder.extract_value(arr_A.shape, 1)
 
-            def vec_at(base, c):  # pointer to the c-th vector after base (unaligned)
-                return builder.bitcast(builder.gep(base, [ir.Constant(i64, c * vec.count)]), vptr)
+            def vec_at(base, c, ptr=vptr, count=vec.count):  # c-th vector after base
+                return builder.bitcast(builder.gep(base, [ir.Constant(i64, c * count)]), ptr)
+
+            def splat(v):
+                v = builder.insert_element(ir.Constant(vec, None), v, ir.Constant(i64, 0))
+                return builder.shuffle_vector(v, ir.Constant(vec, None),
+                                              ir.Constant(ir.VectorType(ir.IntType(32), vec.count),
+                                                          [0] * vec.count))
 
             def index(arr, ty, k):
                 v = builder.load(builder.gep(arr.data, [k]))
@@ -430,11 +448,7 @@ def _make_column_fma(nv):
                 builder.store(builder.load(vec_at(zbase, c), align=width), accs[c])
             with cgutils.for_range(builder, builder.sub(k1, k0)) as loop:
                 k = builder.add(k0, loop.index)
-                w = builder.load(builder.gep(arr_data.data, [index(arr_perm, tperm, k)]))
-                wv = builder.insert_element(ir.Constant(vec, None), w, ir.Constant(i64, 0))
-                wv = builder.shuffle_vector(wv, ir.Constant(vec, None),
-                                            ir.Constant(ir.VectorType(ir.IntType(32), vec.count),
-                                                        [0] * vec.count))
+                wv = splat(builder.load(builder.gep(arr_data.data, [index(arr_perm, tperm, k)])))
                 row = builder.gep(arr_A.data,
                                   [builder.add(builder.mul(index(arr_idx, tidx, k), row_len), b0)])
                 for c in range(nv):
@@ -442,8 +456,21 @@ def _make_column_fma(nv):
                     prod = builder.fmul(wv, a, flags=("contract",))
                     builder.store(builder.fadd(builder.load(accs[c]), prod, flags=("contract",)),
                                   accs[c])
-            for c in range(nv):
-                builder.store(builder.load(accs[c]), vec_at(zbase, c), align=width)
+            with builder.if_else(piecewise) as (fused, plain):
+                with fused:  # ReLU-like activation and derivative codes from the registers
+                    gbase = builder.gep(arr_g.data, [b0])
+                    sv = splat(slope)
+                    for c in range(nv):
+                        acc = builder.load(accs[c])
+                        pos = builder.fcmp_ordered(">", acc, ir.Constant(vec, [0.0] * vec.count))
+                        builder.store(builder.select(pos, acc, builder.fmul(acc, sv)),
+                                      vec_at(zbase, c), align=width)
+                        builder.store(builder.select(pos, ir.Constant(cvec, [3] * vec.count),
+                                                     ir.Constant(cvec, [2] * vec.count)),
+                                      vec_at(gbase, c, cvec.as_pointer(), vec.count), align=1)
+                with plain:
+                    for c in range(nv):
+                        builder.store(builder.load(accs[c]), vec_at(zbase, c), align=width)
             return context.get_dummy_value()
 
         return sig, codegen
@@ -457,50 +484,78 @@ _column_fma2 = _make_column_fma(2)
 
 
 @njit(inline="always")
-def _column_sums(Ap, t_indices, t_perm, data, k0, k1, z):
-    """``z[:] += W[:, j].T @ Ap`` for the connections ``k0:k1`` (CSC view) of neuron ``j``."""
+def _column_sums(Ap, t_indices, t_perm, data, k0, k1, z, g, piecewise, slope):
+    """``z[:] += W[:, j].T @ Ap`` for the connections ``k0:k1`` (CSC view) of neuron ``j``.
+
+    With ``piecewise`` the result is activated (``z`` if positive, else ``slope * z``)
+    and its derivative codes written to ``g``, straight from the registers.
+    """
     TB = z.shape[0]
     lanes = _VEC_BYTES // z.itemsize
     b0 = 0
     while b0 + 8 * lanes <= TB:
-        _column_fma8(Ap, t_indices, t_perm, data, k0, k1, b0, z)
+        _column_fma8(Ap, t_indices, t_perm, data, k0, k1, b0, z, g, piecewise, slope)
         b0 += 8 * lanes
     if b0 + 4 * lanes <= TB:
-        _column_fma4(Ap, t_indices, t_perm, data, k0, k1, b0, z)
+        _column_fma4(Ap, t_indices, t_perm, data, k0, k1, b0, z, g, piecewise, slope)
         b0 += 4 * lanes
     if b0 + 2 * lanes <= TB:
-        _column_fma2(Ap, t_indices, t_perm, data, k0, k1, b0, z)
+        _column_fma2(Ap, t_indices, t_perm, data, k0, k1, b0, z, g, piecewise, slope)
         b0 += 2 * lanes
     for b in range(b0, TB):  # panels are multiples of 16 samples: only direct callers
         acc = z[b]
         for k in range(k0, k1):
             acc += data[np.uint64(t_perm[k])] * Ap[np.uint64(t_indices[k]), b]
+        pos = acc > 0
+        if piecewise:
+            g[b] = 3 if pos else 2
+            acc = acc if pos else slope * acc
         z[b] = acc
 
 
+@njit(inline="always")
+def _chunk_bounds(indptr, c, n_chunks):
+    """Rows ``[r0, r1)`` of chunk ``c`` of ``n_chunks``, with about equal connection counts."""
+    n = indptr.shape[0] - 1
+    nnz = indptr[n]
+    r0 = 0 if c == 0 else np.searchsorted(indptr, (nnz * c) // n_chunks)
+    r1 = n if c == n_chunks - 1 else np.searchsorted(indptr, (nnz * (c + 1)) // n_chunks)
+    return min(r0, n), min(r1, n)
+
+
 @njit(parallel=True, **_OPTS)
-def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, thr, seed, scale):
+def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, thr, seed, scale,
+                  n_chunks):
     """``Z = f(W.T @ A + bias)`` on the tiled layout, from the CSC view of ``W``.
 
     ``t_indptr, t_indices, t_perm`` come from :func:`transpose_pattern`.  With
     ``act >= 0`` the activation is applied in place and the derivative code of
     every unit is written to ``G3`` (uint8, same shape as ``Z3``); with ``thr > 0``
-    inverted dropout keeps a unit when ``hash(seed, position) < thr`` and scales
-    kept units by ``scale``.  ``act == -1`` leaves the raw pre-activations.
-    Parallel over (panel, output neuron); the sums of one neuron stay in registers
-    (:func:`_column_sums`).
+    inverted dropout keeps a unit when ``hash(seed, neuron, sample) < thr`` and
+    scales kept units by ``scale``.  ``act == -1`` leaves the raw pre-activations.
+
+    The output neurons are cut into ``n_chunks`` blocks of about equal connection
+    counts (one per thread); a thread sweeps its block over one panel after the
+    other, so that the panel it gathers from stays in its core's L2 cache, as in
+    the probe.  The sums of one neuron stay in registers (:func:`_column_sums`).
     """
     nt, n_out, TB = Z3.shape
-    for q in prange(nt * n_out):
-        t = q // n_out
-        j = q - t * n_out
-        z = Z3[t, j]
-        bj = bias[j]
-        for b in range(TB):
-            z[b] = bj
-        _column_sums(A3[t], t_indices, t_perm, data, t_indptr[j], t_indptr[j + 1], z)
-        if act >= 0:
-            _activate_row(Z3, G3, t, j, act, s, thr, seed, scale)
+    fused = act == ACT_PIECEWISE and thr == 0
+    slope = Z3.dtype.type(s)
+    for c in prange(n_chunks):
+        j0, j1 = _chunk_bounds(t_indptr, c, n_chunks)
+        for t in range(nt):
+            Ap = A3[t]
+            for j in range(j0, j1):
+                z = Z3[t, j]
+                bj = bias[j]
+                for b in range(TB):
+                    z[b] = bj
+                g = G3[t, j] if act >= 0 else G3[0, 0]
+                _column_sums(Ap, t_indices, t_perm, data, t_indptr[j], t_indptr[j + 1], z, g,
+                             fused, slope)
+                if act >= 0 and not fused:
+                    _activate_row(z, g, j, t * TB, act, s, thr, seed, scale)
 
 
 @njit(parallel=True, **_OPTS)
@@ -525,7 +580,7 @@ def forward_sparse_tiled(indptr, indices, data, bias, x_indptr, x_indices, x_dat
         for q in prange(nt * n_out):
             t = q // n_out
             j = q - t * n_out
-            _activate_row(Z3, G3, t, j, act, s, thr, seed, scale)
+            _activate_row(Z3[t, j], G3[t, j], j, t * TB, act, s, thr, seed, scale)
 
 
 @njit(inline="always")
@@ -566,31 +621,295 @@ def _step(data, velocity, k, g, lr, mu, wd, nesterov):
     return w * w
 
 
-@njit(inline="always")
-def _emit(gbuf, t, k, g, mode, data, velocity, lr, mu, wd, nesterov):
-    """Store (mode 0), add (mode 1) or apply (mode 2, momentum step) gradient ``g``.
+# ---------------------------------------------------------------------------------
+# Register-blocked row sweep for the backward pass (the transpose of the forward's
+# column sums).  For the connections ``k0:k1`` of input neuron ``i`` (CSR row) and
+# the ``nv`` vectors of samples starting at ``b0``:
+#
+#   g_k   = sum_b x[b] * D[idx[k], b]          (SDDMM weight gradient, this block)
+#   e[b] += sum_k data[k] * D[idx[k], b]       (delta of the layer below)
+#
+# Each gathered delta row is loaded once and feeds both products; the ``e`` sums
+# stay in registers for the whole row and ``x`` (the row's activations) is read
+# from L1.  ``g_k`` then goes to ``grad[k]`` by ``mode`` (at ``grad[k - goff]``): SWEEP_WRITE stores it,
+# SWEEP_ADD adds it, SWEEP_STEP applies the momentum step of :func:`_step` with
+# ``g_k`` as the whole gradient and SWEEP_STEP_ADD with ``grad[k - goff] + g_k`` (the
+# earlier blocks' sums), right after the old weight fed the delta.  Returns the
+# sum of the old squared weights of the stepped connections (for the L2 term).
+# ---------------------------------------------------------------------------------
 
-    Returns ``data[k] ** 2`` before a step (0 otherwise) for the L2 term.
+SWEEP_WRITE = 0
+SWEEP_ADD = 1
+SWEEP_STEP_ADD = 2
+SWEEP_STEP = 3
+
+
+def _make_row_sweep(nv, with_delta):
+    @intrinsic
+    def row_sweep(typingctx, D, idx, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr,
+                  mu, wd, c1, c2):
+        if not (isinstance(D, types.Array) and D.ndim == 2 and D.layout == "C"
+                and all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
+                        for a in (x, e, grad, velocity))
+                and data.dtype == D.dtype == x.dtype == e.dtype == grad.dtype
+                == velocity.dtype == lr == mu == wd == c1 == c2):
+            return None
+        sig = types.float64(D, idx, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr, mu,
+                            wd, c1, c2)
+
+        def codegen(context, builder, signature, args):
+            tD, tidx, tdata, tk0, tk1, tb0, tx, te, tgrad, tgoff, tmode = signature.args[:11]
+            elem = context.get_data_type(tD.dtype)
+            width = elem.get_abi_size(context.target_data)
+            vec = ir.VectorType(elem, _VEC_BYTES // width)
+            vptr = vec.as_pointer()
+            i64 = ir.IntType(64)
+            i32 = ir.IntType(32)
+            f64 = ir.DoubleType()
+            arr = [context.make_array(ty)(context, builder, a)
+                   for ty, a in zip(signature.args, args) if isinstance(ty, types.Array)]
+            arr_D, arr_idx, arr_data, arr_x, arr_e, arr_grad, arr_vel = arr
+            k0 = context.cast(builder, args[3], tk0, types.intp)
+            k1 = context.cast(builder, args[4], tk1, types.intp)
+            b0 = context.cast(builder, args[5], tb0, types.intp)
+            goff = context.cast(builder, args[9], tgoff, types.intp)
+            mode = context.cast(builder, args[10], tmode, types.intp)
+            lr, mu, wd, c1, c2 = args[12:17]
+            row_len = builder.extract_value(arr_D.shape, 1)
+
+            def vec_at(base, c):
+                return builder.bitcast(builder.gep(base, [ir.Constant(i64, c * vec.count)]), vptr)
+
+            def splat(v):
+                v = builder.insert_element(ir.Constant(vec, None), v, ir.Constant(i64, 0))
+                return builder.shuffle_vector(v, ir.Constant(vec, None),
+                                              ir.Constant(ir.VectorType(i32, vec.count),
+                                                          [0] * vec.count))
+
+            def mode_is(m):
+                return builder.icmp_signed("==", mode, ir.Constant(i64, m))
+
+            xbase = builder.gep(arr_x.data, [b0])
+            ebase = builder.gep(arr_e.data, [b0])
+            accs = [cgutils.alloca_once(builder, vec) for _ in range(nv if with_delta else 0)]
+            for c, acc in enumerate(accs):
+                builder.store(builder.load(vec_at(ebase, c), align=width), acc)
+            sq = cgutils.alloca_once_value(builder, ir.Constant(f64, 0.0))
+
+            def sweep(m):  # the loop for one mode: no branch inside it
+                with cgutils.for_range(builder, builder.sub(k1, k0)) as loop:
+                    k = builder.add(k0, loop.index)
+                    j = context.cast(builder, builder.load(builder.gep(arr_idx.data, [k])),
+                                     tidx.dtype, types.intp)
+                    row = builder.gep(arr_D.data, [builder.add(builder.mul(j, row_len), b0)])
+                    wp = builder.gep(arr_data.data, [k])
+                    w = builder.load(wp)
+                    # two interleaved FMA chains for the gradient: few live registers
+                    # next to the nv accumulators of the delta
+                    chains = [None, None]
+                    wv = splat(w) if with_delta else None
+                    for c in range(nv):
+                        d = builder.load(vec_at(row, c), align=width)
+                        if with_delta:
+                            prod = builder.fmul(wv, d, flags=("contract",))
+                            builder.store(builder.fadd(builder.load(accs[c]), prod,
+                                                       flags=("contract",)), accs[c])
+                        prod = builder.fmul(builder.load(vec_at(xbase, c), align=width), d,
+                                            flags=("contract",))
+                        prev = chains[c % 2]
+                        chains[c % 2] = prod if prev is None else builder.fadd(
+                            prev, prod, flags=("contract",))
+                    v = builder.fadd(chains[0], chains[1])
+                    n = vec.count
+                    while n > 1:  # lanes: halves added until one remains
+                        n //= 2
+                        undef = ir.Constant(v.type, None)
+                        lo = builder.shuffle_vector(
+                            v, undef, ir.Constant(ir.VectorType(i32, n), list(range(n))))
+                        hi = builder.shuffle_vector(
+                            v, undef, ir.Constant(ir.VectorType(i32, n), list(range(n, 2 * n))))
+                        v = builder.fadd(lo, hi)
+                    g = builder.extract_element(v, ir.Constant(i64, 0))
+                    gp = builder.gep(arr_grad.data, [builder.sub(k, goff)])
+                    if m in (SWEEP_ADD, SWEEP_STEP_ADD):
+                        g = builder.fadd(builder.load(gp), g)
+                    if m in (SWEEP_WRITE, SWEEP_ADD):
+                        builder.store(g, gp)
+                    else:  # the momentum step of _step, from the whole gradient
+                        g = builder.fadd(g, builder.fmul(wd, w))
+                        vp = builder.gep(arr_vel.data, [k])
+                        vel = builder.fsub(builder.fmul(mu, builder.load(vp)), builder.fmul(lr, g))
+                        builder.store(vel, vp)
+                        # w + v (heavy ball: c1 = 1, c2 = 0, exactly) or w + (mu v - lr g)
+                        # (Nesterov: c1 = mu, c2 = lr), without a branch in the loop
+                        upd = builder.fsub(builder.fmul(c1, vel), builder.fmul(c2, g))
+                        builder.store(builder.fadd(w, upd), wp)
+                        w2 = builder.fmul(w, w)
+                        builder.store(builder.fadd(builder.load(sq), builder.fpext(w2, f64)
+                                                   if width == 4 else w2), sq)
+
+            with builder.if_else(builder.icmp_signed(">=", mode, ir.Constant(i64, 2))) \
+                    as (step, store):
+                with step:
+                    with builder.if_else(mode_is(SWEEP_STEP_ADD)) as (a, b):
+                        with a:
+                            sweep(SWEEP_STEP_ADD)
+                        with b:
+                            sweep(SWEEP_STEP)
+                with store:
+                    with builder.if_else(mode_is(SWEEP_ADD)) as (a, b):
+                        with a:
+                            sweep(SWEEP_ADD)
+                        with b:
+                            sweep(SWEEP_WRITE)
+            for c, acc in enumerate(accs):
+                builder.store(builder.load(acc), vec_at(ebase, c), align=width)
+            return builder.load(sq)
+
+        return sig, codegen
+
+    return row_sweep
+
+
+_row_sweep8 = _make_row_sweep(8, False)
+_row_sweep4 = _make_row_sweep(4, False)
+_row_sweep2 = _make_row_sweep(2, False)
+_row_sweep8_delta = _make_row_sweep(8, True)
+_row_sweep4_delta = _make_row_sweep(4, True)
+_row_sweep2_delta = _make_row_sweep(2, True)
+
+
+@njit(inline="always")
+def _row_sweep(x, Dp, indices, data, k0, k1, b0, nv, e, grad, goff, mode, velocity, lr, mu,
+               wd, c1, c2, do_bwd):
+    if nv == 8:
+        if do_bwd:
+            return _row_sweep8_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity,
+                                     lr, mu, wd, c1, c2)
+        return _row_sweep8(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr, mu, wd,
+                           c1, c2)
+    if nv == 4:
+        if do_bwd:
+            return _row_sweep4_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity,
+                                     lr, mu, wd, c1, c2)
+        return _row_sweep4(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr, mu, wd,
+                           c1, c2)
+    if do_bwd:
+        return _row_sweep2_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity,
+                                 lr, mu, wd, c1, c2)
+    return _row_sweep2(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr, mu, wd,
+                       c1, c2)
+
+
+@njit(inline="always")
+def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity, lr, mu, wd,
+              nesterov, do_bwd):
+    """Gradient (and with ``do_bwd`` the delta sums ``e``) of one input neuron's
+    connections ``k0:k1`` over one panel row ``x``, in blocks of 8, 4 and 2 vectors.
+
+    ``first``: no earlier panel wrote ``grad``; ``last``: the final block takes the
+    momentum step.  Returns the L2 sum of the stepped connections.
     """
-    if mode == GRAD_STEP:
-        return _step(data, velocity, k, g, lr, mu, wd, nesterov)
-    if mode == GRAD_ADD:
-        gbuf[t, k] += g
-    else:
-        gbuf[t, k] = g
-    return g * 0
+    TB = x.shape[0]
+    lanes = _VEC_BYTES // x.itemsize
+    one = x.dtype.type(1)
+    zero = x.dtype.type(0)
+    b0 = 0
+    sq = 0.0
+    while b0 + 2 * lanes <= TB:
+        nv = 8 if b0 + 8 * lanes <= TB else (4 if b0 + 4 * lanes <= TB else 2)
+        end = b0 + nv * lanes
+        fresh = first and b0 == 0
+        if last and end == TB:
+            mode = SWEEP_STEP if fresh else SWEEP_STEP_ADD
+        else:
+            mode = SWEEP_WRITE if fresh else SWEEP_ADD
+        sq += _row_sweep(x, Dp, indices, data, k0, k1, b0, nv, e, grad, goff, mode, velocity, lr,
+                         mu, wd, mu if nesterov else one, lr if nesterov else zero, do_bwd)
+        b0 = end
+    if b0 < TB:  # panels are multiples of 16 samples: only direct callers get here
+        for k in range(k0, k1):
+            d = Dp[np.uint64(indices[k])]
+            w = data[k]
+            acc = grad[k - goff] if not (first and b0 == 0) else x[0] * 0
+            for b in range(b0, TB):
+                acc += x[b] * d[b]
+                if do_bwd:
+                    e[b] += w * d[b]
+            if last:
+                sq += _step(data, velocity, k, acc, lr, mu, wd, nesterov)
+            else:
+                grad[k - goff] = acc
+    return sq
+
+
+@njit(**_OPTS)
+def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s, scale,
+                   bsum, velocity, lr, mu, wd, nesterov, i0, i1):
+    """The work of :func:`backward_tiled` on input neurons ``i0:i1`` (one thread)."""
+    nt, n_in, TB = A3.shape
+    zero = A3.dtype.type(0)
+    isc = 1 / scale
+    longest = 0
+    for i in range(i0, i1):
+        longest = max(longest, indptr[i + 1] - indptr[i])
+    # a single panel that steps at once keeps a row's partial sums in a scratch row
+    scratch = nt == 1 and mode == GRAD_STEP
+    gs = np.empty(longest if scratch else 0, A3.dtype)
+    e = np.empty(TB, A3.dtype)
+    sq = 0.0
+    for t in range(nt):
+        Ap = A3[t]
+        Dp = D3[t]
+        first = t == 0 and mode != GRAD_ADD
+        last = t == nt - 1 and mode == GRAD_STEP
+        for i in range(i0, i1):
+            k0 = indptr[i]
+            k1 = indptr[i + 1]
+            x = Ap[i]
+            if do_bwd:
+                for b in range(TB):
+                    e[b] = zero
+            if scratch:
+                sq += _row_sums(x, Dp, indices, data, k0, k1, e, gs, k0, first, last, velocity,
+                                lr, mu, wd, nesterov, do_bwd)
+            else:
+                sq += _row_sums(x, Dp, indices, data, k0, k1, e, gbuf[0], 0, first, last,
+                                velocity, lr, mu, wd, nesterov, do_bwd)
+            if do_bwd:
+                codes = G3[t, i]
+                acc = zero
+                if act == ACT_PIECEWISE:  # the common case, as selects LLVM vectorises
+                    lo = s * scale
+                    for b in range(TB):
+                        c = codes[b]
+                        v = e[b] * ((scale if c & 1 else lo) if c >= 2 else zero)
+                        x[b] = v
+                        acc += v
+                else:
+                    for b in range(TB):
+                        v = e[b] * _deriv(codes[b], x[b], act, s, isc, scale)
+                        x[b] = v
+                        acc += v
+                if mode == GRAD_ADD:
+                    bsum[t, i] += acc
+                else:
+                    bsum[t, i] = acc
+    return sq
 
 
 @njit(parallel=True, **_OPTS)
 def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s, scale,
-                   bsum, velocity, lr, momentum, l2, nesterov):
+                   bsum, velocity, lr, momentum, l2, nesterov, n_chunks):
     """Fused SDDMM gradient, backward pass and (optionally) optimizer step of one layer.
 
-    For every connection ``k`` = (i, j) the gradient of panel ``t`` is
-    ``g = sum_b A3[t, i, b] * D3[t, j, b]``; ``mode`` 0 stores it in ``gbuf[t, k]``,
-    1 adds it there (micro-batches), 2 (single panel only) applies the momentum
-    step of :func:`momentum_step` to ``data[k]`` / ``velocity[k]`` at once — after the
-    old weight was used for the backward product, which only reads row ``i``.
+    For every connection ``k`` = (i, j) the gradient is
+    ``g = sum_t sum_b A3[t, i, b] * D3[t, j, b]`` over all panels; ``mode`` 0 stores
+    it in ``gbuf[0, k]``, 1 adds it there (micro-batches), 2 applies the momentum
+    step of :func:`momentum_step` to ``data[k]`` / ``velocity[k]`` at once — after
+    the old weight was used for the backward product, which only reads row ``i``.
+    With more than one panel, modes 0 and 2 use ``gbuf[0]`` for the sums of the
+    earlier panels.
 
     With ``do_bwd`` the delta of the layer below, ``(W @ D)[i] * f'(z_i)``,
     *replaces* ``A3[t, i, :]`` (row ``i`` of the activations is only needed by the
@@ -598,102 +917,21 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     their own.  The derivative is rebuilt from ``G3`` (codes) and the activation
     (``act``, slope ``s`` and dropout ``scale`` describe the layer below), and
     ``bsum[t, i] (+)= sum_b delta[t, i, b]`` is its bias gradient (added in mode 1).
-    Each delta row read serves both products.  Parallel over (panel, input neuron).
-    Returns ``sum(data**2)`` before the step in mode 2, else 0.
+
+    The input neurons are cut into ``n_chunks`` blocks of about equal connection
+    counts (one per thread); a thread sweeps its block over one panel after the
+    other, so the delta panel it gathers from stays in its core's L2 cache and the
+    gradient of a connection is complete, without any synchronisation, when the
+    last panel reaches it.  Returns ``sum(data**2)`` before the step in mode 2,
+    else 0.
     """
-    nt, n_in, TB = A3.shape
     T = A3.dtype.type
-    zero = T(0)
-    s_ = T(s)
-    sc = T(scale)
-    isc = T(1.0 / scale)
-    lr_ = T(lr)
-    mu = T(momentum)
-    wd = T(l2)
-    total = nt * n_in
-    n_chunks = min(total, 512)
     sq = 0.0
     for c in prange(n_chunks):
-        q0 = c * total // n_chunks
-        q1 = (c + 1) * total // n_chunks
-        e = np.empty(TB, A3.dtype)
-        csq = 0.0
-        for q in range(q0, q1):
-            t = q // n_in
-            i = q - t * n_in
-            Ap = A3[t]
-            Dp = D3[t]
-            k = indptr[i]
-            end = indptr[i + 1]
-            if do_bwd:
-                for b in range(TB):
-                    e[b] = zero
-            # four connections per sweep over the panel, then one at a time; both
-            # variants (with and without the delta) share the gradient code below
-            # them, which keeps the compiled kernel small (compile time 17 -> 10 s)
-            while k < end:
-                if k + 4 <= end:
-                    j0 = np.uint64(indices[k])
-                    j1 = np.uint64(indices[k + 1])
-                    j2 = np.uint64(indices[k + 2])
-                    j3 = np.uint64(indices[k + 3])
-                    s0 = zero
-                    s1 = zero
-                    s2 = zero
-                    s3 = zero
-                    if do_bwd:
-                        w0 = data[k]
-                        w1 = data[k + 1]
-                        w2 = data[k + 2]
-                        w3 = data[k + 3]
-                        for b in range(TB):
-                            a = Ap[i, b]
-                            d0 = Dp[j0, b]
-                            d1 = Dp[j1, b]
-                            d2 = Dp[j2, b]
-                            d3 = Dp[j3, b]
-                            s0 += a * d0
-                            s1 += a * d1
-                            s2 += a * d2
-                            s3 += a * d3
-                            e[b] += (w0 * d0 + w1 * d1) + (w2 * d2 + w3 * d3)
-                    else:
-                        for b in range(TB):
-                            a = Ap[i, b]
-                            s0 += a * Dp[j0, b]
-                            s1 += a * Dp[j1, b]
-                            s2 += a * Dp[j2, b]
-                            s3 += a * Dp[j3, b]
-                    csq += _emit(gbuf, t, k, s0, mode, data, velocity, lr_, mu, wd, nesterov)
-                    csq += _emit(gbuf, t, k + 1, s1, mode, data, velocity, lr_, mu, wd, nesterov)
-                    csq += _emit(gbuf, t, k + 2, s2, mode, data, velocity, lr_, mu, wd, nesterov)
-                    csq += _emit(gbuf, t, k + 3, s3, mode, data, velocity, lr_, mu, wd, nesterov)
-                    k += 4
-                else:
-                    j0 = np.uint64(indices[k])
-                    s0 = zero
-                    if do_bwd:
-                        w0 = data[k]
-                        for b in range(TB):
-                            d0 = Dp[j0, b]
-                            s0 += Ap[i, b] * d0
-                            e[b] += w0 * d0
-                    else:
-                        for b in range(TB):
-                            s0 += Ap[i, b] * Dp[j0, b]
-                    csq += _emit(gbuf, t, k, s0, mode, data, velocity, lr_, mu, wd, nesterov)
-                    k += 1
-            if do_bwd:
-                acc = zero
-                for b in range(TB):
-                    v = e[b] * _deriv(G3[t, i, b], Ap[i, b], act, s_, isc, sc)
-                    Ap[i, b] = v
-                    acc += v
-                if mode == GRAD_ADD:
-                    bsum[t, i] += acc
-                else:
-                    bsum[t, i] = acc
-        sq += csq
+        i0, i1 = _chunk_bounds(indptr, c, n_chunks)
+        sq += _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, T(s),
+                             T(scale), bsum, velocity, T(lr), T(momentum), T(l2), nesterov,
+                             i0, i1)
     return sq
 
 
@@ -868,7 +1106,7 @@ def forward_csr_tiled(indptr, indices, data, bias, A3, Z3, G3, act, s, thr, seed
         for q in prange(nt * n_out):
             t = q // n_out
             j = q - t * n_out
-            _activate_row(Z3, G3, t, j, act, s, thr, seed, scale)
+            _activate_row(Z3[t, j], G3[t, j], j, t * TB, act, s, thr, seed, scale)
 
 
 @njit(**_OPTS)

@@ -218,20 +218,37 @@ def test_transposed_view_refreshes():
     np.testing.assert_array_equal(WT.toarray(), W2.toarray().T)
 
 
-def test_hash_dropout_rate():
-    Z3 = np.ones((2, 50, 64), np.float32)
+def _dropout_codes(nt, tb, keep=0.7, seed=12345):
+    """Derivative codes of a layer with no connections (bias 1) under dropout."""
+    Z3 = np.ones((nt, 50, tb), np.float32)
     G3 = np.empty(Z3.shape, np.uint8)
     data = np.zeros(0, np.float32)
     t_indptr = np.zeros(51, np.int32)
     empty = np.zeros(0, np.int32)
-    A3 = np.zeros((2, 3, 64), np.float32)
+    A3 = np.zeros((nt, 3, tb), np.float32)
     bias = np.ones(50, np.float32)
     K.forward_tiled(t_indptr, empty, empty, data, bias, A3, Z3, G3, K.ACT_PIECEWISE, -0.6,
-                    K.dropout_threshold(0.7), 12345, 1 / 0.7)
+                    K.dropout_threshold(keep), seed, 1 / keep, 2)
+    return Z3, G3
+
+
+def test_hash_dropout_rate():
+    Z3, G3 = _dropout_codes(2, 64)
     kept = (G3 >> 1) & 1
     assert abs(kept.mean() - 0.7) < 0.02
     np.testing.assert_allclose(Z3[kept == 1], 1 / 0.7, rtol=1e-6)
     assert np.all(Z3[kept == 0] == 0)
+
+
+def test_dropout_mask_does_not_depend_on_panels():
+    """The mask of (neuron, sample) is the same however the batch is cut into panels,
+    so that machines with other cache sizes (other panel widths) train the same model."""
+    masks = []
+    for nt, tb in [(1, 128), (2, 64), (4, 32)]:
+        _, G3 = _dropout_codes(nt, tb)
+        masks.append(np.concatenate(list(G3), axis=1))  # (neurons, samples)
+    np.testing.assert_array_equal(masks[0], masks[1])
+    np.testing.assert_array_equal(masks[0], masks[2])
 
 
 @pytest.mark.parametrize("act", ["allrelu", "tanh"])

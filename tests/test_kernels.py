@@ -192,17 +192,96 @@ def test_transpose_pattern_blocks(idx, shape, density):
 @pytest.mark.parametrize("idx", INDEX_DTYPES)
 @pytest.mark.parametrize("dt", FLOAT_DTYPES)
 @pytest.mark.parametrize("TB", [1, 5, 16, 48, 64, 80, 112, 144])
-def test_forward_tiled(idx, dt, TB):
-    """Every split of a panel into register blocks (8, 4, 2 vectors, scalar tail)."""
+@pytest.mark.parametrize("piecewise", [False, True])
+def test_forward_tiled(idx, dt, TB, piecewise):
+    """Every split of a panel into register blocks (8, 4, 2 vectors, scalar tail), with the
+    ReLU-like activation fused into the register epilogue or not, over 1 to 3 chunks."""
     rng = np.random.default_rng(TB)
     indptr, indices, data, W = _layer(rng, 37, 29, 0.3, idx, dt)
     t_indptr, t_indices, t_perm = K.transpose_pattern(indptr, indices, W.shape[1])
     bias = rng.standard_normal(W.shape[1]).astype(dt)
     A3 = rng.standard_normal((2, W.shape[0], TB)).astype(dt)
-    Z3 = np.full((2, W.shape[1], TB), np.nan, dt)
-    G3 = np.zeros(Z3.shape, np.uint8)
-    K.forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, K.ACT_NONE, 0.0, 0, 0,
-                    1.0)
     Wd = W.toarray()
-    for t in range(2):
-        np.testing.assert_allclose(Z3[t], Wd.T @ A3[t] + bias[:, None], **_tol(dt))
+    for chunks in (1, 2, 3):
+        Z3 = np.full((2, W.shape[1], TB), np.nan, dt)
+        G3 = np.zeros(Z3.shape, np.uint8)
+        act = K.ACT_PIECEWISE if piecewise else K.ACT_NONE
+        K.forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, -0.6, 0, 0,
+                        1.0, chunks)
+        for t in range(2):
+            z = Wd.T @ A3[t] + bias[:, None]
+            if piecewise:
+                np.testing.assert_array_equal(G3[t], np.where(z > 0, 3, 2))
+                z = np.where(z > 0, z, -0.6 * z)
+            np.testing.assert_allclose(Z3[t], z, **_tol(dt))
+
+
+def _backward_case(rng, idx, dt, nt, TB, n_in=37, n_out=29):
+    indptr, indices, data, W = _layer(rng, n_in, n_out, 0.3, idx, dt)
+    A3 = rng.standard_normal((nt, n_in, TB)).astype(dt)
+    D3 = rng.standard_normal((nt, n_out, TB)).astype(dt)
+    G3 = rng.integers(0, 4, size=A3.shape).astype(np.uint8)
+    return indptr, indices, data, W, A3, D3, G3
+
+
+def _backward_reference(W, A3, D3, G3, s):
+    """Gradient at the connections, deltas and bias sums of the layer below, in float64."""
+    Wd = W.toarray().astype(np.float64)
+    rows, cols = W.nonzero()
+    A = np.concatenate(list(A3), axis=1).astype(np.float64)
+    D = np.concatenate(list(D3), axis=1).astype(np.float64)
+    G = np.concatenate(list(G3), axis=1)
+    grad = (A[rows] * D[cols]).sum(axis=1)
+    order = np.lexsort((cols, rows))  # CSR order of the connections
+    deriv = np.where(G >= 2, np.where(G & 1, 1.0, s), 0.0)
+    delta = (Wd @ D) * deriv
+    return grad[np.argsort(order)], delta
+
+
+@pytest.mark.parametrize("idx", INDEX_DTYPES)
+@pytest.mark.parametrize("dt", FLOAT_DTYPES)
+@pytest.mark.parametrize("TB", [5, 16, 48, 64, 80, 128, 144])
+@pytest.mark.parametrize("nt", [1, 2, 3])
+def test_backward_tiled(idx, dt, TB, nt):
+    """The fused backward kernel against a dense reference, in every mode: gradients
+    written, added (micro-batches) and applied as a momentum step (heavy ball and
+    Nesterov), over one or several panels, every register-block split and 1-3 chunks."""
+    rng = np.random.default_rng(100 * nt + TB)
+    indptr, indices, data, W, A3, D3, G3 = _backward_case(rng, idx, dt, nt, TB)
+    s = -0.6
+    grad_ref, delta_ref = _backward_reference(W, A3, D3, G3, s)
+    tol = _tol(dt)
+    for chunks in (1, 2, 3):
+        # GRAD_WRITE: gradient stored, deltas replace the activations, bias sums per panel
+        A = A3.copy()
+        gbuf = np.full((1, W.nnz), np.nan, dt)
+        bsum = np.full((nt, W.shape[0]), np.nan, dt)
+        vel = np.zeros_like(data)
+        sq = K.backward_tiled(indptr, indices, data, A, D3, G3, gbuf, K.GRAD_WRITE, True,
+                              K.ACT_PIECEWISE, s, 1.0, bsum, vel, 0.1, 0.9, 0.0, False, chunks)
+        assert sq == 0.0
+        np.testing.assert_allclose(gbuf[0], grad_ref, **tol)
+        np.testing.assert_allclose(np.concatenate(list(A), axis=1), delta_ref, **tol)
+        np.testing.assert_allclose(bsum.sum(axis=0), delta_ref.sum(axis=1), **tol)
+        # GRAD_ADD: added to what is there (micro-batches), bias sums too
+        A = A3.copy()
+        before = gbuf.copy()
+        K.backward_tiled(indptr, indices, data, A, D3, G3, gbuf, K.GRAD_ADD, False,
+                         K.ACT_PIECEWISE, s, 1.0, bsum, vel, 0.1, 0.9, 0.0, False, chunks)
+        np.testing.assert_allclose(gbuf[0], before[0] + grad_ref, **tol)
+        np.testing.assert_array_equal(A, A3)  # no delta asked for: activations untouched
+        # GRAD_STEP: the momentum step of momentum_step, applied with the old weights
+        for nesterov in (False, True):
+            d = data.copy()
+            v = rng.standard_normal(W.nnz).astype(dt)
+            d_ref, v_ref = d.copy(), v.copy()
+            K.momentum_step(d_ref, v_ref, grad_ref.astype(dt), 0.1, 0.9, 0.01, nesterov)
+            A = A3.copy()
+            sq = K.backward_tiled(indptr, indices, d, A, D3, G3, gbuf, K.GRAD_STEP, True,
+                                  K.ACT_PIECEWISE, s, 1.0, bsum, v, 0.1, 0.9, 0.01, nesterov,
+                                  chunks)
+            np.testing.assert_allclose(d, d_ref, **tol)
+            np.testing.assert_allclose(v, v_ref, **tol)
+            np.testing.assert_allclose(sq, float((data.astype(np.float64) ** 2).sum()),
+                                       rtol=1e-5)
+            np.testing.assert_allclose(np.concatenate(list(A), axis=1), delta_ref, **tol)

@@ -1,0 +1,41 @@
+"""Tunables of the training engine, in one place.
+
+Read at call time (``config.NAME``), so a test or a benchmark may change them.
+"""
+import glob
+import os
+
+
+def _l2_cache_bytes(default=512 << 10):
+    """Size of one core's L2 cache, from sysfs (Linux) or sysconf; ``default`` if unknown."""
+    for d in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
+        try:
+            with open(os.path.join(d, "level")) as f:
+                level = f.read().strip()
+            with open(os.path.join(d, "type")) as f:
+                kind = f.read().strip()
+            with open(os.path.join(d, "size")) as f:
+                size = f.read().strip().upper()
+        except OSError:
+            continue
+        if level == "2" and kind in ("Unified", "Data") and size:
+            unit = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1], 1)
+            try:
+                return int(size.rstrip("KMG")) * unit
+            except ValueError:
+                continue
+    try:
+        size = os.sysconf("SC_LEVEL2_CACHE_SIZE")
+        if size > 0:
+            return int(size)
+    except (ValueError, OSError, AttributeError):
+        pass
+    return default
+
+
+# One core's L2 cache (512 KiB on Zen 3, 1 MiB on Zen 4).
+L2_BYTES = _l2_cache_bytes()
+# A batch panel of the widest layer may fill this fraction of it: every thread
+# gathers rows from the whole panel, which must stay in its L2 next to the
+# streamed indices and values (Zen 3, 1000 units: panels of 64 samples).
+PANEL_L2_FRACTION = 0.5
