@@ -547,7 +547,8 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
     alpha : float, default=1e-4
         L2 penalty.
     batch_size : int or "auto", default="auto"
-        Minibatch size; ``"auto"`` is ``min(128, n_samples)``.
+        Minibatch size; ``"auto"`` is ``min(128, n_samples)``. A larger value
+        warns and is clipped to the number of samples.
     learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
         Learning-rate schedule.
     learning_rate_init : float, default=0.01
@@ -562,11 +563,16 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
     tol : float, default=1e-4
     verbose : bool, default=False
     warm_start : bool, default=False
+        Continue from the previous solution (same classes required); the SET
+        and pruning schedules go on counting epochs.
     momentum : float, default=0.9
     nesterovs_momentum : bool, default=True
     early_stopping : bool, default=False
+        Hold out ``validation_fraction`` (stratified for classification), stop
+        when its score (weighted by ``sample_weight``) stops improving and keep
+        the best model. Not supported by ``partial_fit``.
     validation_fraction : float, default=0.1
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int or np.inf, default=10
     dtype : {"float32", "float64"}, default="float32"
         Floating-point type of weights and activations.
     n_workers : int, default=1
@@ -597,6 +603,7 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
     validation_scores_ : list of float or None
     best_validation_score_ : float or None
     n_iter_ : int
+        Epochs of the last call to ``fit`` or ``partial_fit``.
     t_ : int
         Training samples seen.
     n_layers_ : int
@@ -635,6 +642,9 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Labels, or a binary indicator matrix for multilabel classification.
         sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative, with a positive sum. Relative: rescaled to mean 1 over
+            the samples trained on, so a batch of zero-weight samples is an SGD
+            step without data gradient.
 
         Returns
         -------
@@ -643,7 +653,11 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
         return self._fit(X, y, sample_weight, incremental=False)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
-        """One epoch over ``(X, y)``; ``classes`` is required on the first call."""
+        """One epoch over ``(X, y)``; ``classes`` is required on the first call.
+
+        Labels of ``y`` outside ``classes`` (or ``classes_``) raise a ValueError;
+        a batch may miss classes. ``early_stopping=True`` is not supported.
+        """
         if not hasattr(self, "network_"):
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
@@ -777,6 +791,9 @@ class TrulySparseMLPRegressor(RegressorMixin, _BaseTrulySparseMLP):
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
         sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative, with a positive sum. Relative: rescaled to mean 1 over
+            the samples trained on, so a batch of zero-weight samples is an SGD
+            step without data gradient.
 
         Returns
         -------
