@@ -32,8 +32,9 @@ from ._optimizers import MomentumSGD
 
 # Batch size of the authors' runs; "auto" caps it at the number of samples.
 _AUTO_BATCH_SIZE = 128
-# Rows of the training data whose outputs are checked for overflow after every epoch.
-_PROBE_ROWS = 64
+# Rows of the training data whose outputs are checked for overflow after every epoch
+# (at most _fastpath._CSR_PREDICT: a large model then needs no transposed copy).
+_PROBE_ROWS = 32
 
 # numba's workqueue threading layer (what numba falls back to without TBB or an
 # OpenMP runtime) aborts the process when two threads enter parallel kernels at
