@@ -213,7 +213,7 @@ class SparseMLP:
         X : ndarray or CSR matrix of shape (batch, n_features)
         Y : ndarray of shape (batch, n_outputs)
         weights : ndarray of shape (batch,)
-            Sample weights normalised to sum 1.
+            Per-sample weights of the batch mean (``1 / batch`` each without sample weights).
         dropout : float
             Dropout rate on hidden activations (needs ``rng``).
         rng : numpy.random.Generator or None
