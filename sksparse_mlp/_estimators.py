@@ -5,9 +5,13 @@ The numerical work lives in :mod:`._network` (forward, backward, step),
 training lives in :mod:`.parallel`.
 """
 import copy
+import threading
 import types
 import warnings
+from contextlib import contextmanager
 from numbers import Integral, Real
+
+import numba
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,8 +21,8 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
 from . import _topology
@@ -28,6 +32,58 @@ from ._optimizers import MomentumSGD
 
 # Batch size of the authors' runs; "auto" caps it at the number of samples.
 _AUTO_BATCH_SIZE = 128
+# Rows of the training data whose outputs are checked for overflow after every epoch
+# (at most _fastpath._CSR_PREDICT: a large model then needs no transposed copy).
+_PROBE_ROWS = 32
+
+# numba's workqueue threading layer (what numba falls back to without TBB or an
+# OpenMP runtime) aborts the process when two threads enter parallel kernels at
+# once; on that layer every call into the kernels holds this lock. Reentrant:
+# a callback may predict during a fit.
+_WORKQUEUE_LOCK = threading.RLock()
+
+
+def _kernels_need_lock():
+    try:
+        return numba.threading_layer() == "workqueue"
+    except ValueError:  # not chosen yet: the first parallel call picks the layer
+        return True
+
+
+@contextmanager
+def _kernel_guard():
+    """Serialise calls into numba's parallel kernels on the workqueue layer only."""
+    if _kernels_need_lock():
+        with _WORKQUEUE_LOCK:
+            yield
+    else:
+        yield
+
+
+def _diverged(what, epoch):
+    return ValueError("Training diverged: %s at epoch %d. Scale the inputs and targets or lower "
+                      "learning_rate_init." % (what, epoch))
+
+
+def _all_finite(a):
+    # min and max propagate NaN and need no temporary array of the size of ``a``
+    return a.size == 0 or bool(np.isfinite(a.min()) and np.isfinite(a.max()))
+
+
+def _output_dtype(X, dtype):
+    """dtype of predictions: the model's, promoted with the input's, as in MLPRegressor.
+
+    scikit-learn's MLPs compute with float32 input in float32 and with anything else
+    in float64; ours compute in ``dtype`` and return ``result_type`` of the two.
+    """
+    in_dtype = getattr(X, "dtype", None)
+    if in_dtype is None and hasattr(X, "dtypes"):  # a DataFrame
+        try:
+            in_dtype = np.result_type(*X.dtypes)
+        except TypeError:
+            in_dtype = None
+    in_dtype = np.float32 if in_dtype == np.float32 else np.float64
+    return np.result_type(in_dtype, dtype)
 
 
 class _BaseTrulySparseMLP(BaseEstimator):
@@ -62,7 +118,7 @@ class _BaseTrulySparseMLP(BaseEstimator):
         "nesterovs_momentum": ["boolean"],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
         "dtype": [StrOptions({"float32", "float64"})],
         "n_workers": [Interval(Integral, 1, None, closed="left")],
         "worker_mode": [StrOptions({"async", "sync"})],
@@ -171,8 +227,13 @@ class _BaseTrulySparseMLP(BaseEstimator):
 
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
-        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
-        if not sizes or any(int(s) != s or s <= 0 for s in sizes):
+        sizes = [sizes] if np.ndim(sizes) == 0 else list(sizes)
+
+        def positive_integer(s):
+            return (isinstance(s, Real) and not isinstance(s, (bool, np.bool_))
+                    and np.isfinite(s) and float(s).is_integer() and s > 0)
+
+        if not sizes or not all(positive_integer(s) for s in sizes):
             raise ValueError("hidden_layer_sizes must be positive integers, got %r."
                              % (self.hidden_layer_sizes,))
         return [int(s) for s in sizes]
@@ -186,7 +247,7 @@ class _BaseTrulySparseMLP(BaseEstimator):
 
     def _fit(self, X, y, sample_weight, incremental, classes=None):
         # Work on fresh objects and restore the previous state on any error, so a
-        # failed fit (bad input, dead MPI worker, Ctrl-C) leaves the model as it was.
+        # failed fit (bad input, divergence, dead MPI worker, Ctrl-C) leaves the model as it was.
         saved = dict(self.__dict__)
         try:
             self._fit_checked(X, y, sample_weight, incremental, classes)
@@ -197,21 +258,27 @@ class _BaseTrulySparseMLP(BaseEstimator):
             if backup is not None:  # a large model may have been trained in place
                 self.network_ = backup.restore()
             raise
+        finally:
+            self.__dict__.pop("_probe_X", None)
         self.__dict__.pop("_network_backup", None)  # a backup file closes with its object
         return self
 
     def _fit_checked(self, X, y, sample_weight, incremental, classes):
         self._validate_params()
         self._hidden_sizes()
+        if incremental and self.early_stopping:
+            # as MLPClassifier / MLPRegressor: one epoch has nothing to stop early
+            raise ValueError("partial_fit does not support early_stopping=True")
         first = not hasattr(self, "network_") or not (self.warm_start or incremental)
         X, Y = self._validate_training_data(X, y, incremental, first, classes)
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64,
+                                                 ensure_non_negative=True)
         if first:
             self._rng = np.random.default_rng(
                 check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
             self.network_ = self._new_network(X.shape[1], Y.shape[1], self._rng)
-            self.n_iter_, self.t_ = 0, 0
+            self.t_, self._epochs = 0, 0
             self.loss_curve_, self._no_improvement_count = [], 0
             self.best_loss_ = None if self.early_stopping else np.inf
             self.validation_scores_ = [] if self.early_stopping else None
@@ -222,6 +289,8 @@ class _BaseTrulySparseMLP(BaseEstimator):
             self._network_backup = NetworkBackup(self.network_)
             self.network_ = self._network_backup.network
             self._rng = copy.deepcopy(self._rng)
+            # epochs trained since the network was built: the SET and pruning schedules
+            self._epochs = getattr(self, "_epochs", self.n_iter_)
             self.loss_curve_ = list(self.loss_curve_)
             if self.validation_scores_ is not None:
                 self.validation_scores_ = list(self.validation_scores_)
@@ -229,6 +298,7 @@ class _BaseTrulySparseMLP(BaseEstimator):
                 self.validation_scores_, self.best_validation_score_ = [], -np.inf
             if self.best_loss_ is None and not self.early_stopping:
                 self.best_loss_ = np.inf
+        self.n_iter_ = 0  # epochs of this call, as in scikit-learn (warm start included)
         self.n_layers_ = len(self.network_.layers) + 1
         self.n_outputs_ = Y.shape[1]
         if first or not hasattr(self, "_optimizer") or not incremental:
@@ -238,77 +308,144 @@ class _BaseTrulySparseMLP(BaseEstimator):
             self._optimizer = copy.copy(self._optimizer)
 
         early_stopping = self.early_stopping and not incremental
-        X_val = y_val = None
+        X_val = y_val = sw_val = None
         if early_stopping:
-            X, Y, sample_weight, X_val, y_val = self._validation_split(X, Y, sample_weight)
-        batch_size = min(_AUTO_BATCH_SIZE if self.batch_size == "auto" else self.batch_size,
-                         X.shape[0])
-        max_epochs = 1 if incremental else self.max_iter
-        if self.n_workers > 1:
-            self._fit_parallel(X, Y, sample_weight, batch_size, max_epochs, X_val, y_val)
+            X, Y, sample_weight, X_val, y_val, sw_val = self._validation_split(X, Y, sample_weight)
+        sample_weight = self._relative_weights(sample_weight)
+        n = X.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(_AUTO_BATCH_SIZE, n)
         else:
-            self._fit_local(X, Y, sample_weight, batch_size, max_epochs, X_val, y_val, incremental)
+            if self.batch_size > n:
+                warnings.warn("Got `batch_size` larger than sample size (%d > %d). It is going "
+                              "to be clipped" % (self.batch_size, n))
+            batch_size = min(self.batch_size, n)
+        self._probe_X = X[:_PROBE_ROWS]
+        max_epochs = 1 if incremental else self.max_iter
+        validation = (X_val, y_val, sw_val)
+        if self.n_workers > 1:
+            self._fit_parallel(X, Y, sample_weight, batch_size, max_epochs, validation)
+        else:
+            self._fit_local(X, Y, sample_weight, batch_size, max_epochs, validation, incremental)
         return self
+
+    @staticmethod
+    def _relative_weights(sample_weight):
+        """Sample weights rescaled to mean 1 over the samples trained on.
+
+        Weights are relative: a batch's weights are ``sample_weight / batch_size``
+        (see ``_network.run_epoch``), so scaling all weights changes nothing and a
+        batch of zero-weight samples makes a step with no data gradient (momentum
+        and weight decay go on), as an SGD step on such samples does.
+        """
+        if sample_weight is None:
+            return None
+        mean = float(np.mean(sample_weight))
+        if not mean > 0:
+            raise ValueError("sample_weight sums to zero over the %d samples trained on: there "
+                             "is nothing to learn from." % len(sample_weight))
+        return sample_weight / mean
 
     def _validation_split(self, X, Y, sample_weight):
         stratify = Y if is_classifier(self) and self._label_binarizer.y_type_ != "multilabel-indicator" else None
         seed = int(self._rng.integers(np.iinfo(np.int32).max))
-        parts = train_test_split(X, Y, *([] if sample_weight is None else [sample_weight]),
-                                 random_state=seed, test_size=self.validation_fraction,
-                                 stratify=stratify)
+        try:
+            parts = train_test_split(X, Y, *([] if sample_weight is None else [sample_weight]),
+                                     random_state=seed, test_size=self.validation_fraction,
+                                     stratify=stratify)
+        except ValueError as e:
+            hint = ("early_stopping=True holds out validation_fraction=%g of the %d samples"
+                    % (self.validation_fraction, X.shape[0]))
+            if stratify is not None:
+                hint += (", split stratified by class, so both parts need at least one sample of "
+                         "each of the %d classes" % len(self.classes_))
+            raise ValueError("%s: %s Increase validation_fraction or the size of your dataset, "
+                             "or set early_stopping=False." % (hint, e)) from e
         X, X_val, Y, Y_val = parts[:4]
-        sample_weight = parts[4] if sample_weight is not None else None
+        sample_weight, sw_val = parts[4:6] if sample_weight is not None else (None, None)
         if X_val.shape[0] < 2:
             raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                              "or the size of your dataset.")
-        return X, Y, sample_weight, X_val, self._decode(Y_val)
+        if sw_val is not None and not sw_val.sum() > 0:
+            raise ValueError("The validation set (validation_fraction=%g) holds only samples of "
+                             "weight zero: its score is undefined. Increase validation_fraction."
+                             % self.validation_fraction)
+        return X, Y, sample_weight, X_val, self._decode(Y_val), sw_val
 
-    def _fit_local(self, X, Y, sample_weight, batch_size, max_epochs, X_val, y_val, incremental):
+    def _fit_local(self, X, Y, sample_weight, batch_size, max_epochs, validation, incremental):
         config = self._training_config()
         net = self.network_
         for _ in range(max_epochs):
-            if self.n_iter_ > 0:
-                evolve_topology(net, self.n_iter_, config, self._rng)
-            loss = run_epoch(net, X, Y, sample_weight, batch_size, self._optimizer, config,
-                             self._rng, self.shuffle)
-            if self._end_epoch(loss, X.shape[0], X_val, y_val):
+            with _kernel_guard():
+                if self._epochs > 0:
+                    evolve_topology(net, self._epochs, config, self._rng)
+                loss = run_epoch(net, X, Y, sample_weight, batch_size, self._optimizer, config,
+                                 self._rng, self.shuffle)
+            if self._end_epoch(loss, X.shape[0], *validation):
                 break
         else:
             if not incremental and self.max_iter > 0:
                 warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
                               "optimization hasn't converged yet." % self.max_iter, ConvergenceWarning)
-        if X_val is not None and hasattr(self, "_best_network"):
+        if validation[0] is not None and hasattr(self, "_best_network"):
             self.network_ = self._best_network
         self.__dict__.pop("_best_network", None)
 
-    def _fit_parallel(self, X, Y, sample_weight, batch_size, max_epochs, X_val, y_val):
+    def _fit_parallel(self, X, Y, sample_weight, batch_size, max_epochs, validation):
         from .parallel import fit_wasap  # imports mpi4py: only when asked for
 
-        self.network_ = fit_wasap(
-            self.network_, X, Y, sample_weight, config=self._training_config(),
-            optimizer=self._optimizer, batch_size=batch_size, max_epochs=max_epochs,
-            shuffle=self.shuffle, n_workers=self.n_workers, mode=self.worker_mode,
-            phase1_fraction=self.phase1_fraction, timeout=self.worker_timeout,
-            mpi_info=self.mpi_info, rng=self._rng, epochs_done=self.n_iter_,
-            on_epoch_end=lambda loss: self._end_epoch(loss, X.shape[0], X_val, y_val))
-        if X_val is not None and hasattr(self, "_best_network"):
+        with _kernel_guard():  # the server trains in this process
+            self.network_ = fit_wasap(
+                self.network_, X, Y, sample_weight, config=self._training_config(),
+                optimizer=self._optimizer, batch_size=batch_size, max_epochs=max_epochs,
+                shuffle=self.shuffle, n_workers=self.n_workers, mode=self.worker_mode,
+                phase1_fraction=self.phase1_fraction, timeout=self.worker_timeout,
+                mpi_info=self.mpi_info, rng=self._rng, epochs_done=self._epochs,
+                on_epoch_end=lambda loss: self._end_epoch(loss, X.shape[0], *validation))
+        if validation[0] is not None and hasattr(self, "_best_network"):
             self.network_ = self._best_network
         self.__dict__.pop("_best_network", None)
 
-    def _end_epoch(self, loss, n_samples, X_val, y_val):
-        """Record an epoch; returns True when training should stop."""
+    def _check_diverged(self, loss):
+        """Raise if the loss, any parameter or the outputs on a few rows are not finite.
+
+        The loss of a batch is computed before its step, so the parameters the last
+        step left are checked here; huge but finite weights can still overflow the
+        outputs, hence the probe rows.
+        """
+        epoch = self.n_iter_ + 1
         if not np.isfinite(loss):
-            raise ValueError("Training diverged: the loss became %s at epoch %d. Scale the inputs "
-                             "and targets or lower learning_rate_init." % (loss, self.n_iter_ + 1))
+            raise _diverged("the loss became %s" % loss, epoch)
+        for layer in self.network_.layers:
+            if not (_all_finite(layer.W.data) and _all_finite(layer.bias)):
+                raise _diverged("the weights overflowed", epoch)
+        with _kernel_guard():
+            probe = self.network_.predict_output(self._probe_X)
+        if not _all_finite(probe):
+            raise _diverged("the outputs overflowed", epoch)
+
+    def _end_epoch(self, loss, n_samples, X_val, y_val, sw_val=None):
+        """Record an epoch; returns True when training should stop."""
+        self._check_diverged(loss)
+        score = None
+        if X_val is not None:
+            with _kernel_guard():
+                out = self.network_.predict_output(X_val)
+            if not _all_finite(out):
+                raise _diverged("the outputs on the validation set overflowed", self.n_iter_ + 1)
+            with np.errstate(over="ignore", invalid="ignore"):
+                score = self._score_output(out, y_val, sw_val)
+            if not np.isfinite(score):  # huge outputs overflow the score
+                raise _diverged("the validation score became %s" % score, self.n_iter_ + 1)
         self.n_iter_ += 1
+        self._epochs += 1
         self.t_ += n_samples
         self.loss_ = loss
         self.loss_curve_.append(loss)
         self._optimizer.iteration_ends(self.t_)
         if self.verbose:
             print("Iteration %d, loss = %.8f" % (self.n_iter_, loss))
-        if X_val is not None:
-            score = self._score_network(X_val, y_val)
+        if score is not None:
             self.validation_scores_.append(score)
             if self.verbose:
                 print("Validation score: %f" % score)
@@ -345,8 +482,11 @@ class _BaseTrulySparseMLP(BaseEstimator):
 
     def _forward(self, X):
         check_is_fitted(self)
-        # float64 out whatever the training dtype, as scikit-learn's estimators do
-        return self.network_.predict_output(self._check_X(X, reset=False)).astype(np.float64)
+        out_dtype = _output_dtype(X, self.network_.dtype)
+        X = self._check_X(X, reset=False)
+        with _kernel_guard():  # safe from several threads on every numba threading layer
+            out = self.network_.predict_output(X)
+        return out.astype(out_dtype, copy=False)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -408,7 +548,8 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
     alpha : float, default=1e-4
         L2 penalty.
     batch_size : int or "auto", default="auto"
-        Minibatch size; ``"auto"`` is ``min(128, n_samples)``.
+        Minibatch size; ``"auto"`` is ``min(128, n_samples)``. A larger value
+        warns and is clipped to the number of samples.
     learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
         Learning-rate schedule.
     learning_rate_init : float, default=0.01
@@ -423,11 +564,16 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
     tol : float, default=1e-4
     verbose : bool, default=False
     warm_start : bool, default=False
+        Continue from the previous solution (same classes required); the SET
+        and pruning schedules go on counting epochs.
     momentum : float, default=0.9
     nesterovs_momentum : bool, default=True
     early_stopping : bool, default=False
+        Hold out ``validation_fraction`` (stratified for classification), stop
+        when its score (weighted by ``sample_weight``) stops improving and keep
+        the best model. Not supported by ``partial_fit``.
     validation_fraction : float, default=0.1
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int or np.inf, default=10
     dtype : {"float32", "float64"}, default="float32"
         Floating-point type of weights and activations.
     n_workers : int, default=1
@@ -458,6 +604,7 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
     validation_scores_ : list of float or None
     best_validation_score_ : float or None
     n_iter_ : int
+        Epochs of the last call to ``fit`` or ``partial_fit``.
     t_ : int
         Training samples seen.
     n_layers_ : int
@@ -496,6 +643,9 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Labels, or a binary indicator matrix for multilabel classification.
         sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative, with a positive sum. Relative: rescaled to mean 1 over
+            the samples trained on, so a batch of zero-weight samples is an SGD
+            step without data gradient.
 
         Returns
         -------
@@ -504,7 +654,11 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
         return self._fit(X, y, sample_weight, incremental=False)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
-        """One epoch over ``(X, y)``; ``classes`` is required on the first call."""
+        """One epoch over ``(X, y)``; ``classes`` is required on the first call.
+
+        Labels of ``y`` outside ``classes`` (or ``classes_``) raise a ValueError;
+        a batch may miss classes. ``early_stopping=True`` is not supported.
+        """
         if not hasattr(self, "network_"):
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
@@ -515,8 +669,7 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
 
     def _validate_training_data(self, X, y, incremental, first, classes):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             dtype=np.dtype(self.dtype), reset=first,
-                             ensure_min_samples=1 if incremental else 2)
+                             dtype=np.dtype(self.dtype), reset=first)
         if sp.issparse(X):
             X = X.tocsr()
         if y.ndim == 2 and y.shape[1] == 1:
@@ -528,6 +681,8 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
             if len(lb.classes_) < 2:
                 raise ValueError("The classifier needs samples of at least 2 classes in the data, "
                                  "but the data contains only one class: %r." % lb.classes_[0])
+            if classes is not None and lb.y_type_ != "multilabel-indicator":
+                self._check_known_labels(y, lb.classes_, "the `classes` argument")
             self._label_binarizer = lb
             self.classes_ = lb.classes_
             if lb.y_type_ == "multilabel-indicator":
@@ -536,12 +691,23 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
                 self.out_activation_, self._loss = "logistic", "binary_log_loss"
             else:
                 self.out_activation_, self._loss = "softmax", "log_loss"
-        else:
-            unknown = np.setdiff1d(np.unique(y), self.classes_) if y.ndim == 1 else []
-            if len(unknown):
-                raise ValueError("y contains labels %r that were not seen in the first call "
-                                 "(classes_ = %r)." % (list(unknown), list(self.classes_)))
+        elif not incremental:
+            # warm start: as MLPClassifier, the classes must be the same as before
+            labels = unique_labels(y)
+            if set(labels.tolist()) != set(np.asarray(self.classes_).tolist()):
+                raise ValueError("warm_start can only be used where `y` has the same classes as "
+                                 "in the previous call to fit. Previously got %s, `y` has %s"
+                                 % (self.classes_, labels))
+        elif y.ndim == 1:
+            self._check_known_labels(y, self.classes_, "the first call to partial_fit")
         return X, self._label_binarizer.transform(y).astype(X.dtype)
+
+    @staticmethod
+    def _check_known_labels(y, classes, where):
+        unknown = np.setdiff1d(np.unique(y), classes)
+        if len(unknown):
+            raise ValueError("y contains labels %r that are not among the classes %r of %s."
+                             % (unknown.tolist(), np.asarray(classes).tolist(), where))
 
     def _decode(self, Y):
         lb = self._label_binarizer
@@ -554,8 +720,8 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
                 return lb.classes_.take((Y[:, 0] > 0.5).astype(np.intp))
         return lb.inverse_transform(Y)
 
-    def _score_network(self, X, y):
-        return accuracy_score(y, self._decode(self.network_.predict_output(X)))
+    def _score_output(self, out, y, sample_weight):
+        return accuracy_score(y, self._decode(out), sample_weight=sample_weight)
 
     def predict(self, X):
         """Predicted class labels (an indicator matrix for multilabel)."""
@@ -626,6 +792,9 @@ class TrulySparseMLPRegressor(RegressorMixin, _BaseTrulySparseMLP):
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
         sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative, with a positive sum. Relative: rescaled to mean 1 over
+            the samples trained on, so a batch of zero-weight samples is an SGD
+            step without data gradient.
 
         Returns
         -------
@@ -639,8 +808,7 @@ class TrulySparseMLPRegressor(RegressorMixin, _BaseTrulySparseMLP):
 
     def _validate_training_data(self, X, y, incremental, first, classes):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             y_numeric=True, dtype=np.dtype(self.dtype), reset=first,
-                             ensure_min_samples=1 if incremental else 2)
+                             y_numeric=True, dtype=np.dtype(self.dtype), reset=first)
         if sp.issparse(X):
             X = X.tocsr()
         if y.ndim == 2 and y.shape[1] == 1:
@@ -654,8 +822,8 @@ class TrulySparseMLPRegressor(RegressorMixin, _BaseTrulySparseMLP):
     def _decode(self, Y):
         return Y
 
-    def _score_network(self, X, y):
-        return r2_score(y, self.network_.predict_output(X))
+    def _score_output(self, out, y, sample_weight):
+        return r2_score(y, out, sample_weight=sample_weight)
 
     def predict(self, X):
         """Predicted targets, shape ``(n_samples,)`` or ``(n_samples, n_targets)``."""

@@ -390,11 +390,8 @@ def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuf
                 uniform = np.full(B, 1.0 / B, dtype=dtype)
             weights, total = uniform, float(B)
         else:
-            sw = sample_weight[idx]
-            total = float(sw.sum())
-            if total <= 0:  # a batch of zero-weight samples carries no information
-                continue
-            weights = (sw / total).astype(dtype)
+            # rescaled to mean 1 by the estimator (see _network._normalised_weights)
+            weights, total = (sample_weight[idx] / B).astype(dtype), float(B)
         l2 = config.alpha / total
         loss, sq = train_batch(net, ws, X, Y, idx, weights, lr, mu, nesterov, l2,
                                config.dropout, rng)

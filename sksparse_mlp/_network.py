@@ -213,7 +213,7 @@ class SparseMLP:
         X : ndarray or CSR matrix of shape (batch, n_features)
         Y : ndarray of shape (batch, n_outputs)
         weights : ndarray of shape (batch,)
-            Sample weights normalised to sum 1.
+            Per-sample weights of the batch mean (``1 / batch`` each without sample weights).
         dropout : float
             Dropout rate on hidden activations (needs ``rng``).
         rng : numpy.random.Generator or None
@@ -301,21 +301,21 @@ class SparseMLP:
 
 
 def _normalised_weights(sample_weight, n, dtype):
+    # sample_weight comes rescaled to mean 1 over the training data by the estimator:
+    # a batch of zero weights is a step without data gradient, never skipped
     if sample_weight is None:
         return np.full(n, 1.0 / n, dtype=dtype), float(n)
-    total = float(sample_weight.sum())
-    return (sample_weight / total).astype(dtype), total
+    return (sample_weight / n).astype(dtype), float(n)
 
 
 def train_step(net, X, Y, sample_weight, optimizer, config, rng):
     """Forward, backward and one optimizer step on a batch; returns its loss.
 
-    The loss includes the L2 penalty ``0.5 * alpha * ||W||^2 / sum(weights)``
-    as in :class:`sklearn.neural_network.MLPClassifier`.
+    The loss includes the L2 penalty ``0.5 * alpha * ||W||^2 / batch_size``
+    as in :class:`sklearn.neural_network.MLPClassifier` (``sample_weight`` comes
+    rescaled to mean 1 over the training data).
     """
     weights, total = _normalised_weights(sample_weight, X.shape[0], net.dtype)
-    if total <= 0:  # a batch of zero-weight samples carries no information
-        return 0.0
     loss, grads = net.loss_and_gradients(X, Y, weights, config.dropout, rng)
     l2 = config.alpha / total
     loss += 0.5 * l2 * net.squared_norm()

@@ -356,7 +356,7 @@ def test_callback_sees_every_epoch_and_can_stop(Est):
     assert est.n_iter_ == 3 and [s[:2] for s in seen] == [(1, 1), (2, 2), (3, 3)]
     assert [s[2] for s in seen] == est.loss_curve_
     est.partial_fit(X, y)                    # partial_fit reports its epoch too
-    assert seen[-1][0] == 4
+    assert seen[-1][:2] == (1, 4)          # n_iter_ of this call, the whole loss curve
     assert clone(est).get_params()["callback"] is record
 
 
@@ -390,7 +390,7 @@ def test_large_model_is_backed_up_on_disk_not_copied(Est, monkeypatch):
     def fail(e):
         b = e.__dict__["_network_backup"]
         kinds.append((b._file is not None, b.network is b._old))
-        if e.n_iter_ == 3:
+        if len(e.loss_curve_) == 3:              # the first epoch of the warm start
             raise RuntimeError("stop here")
     with pytest.raises(RuntimeError, match="stop here"):
         est.set_params(callback=fail, warm_start=True).fit(X, y)
@@ -548,7 +548,8 @@ def test_partial_fit_classifier():
     s1 = _state(est, X)
     est.partial_fit(X, y)
     est.partial_fit(X, y)
-    assert est.n_iter_ == 3 and est.t_ == first.sum() + 2 * X.shape[0]
+    # n_iter_ counts the epochs of the last call, t_ all samples seen (as in scikit-learn)
+    assert est.n_iter_ == 1 and est.t_ == first.sum() + 2 * X.shape[0]
     assert len(est.loss_curve_) == 3 and est.loss_curve_[:1] == s1["loss_curve"]
     assert not _identical(est, pickle.loads(pickle.dumps(est)).partial_fit(X, y), X)
     # an unseen label: clear error, nothing changed
@@ -570,7 +571,8 @@ def test_partial_fit_epochs_equal_fit_epochs():
     for _ in range(3):
         est.partial_fit(X, y, classes=np.unique(y))
     ref = _small(TrulySparseMLPClassifier, max_iter=3).fit(X, y)
-    _assert_same_state(_state(ref, X), _state(est, X))
+    assert est.n_iter_ == 1 and ref.n_iter_ == 3  # epochs of the last call, as in scikit-learn
+    _assert_same_state(dict(_state(ref, X), n_iter=1), _state(est, X))
 
 
 def test_partial_fit_regressor():
@@ -579,7 +581,7 @@ def test_partial_fit_regressor():
     est.partial_fit(X, y)
     s1 = _state(est, X)
     est.partial_fit(X, y)
-    assert est.n_iter_ == 2 and est.t_ == 2 * X.shape[0] and len(est.loss_curve_) == 2
+    assert est.n_iter_ == 1 and est.t_ == 2 * X.shape[0] and len(est.loss_curve_) == 2
     assert not _identical(est, pickle.loads(pickle.dumps(est)).partial_fit(X, y), X)
     assert s1["loss_curve"] == est.loss_curve_[:1]
     s2 = _state(est, X)
@@ -597,10 +599,11 @@ def test_warm_start_continues(Est):
     est = _small(Est, max_iter=3, warm_start=True).fit(X, y)
     first_curve = list(est.loss_curve_)
     est.fit(X, y)
-    assert est.n_iter_ == 6 and len(est.loss_curve_) == 6 and est.t_ == 6 * X.shape[0]
+    assert est.n_iter_ == 3 and len(est.loss_curve_) == 6 and est.t_ == 6 * X.shape[0]
     assert est.loss_curve_[:3] == first_curve
     # three plus three warm-started epochs are six epochs
-    _assert_same_state(_state(_small(Est, max_iter=6).fit(X, y), X), _state(est, X))
+    _assert_same_state(dict(_state(_small(Est, max_iter=6).fit(X, y), X), n_iter=3),
+                       _state(est, X))
     # without warm_start, a refit starts over
     cold = _small(Est, max_iter=3).fit(X, y)
     s = _state(cold, X)
@@ -734,7 +737,7 @@ def test_dtype_option_and_predict_matches_dense_reference(Est, dtype):
     assert all(b.dtype == np_dtype for b in est.intercepts_)
     assert est.loss_curve_[-1] < est.loss_curve_[0]
     out = _output(est, X)
-    assert out.dtype == np.float64  # scikit-learn's convention, whatever the training dtype
+    assert out.dtype == np.float64  # float64 input: float64 out, as in scikit-learn
     ref = _dense_reference_output(est, X)
     tol = 1e-10 if dtype == "float64" else 1e-4  # float64 really computes in float64
     np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
@@ -772,11 +775,12 @@ def _bad_inputs(Est, X, y):
         "inf": (Xinf, y, {}, "[Ii]nfinity"),
         "strings": (Xstr, y, {}, "convert|string"),
         "empty": (X[:0], y[:0], {}, "0 sample"),
-        "one_sample": (X[:1], y[:1], {}, "1 sample|minimum of 2"),
         "hidden_negative": (X, y, dict(hidden_layer_sizes=(10, -3)), "hidden_layer_sizes"),
         "hidden_zero": (X, y, dict(hidden_layer_sizes=(0,)), "hidden_layer_sizes"),
         "hidden_zero_int": (X, y, dict(hidden_layer_sizes=0), "hidden_layer_sizes"),
         "hidden_empty": (X, y, dict(hidden_layer_sizes=()), "hidden_layer_sizes"),
+        "hidden_string": (X, y, dict(hidden_layer_sizes=["a"]), "hidden_layer_sizes must be"),
+        "negative_weights": (X, y, dict(sample_weight=-np.ones(len(y))), "Negative"),
         "density_zero": (X, y, dict(density=0.0), "density"),
         "density_negative": (X, y, dict(density=-0.2), "density"),
         "density_above_one": (X, y, dict(density=1.5), "density"),
@@ -789,6 +793,7 @@ def _bad_inputs(Est, X, y):
     }
     if Est is TrulySparseMLPClassifier:
         cases["one_class"] = (X, np.zeros_like(y), {}, "one class|2 classes")
+        cases["one_sample"] = (X[:1], y[:1], {}, "one class")  # one sample: one class
         # raised after the new number of features was read
         cases["one_class_other_features"] = (X[:, :-2], np.zeros_like(y), {},
                                              "one class|2 classes")
@@ -815,17 +820,19 @@ def fitted_models():
 def test_bad_input_clear_error_and_fitted_model_unchanged(Est, case, fitted_models):
     X, y = DATA[Est]
     Xb, yb, params, match = _bad_inputs(Est, X, y)[case]
+    params = dict(params)
+    fit_params = {"sample_weight": params.pop("sample_weight")} if "sample_weight" in params else {}
     est = pickle.loads(pickle.dumps(fitted_models[Est]))  # a private fitted copy
     before = _state(est, X)
     est.set_params(**params)
     with pytest.raises(ValueError, match=match):
-        est.fit(Xb, yb)
+        est.fit(Xb, yb, **fit_params)
     _assert_same_state(before, _state(est, X))
     # a fresh estimator fails the same way and stays unfitted
     fresh = Est(**{**SMALL, "max_iter": 2, **params})
     if "warm_start" not in case:
         with pytest.raises(ValueError, match=match):
-            fresh.fit(Xb, yb)
+            fresh.fit(Xb, yb, **fit_params)
         assert not hasattr(fresh, "network_")
 
 
