@@ -513,6 +513,61 @@ def _column_sums(Ap, t_indices, t_perm, data, k0, k1, z, g, piecewise, slope):
         z[b] = acc
 
 
+@intrinsic
+def _claim(typingctx, counter):
+    """``counter[0] += 1`` atomically; returns the old value (the block claimed)."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
+        return None
+    sig = types.int64(counter)
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.atomic_rmw("add", arr.data, ir.Constant(ir.IntType(64), 1), "monotonic")
+
+    return sig, codegen
+
+
+@intrinsic
+def _publish(typingctx, flags, i, value):
+    """``flags[i] = value`` as an atomic exchange (a full barrier on x86): every write
+    made before it is visible to a thread that then reads the new value."""
+    if not (isinstance(flags, types.Array) and flags.dtype == types.int64):
+        return None
+    sig = types.void(flags, i, value)
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        idx = context.cast(builder, args[1], signature.args[1], types.intp)
+        val = context.cast(builder, args[2], signature.args[2], types.int64)
+        builder.atomic_rmw("xchg", builder.gep(arr.data, [idx]), val, "seq_cst")
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _read_flag(typingctx, flags, i):
+    """``flags[i]``, read atomically (so that a spin loop sees other threads' updates)."""
+    if not (isinstance(flags, types.Array) and flags.dtype == types.int64):
+        return None
+    sig = types.int64(flags, i)
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        idx = context.cast(builder, args[1], signature.args[1], types.intp)
+        return builder.atomic_rmw("add", builder.gep(arr.data, [idx]),
+                                  ir.Constant(ir.IntType(64), 0), "seq_cst")
+
+    return sig, codegen
+
+
+# Work is cut into this many blocks per thread (about equal connection counts), which
+# the threads claim one after the other: a thread that the OS stalls (a busy
+# neighbour on a shared machine) leaves its blocks to the others instead of making
+# every parallel region wait for it.
+_BLOCKS_PER_THREAD = 8
+
+
 @njit(inline="always")
 def _chunk_bounds(indptr, c, n_chunks):
     """Rows ``[r0, r1)`` of chunk ``c`` of ``n_chunks``, with about equal connection counts."""
@@ -525,7 +580,7 @@ def _chunk_bounds(indptr, c, n_chunks):
 
 @njit(parallel=True, **_OPTS)
 def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, thr, seed, scale,
-                  n_chunks):
+                  n_threads):
     """``Z = f(W.T @ A + bias)`` on the tiled layout, from the CSC view of ``W``.
 
     ``t_indptr, t_indices, t_perm`` come from :func:`transpose_pattern`.  With
@@ -534,17 +589,24 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
     inverted dropout keeps a unit when ``hash(seed, neuron, sample) < thr`` and
     scales kept units by ``scale``.  ``act == -1`` leaves the raw pre-activations.
 
-    The output neurons are cut into ``n_chunks`` blocks of about equal connection
-    counts (one per thread); a thread sweeps its block over one panel after the
-    other, so that the panel it gathers from stays in its core's L2 cache, as in
-    the probe.  The sums of one neuron stay in registers (:func:`_column_sums`).
+    The work is cut into blocks of output neurons with about equal connection
+    counts, :data:`_BLOCKS_PER_THREAD` per thread and panel; the ``n_threads``
+    threads claim blocks panel by panel, so at any time they gather from one panel,
+    which stays in their L2 caches as in the probe, and a stalled thread delays no
+    one.  The sums of one neuron stay in registers (:func:`_column_sums`).
     """
     nt, n_out, TB = Z3.shape
     fused = act == ACT_PIECEWISE and thr == 0
     slope = Z3.dtype.type(s)
-    for c in prange(n_chunks):
-        j0, j1 = _chunk_bounds(t_indptr, c, n_chunks)
-        for t in range(nt):
+    n_blocks = max(1, min(n_out, _BLOCKS_PER_THREAD * n_threads))
+    counter = np.zeros(1, np.int64)
+    for _ in prange(n_threads):
+        while True:
+            q = _claim(counter)
+            if q >= nt * n_blocks:
+                break
+            t = q // n_blocks
+            j0, j1 = _chunk_bounds(t_indptr, q - t * n_blocks, n_blocks)
             Ap = A3[t]
             for j in range(j0, j1):
                 z = Z3[t, j]
@@ -647,15 +709,17 @@ SWEEP_STEP = 3
 def _make_row_sweep(nv, with_delta):
     @intrinsic
     def row_sweep(typingctx, D, idx, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr,
-                  mu, wd, c1, c2):
+                  mu, wd, c1, c2, codes, epilogue, hi, lo):
         if not (isinstance(D, types.Array) and D.ndim == 2 and D.layout == "C"
                 and all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
                         for a in (x, e, grad, velocity))
                 and data.dtype == D.dtype == x.dtype == e.dtype == grad.dtype
-                == velocity.dtype == lr == mu == wd == c1 == c2):
+                == velocity.dtype == lr == mu == wd == c1 == c2 == hi == lo
+                and isinstance(codes, types.Array) and codes.dtype == types.uint8):
             return None
-        sig = types.float64(D, idx, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr, mu,
-                            wd, c1, c2)
+        sig = types.Tuple((types.float64, D.dtype))(D, idx, data, k0, k1, b0, x, e, grad, goff,
+                                                     mode, velocity, lr, mu, wd, c1, c2, codes,
+                                                     epilogue, hi, lo)
 
         def codegen(context, builder, signature, args):
             tD, tidx, tdata, tk0, tk1, tb0, tx, te, tgrad, tgoff, tmode = signature.args[:11]
@@ -668,13 +732,18 @@ def _make_row_sweep(nv, with_delta):
             f64 = ir.DoubleType()
             arr = [context.make_array(ty)(context, builder, a)
                    for ty, a in zip(signature.args, args) if isinstance(ty, types.Array)]
-            arr_D, arr_idx, arr_data, arr_x, arr_e, arr_grad, arr_vel = arr
+            arr_D, arr_idx, arr_data, arr_x, arr_e, arr_grad, arr_vel, arr_codes = arr
             k0 = context.cast(builder, args[3], tk0, types.intp)
             k1 = context.cast(builder, args[4], tk1, types.intp)
             b0 = context.cast(builder, args[5], tb0, types.intp)
             goff = context.cast(builder, args[9], tgoff, types.intp)
             mode = context.cast(builder, args[10], tmode, types.intp)
             lr, mu, wd, c1, c2 = args[12:17]
+            epilogue = builder.icmp_unsigned(
+                "!=", context.cast(builder, args[18], signature.args[18], types.intp),
+                ir.Constant(i64, 0))
+            hi, lo = args[19], args[20]
+            zero_vec = ir.Constant(vec, [0.0] * vec.count)
             row_len = builder.extract_value(arr_D.shape, 1)
 
             def vec_at(base, c):
@@ -692,8 +761,8 @@ def _make_row_sweep(nv, with_delta):
             xbase = builder.gep(arr_x.data, [b0])
             ebase = builder.gep(arr_e.data, [b0])
             accs = [cgutils.alloca_once(builder, vec) for _ in range(nv if with_delta else 0)]
-            for c, acc in enumerate(accs):
-                builder.store(builder.load(vec_at(ebase, c), align=width), acc)
+            for acc in accs:  # each block owns its samples of the row: sums start at 0
+                builder.store(zero_vec, acc)
             sq = cgutils.alloca_once_value(builder, ir.Constant(f64, 0.0))
 
             def sweep(m):  # the loop for one mode: no branch inside it
@@ -762,9 +831,42 @@ def _make_row_sweep(nv, with_delta):
                             sweep(SWEEP_ADD)
                         with b:
                             sweep(SWEEP_WRITE)
-            for c, acc in enumerate(accs):
-                builder.store(builder.load(acc), vec_at(ebase, c), align=width)
-            return builder.load(sq)
+            bias_part = cgutils.alloca_once_value(builder, ir.Constant(elem, 0.0))
+            if with_delta:
+                with builder.if_else(epilogue) as (fused, plain):
+                    with fused:  # delta = e * f'(z) from the codes, in place of x
+                        cbase = builder.gep(arr_codes.data, [b0])
+                        cvec = ir.VectorType(ir.IntType(8), vec.count)
+                        his, los = splat(hi), splat(lo)
+                        total = None
+                        for c, acc in enumerate(accs):
+                            code = builder.load(builder.bitcast(
+                                builder.gep(cbase, [ir.Constant(i64, c * vec.count)]),
+                                cvec.as_pointer()), align=1)
+                            kept = builder.icmp_unsigned(">=", code, ir.Constant(cvec, [2] * vec.count))
+                            pos = builder.icmp_unsigned(
+                                "!=", builder.and_(code, ir.Constant(cvec, [1] * vec.count)),
+                                ir.Constant(cvec, [0] * vec.count))
+                            factor = builder.select(kept, builder.select(pos, his, los), zero_vec)
+                            v = builder.fmul(builder.load(acc), factor)
+                            builder.store(v, vec_at(xbase, c), align=width)
+                            total = v if total is None else builder.fadd(total, v)
+                        n = vec.count
+                        while n > 1:
+                            n //= 2
+                            undef = ir.Constant(total.type, None)
+                            total = builder.fadd(
+                                builder.shuffle_vector(total, undef, ir.Constant(
+                                    ir.VectorType(i32, n), list(range(n)))),
+                                builder.shuffle_vector(total, undef, ir.Constant(
+                                    ir.VectorType(i32, n), list(range(n, 2 * n)))))
+                        builder.store(builder.extract_element(total, ir.Constant(i64, 0)),
+                                      bias_part)
+                    with plain:
+                        for c, acc in enumerate(accs):
+                            builder.store(builder.load(acc), vec_at(ebase, c), align=width)
+            return context.make_tuple(builder, signature.return_type,
+                                      [builder.load(sq), builder.load(bias_part)])
 
         return sig, codegen
 
@@ -781,41 +883,49 @@ _row_sweep2_delta = _make_row_sweep(2, True)
 
 @njit(inline="always")
 def _row_sweep(x, Dp, indices, data, k0, k1, b0, nv, e, grad, goff, mode, velocity, lr, mu,
-               wd, c1, c2, do_bwd):
-    if nv == 8:
-        if do_bwd:
-            return _row_sweep8_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity,
-                                     lr, mu, wd, c1, c2)
-        return _row_sweep8(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr, mu, wd,
-                           c1, c2)
-    if nv == 4:
-        if do_bwd:
-            return _row_sweep4_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity,
-                                     lr, mu, wd, c1, c2)
-        return _row_sweep4(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr, mu, wd,
-                           c1, c2)
+               wd, c1, c2, codes, epilogue, hi, lo, do_bwd):
+    """One register block of :func:`_row_sums` (``nv`` vectors from sample ``b0``)."""
     if do_bwd:
-        return _row_sweep2_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity,
-                                 lr, mu, wd, c1, c2)
-    return _row_sweep2(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr, mu, wd,
-                       c1, c2)
+        if nv == 8:
+            return _row_sweep8_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode,
+                                     velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo)
+        if nv == 4:
+            return _row_sweep4_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode,
+                                     velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo)
+        return _row_sweep2_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode,
+                                 velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo)
+    if nv == 8:
+        return _row_sweep8(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr,
+                           mu, wd, c1, c2, codes, epilogue, hi, lo)
+    if nv == 4:
+        return _row_sweep4(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr,
+                           mu, wd, c1, c2, codes, epilogue, hi, lo)
+    return _row_sweep2(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr, mu,
+                       wd, c1, c2, codes, epilogue, hi, lo)
 
 
 @njit(inline="always")
 def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity, lr, mu, wd,
-              nesterov, do_bwd):
-    """Gradient (and with ``do_bwd`` the delta sums ``e``) of one input neuron's
-    connections ``k0:k1`` over one panel row ``x``, in blocks of 8, 4 and 2 vectors.
+              nesterov, do_bwd, codes, epilogue, hi, lo):
+    """Gradient and, with ``do_bwd``, the delta of one input neuron's connections
+    ``k0:k1`` over one panel row ``x``, in register blocks of 8, 4 and 2 vectors.
 
     ``first``: no earlier panel wrote ``grad``; ``last``: the final block takes the
-    momentum step.  Returns the L2 sum of the stepped connections.
+    momentum step.  With ``epilogue`` (ReLU-like or identity activation below) each
+    block writes its delta, ``e * (hi or lo, by the code's sign bit, or 0 when
+    dropped)``, over ``x`` straight from the registers; otherwise the delta sums go
+    to ``e`` for the caller.  Returns the L2 sum of the stepped connections, the
+    sum of the deltas written and whether the whole row was covered.
     """
     TB = x.shape[0]
     lanes = _VEC_BYTES // x.itemsize
     one = x.dtype.type(1)
     zero = x.dtype.type(0)
+    c1 = mu if nesterov else one
+    c2 = lr if nesterov else zero
     b0 = 0
     sq = 0.0
+    bias = zero
     while b0 + 2 * lanes <= TB:
         nv = 8 if b0 + 8 * lanes <= TB else (4 if b0 + 4 * lanes <= TB else 2)
         end = b0 + nv * lanes
@@ -824,14 +934,18 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
             mode = SWEEP_STEP if fresh else SWEEP_STEP_ADD
         else:
             mode = SWEEP_WRITE if fresh else SWEEP_ADD
-        sq += _row_sweep(x, Dp, indices, data, k0, k1, b0, nv, e, grad, goff, mode, velocity, lr,
-                         mu, wd, mu if nesterov else one, lr if nesterov else zero, do_bwd)
+        q, part = _row_sweep(x, Dp, indices, data, k0, k1, b0, nv, e, grad, goff, mode,
+                             velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo, do_bwd)
+        sq += q
+        bias += part
         b0 = end
     if b0 < TB:  # panels are multiples of 16 samples: only direct callers get here
+        for b in range(b0, TB):
+            e[b] = zero
         for k in range(k0, k1):
             d = Dp[np.uint64(indices[k])]
             w = data[k]
-            acc = grad[k - goff] if not (first and b0 == 0) else x[0] * 0
+            acc = grad[k - goff] if not (first and b0 == 0) else zero
             for b in range(b0, TB):
                 acc += x[b] * d[b]
                 if do_bwd:
@@ -840,13 +954,13 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
                 sq += _step(data, velocity, k, acc, lr, mu, wd, nesterov)
             else:
                 grad[k - goff] = acc
-    return sq
+    return sq, bias, b0
 
 
 @njit(**_OPTS)
 def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s, scale,
-                   bsum, velocity, lr, mu, wd, nesterov, i0, i1):
-    """The work of :func:`backward_tiled` on input neurons ``i0:i1`` (one thread)."""
+                   bsum, velocity, lr, mu, wd, nesterov, i0, i1, t):
+    """The work of :func:`backward_tiled` on input neurons ``i0:i1`` of panel ``t``."""
     nt, n_in, TB = A3.shape
     zero = A3.dtype.type(0)
     isc = 1 / scale
@@ -857,50 +971,44 @@ def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     scratch = nt == 1 and mode == GRAD_STEP
     gs = np.empty(longest if scratch else 0, A3.dtype)
     e = np.empty(TB, A3.dtype)
+    # ReLU-like and identity activations: deltas written by the register epilogue
+    epilogue = act == ACT_PIECEWISE or act == ACT_IDENTITY
+    lo = s * scale if act == ACT_PIECEWISE else scale
     sq = 0.0
-    for t in range(nt):
-        Ap = A3[t]
-        Dp = D3[t]
-        first = t == 0 and mode != GRAD_ADD
-        last = t == nt - 1 and mode == GRAD_STEP
-        for i in range(i0, i1):
-            k0 = indptr[i]
-            k1 = indptr[i + 1]
-            x = Ap[i]
-            if do_bwd:
-                for b in range(TB):
-                    e[b] = zero
-            if scratch:
-                sq += _row_sums(x, Dp, indices, data, k0, k1, e, gs, k0, first, last, velocity,
-                                lr, mu, wd, nesterov, do_bwd)
+    Ap = A3[t]
+    Dp = D3[t]
+    first = t == 0 and mode != GRAD_ADD
+    last = t == nt - 1 and mode == GRAD_STEP
+    for i in range(i0, i1):
+        k0 = indptr[i]
+        k1 = indptr[i + 1]
+        x = Ap[i]
+        codes = G3[t, i] if do_bwd else G3[0, 0]
+        if scratch:
+            q, acc, b0 = _row_sums(x, Dp, indices, data, k0, k1, e, gs, k0, first, last,
+                                   velocity, lr, mu, wd, nesterov, do_bwd, codes, epilogue,
+                                   scale, lo)
+        else:
+            q, acc, b0 = _row_sums(x, Dp, indices, data, k0, k1, e, gbuf[0], 0, first, last,
+                                   velocity, lr, mu, wd, nesterov, do_bwd, codes, epilogue,
+                                   scale, lo)
+        sq += q
+        if do_bwd:
+            # the rest of the row (all of it without the epilogue) from the sums in e
+            for b in range(0 if not epilogue else b0, TB):
+                v = e[b] * _deriv(codes[b], x[b], act, s, isc, scale)
+                x[b] = v
+                acc += v
+            if mode == GRAD_ADD:
+                bsum[t, i] += acc
             else:
-                sq += _row_sums(x, Dp, indices, data, k0, k1, e, gbuf[0], 0, first, last,
-                                velocity, lr, mu, wd, nesterov, do_bwd)
-            if do_bwd:
-                codes = G3[t, i]
-                acc = zero
-                if act == ACT_PIECEWISE:  # the common case, as selects LLVM vectorises
-                    lo = s * scale
-                    for b in range(TB):
-                        c = codes[b]
-                        v = e[b] * ((scale if c & 1 else lo) if c >= 2 else zero)
-                        x[b] = v
-                        acc += v
-                else:
-                    for b in range(TB):
-                        v = e[b] * _deriv(codes[b], x[b], act, s, isc, scale)
-                        x[b] = v
-                        acc += v
-                if mode == GRAD_ADD:
-                    bsum[t, i] += acc
-                else:
-                    bsum[t, i] = acc
+                bsum[t, i] = acc
     return sq
 
 
 @njit(parallel=True, **_OPTS)
 def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s, scale,
-                   bsum, velocity, lr, momentum, l2, nesterov, n_chunks):
+                   bsum, velocity, lr, momentum, l2, nesterov, n_threads):
     """Fused SDDMM gradient, backward pass and (optionally) optimizer step of one layer.
 
     For every connection ``k`` = (i, j) the gradient is
@@ -918,21 +1026,38 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     (``act``, slope ``s`` and dropout ``scale`` describe the layer below), and
     ``bsum[t, i] (+)= sum_b delta[t, i, b]`` is its bias gradient (added in mode 1).
 
-    The input neurons are cut into ``n_chunks`` blocks of about equal connection
-    counts (one per thread); a thread sweeps its block over one panel after the
-    other, so the delta panel it gathers from stays in its core's L2 cache and the
-    gradient of a connection is complete, without any synchronisation, when the
-    last panel reaches it.  Returns ``sum(data**2)`` before the step in mode 2,
+    The input neurons are cut into blocks of about equal connection counts,
+    :data:`_BLOCKS_PER_THREAD` per thread, which the ``n_threads`` threads claim
+    panel by panel (as in the forward pass: all threads gather from the same delta
+    panel, which stays in their L2 caches).  Block ``b`` of panel ``t`` waits until
+    block ``b`` of panel ``t - 1`` is done, so that the gradient sums of a
+    connection build up in panel order and are complete, ready for the step, in the
+    last panel; with panel-major claiming that wait is almost never taken, and a
+    stalled thread delays no one else.  Returns ``sum(data**2)`` before the step in
+    mode 2 (summed in block order: the same for any thread count and schedule),
     else 0.
     """
     T = A3.dtype.type
-    sq = 0.0
-    for c in prange(n_chunks):
-        i0, i1 = _chunk_bounds(indptr, c, n_chunks)
-        sq += _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, T(s),
-                             T(scale), bsum, velocity, T(lr), T(momentum), T(l2), nesterov,
-                             i0, i1)
-    return sq
+    nt, n_in = A3.shape[:2]
+    n_blocks = max(1, min(n_in, _BLOCKS_PER_THREAD * n_threads))
+    counter = np.zeros(1, np.int64)
+    done = np.zeros(n_blocks, np.int64)  # panels finished, per block
+    block_sq = np.zeros(n_blocks)
+    for _ in prange(n_threads):
+        while True:
+            q = _claim(counter)
+            if q >= nt * n_blocks:
+                break
+            t = q // n_blocks
+            blk = q - t * n_blocks
+            while _read_flag(done, blk) < t:  # the same rows' previous panel still running
+                pass
+            i0, i1 = _chunk_bounds(indptr, blk, n_blocks)
+            block_sq[blk] += _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode,
+                                            do_bwd, act, T(s), T(scale), bsum, velocity, T(lr),
+                                            T(momentum), T(l2), nesterov, i0, i1, t)
+            _publish(done, blk, t + 1)
+    return block_sq.sum()
 
 
 @njit(parallel=True, **_OPTS)
