@@ -164,6 +164,8 @@ class Workspace:
     def __init__(self, net, capacity, training=True, sparse_input=False,
                  activation_budget=DEFAULT_ACTIVATION_BUDGET, step=True):
         self.net = net
+        # read once: numba.get_num_threads() costs microseconds, a kernel call per layer
+        self.n_threads = numba.get_num_threads()
         dtype = net.dtype
         self.dtype = dtype
         itemsize = dtype.itemsize
@@ -270,7 +272,7 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
         else:
             T = ws.trans[l].get(W)
             K.forward_tiled(T.indptr, T.indices, T.perm, W.data, layer.bias, A, Z, G, act, s,
-                            lthr, seed, lscale, numba.get_num_threads())
+                            lthr, seed, lscale, ws.n_threads)
         acts.append(Z)
         codes.append(G)
         A = Z
@@ -308,7 +310,7 @@ def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, opt, las
                 G, bs = codes[l], ws.bsum[l - 1]
             sq += K.backward_tiled(W.indptr, W.indices, W.data, acts[l], D, G, g, mode, l > 0,
                                    act, s, scale, bs, layer.velocity, lr, mu, l2, nesterov,
-                                   numba.get_num_threads())
+                                   ws.n_threads)
         if last:
             if mode != K.GRAD_STEP or sparse_first:
                 sq += K.apply_step(W.data, layer.velocity, gbuf, 1, lr, mu, l2, nesterov)
