@@ -1,8 +1,8 @@
-"""Fused, allocation-free training and prediction for :class:`~._network.SparseMLP`.
+"""The training engine: every training step and prediction of :class:`~._network.SparseMLP`.
 
-Same mathematics as the reference implementation in :mod:`._network` (forward,
-backward, SDDMM gradient, momentum step, loss with the L2 term), restructured for
-speed with the kernels of :mod:`._kernels`:
+Forward, backward, SDDMM gradient, momentum step and loss with the L2 term, written
+for speed with the kernels of :mod:`._kernels` (``tests/reference.py`` computes the
+same mathematics plainly, as the oracle of the tests):
 
 * activations live in a *tiled* transposed layout ``(n_panels, n_units, panel)``
   so that each core keeps its panel of the gathered matrix in cache;
@@ -18,8 +18,8 @@ speed with the kernels of :mod:`._kernels`:
 
 Dropout uses a counter-based hash RNG seeded from the estimator's generator: the
 same distribution as ``rng.random() >= p``, but a different stream than the
-reference path.  Without dropout both paths consume the generator identically
-and agree to rounding.
+reference.  Without dropout both consume the generator identically and agree to
+rounding.
 """
 import os
 import weakref
@@ -83,19 +83,22 @@ def choose_tiles(B, width, itemsize):
     return -(-B // tb), tb
 
 
-def supported(net, X, optimizer=None):
-    """True when the fused path implements this network, input and optimizer."""
+def check_supported(net, X, optimizer=None):
+    """Raise ``ValueError`` unless the engine implements this network, input and optimizer.
+
+    There is no slower fallback: what the estimators build always passes.
+    """
     if net.out_activation not in _OUT or net.loss not in _LOSS:
-        return False
+        raise ValueError("the engine has no output %r with loss %r" % (net.out_activation,
+                                                                        net.loss))
     if net.activation not in _ACT and negative_slope(net.activation, 1, net.slope) is None:
-        return False
+        raise ValueError("the engine has no hidden activation %r" % (net.activation,))
     if sp.issparse(X) and X.format != "csr":
-        return False
+        raise ValueError("sparse input must be CSR, got %s" % X.format)
     if optimizer is not None:
         from ._optimizers import MomentumSGD
         if type(optimizer) is not MomentumSGD:
-            return False
-    return True
+            raise ValueError("the engine runs momentum SGD, not %s" % type(optimizer).__name__)
 
 
 def _act_code(net, hidden_layer):

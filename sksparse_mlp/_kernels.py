@@ -10,10 +10,10 @@ Layout conventions (see ``docs/ARCHITECTURE.md``):
 * every output is preallocated by the caller and overwritten, never accumulated.
 
 All kernels are race free: each output element is written by exactly one thread.
-The first group (``forward_dense`` ... ``momentum_step``) is the plain form used by
-the reference path of :mod:`._network`; the tiled, fused kernels below it serve the
-production path of :mod:`._fastpath` (the forward pass there gathers through the CSC
-view of ``W`` that :func:`transpose_pattern` builds once per topology).
+They serve the one training and prediction path, :mod:`._fastpath` (the forward pass
+gathers through the CSC view of ``W`` that :func:`transpose_pattern` builds once per
+topology); the plain numpy/numba reference they are tested against lives in
+``tests/reference.py``.
 """
 import os
 
@@ -32,11 +32,8 @@ from numba.core import cgutils  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
 
 __all__ = [
-    "forward_dense",
-    "forward_sparse",
-    "backward",
-    "sddmm_dense",
-    "sddmm_sparse",
+    "forward_tiled",
+    "backward_tiled",
     "momentum_step",
     "transpose_pattern",
 ]
@@ -51,149 +48,19 @@ _BLOCK = 16
 _FWD_BLOCK = 64
 
 
-@njit(parallel=True, **_OPTS)
-def forward_dense(indptr, indices, data, bias, At, Zt):
-    """``Zt[:, :] = W.T @ At + bias[:, None]`` from the CSR arrays of ``W``.
-
-    ``At`` is ``(n_in, B)``, ``Zt`` is ``(n_out, B)``.  The batch is split into blocks
-    of about 64 samples; each thread scatters into its own columns of ``Zt``.
-    """
-    n_in = At.shape[0]
-    n_out, B = Zt.shape
-    # blocks of about _FWD_BLOCK samples (get_num_threads() would defeat caching)
-    nblocks = max(1, (B + _FWD_BLOCK - 1) // _FWD_BLOCK)
-    blk = (B + nblocks - 1) // nblocks
-    blk = ((blk + _BLOCK - 1) // _BLOCK) * _BLOCK
-    for c in prange(nblocks):
-        b0 = c * blk
-        b1 = min(B, b0 + blk)
-        n = b1 - b0
-        # slices + loops from 0: LLVM then proves the indices non-negative and
-        # vectorises (a loop over range(b0, b1) keeps numba's wraparound checks)
-        for j in range(n_out):
-            z = Zt[j, b0:b1]
-            bj = bias[j]
-            for b in range(n):
-                z[b] = bj
-        for i in range(n_in):
-            a = At[i, b0:b1]
-            for k in range(indptr[i], indptr[i + 1]):
-                z = Zt[indices[k], b0:b1]
-                w = data[k]
-                for b in range(n):
-                    z[b] += w * a[b]
-
-
-@njit(parallel=True, **_OPTS)
-def forward_sparse(indptr, indices, data, bias, x_indptr, x_indices, x_data, Zt):
-    """``Zt[:, :] = (X @ W).T + bias[:, None]`` for a sparse batch ``X`` (CSR, ``(B, n_in)``).
-
-    Parallel over samples: sample ``b`` writes only column ``b`` of ``Zt``.
-    """
-    n_out, B = Zt.shape
-    for b in prange(B):
-        for j in range(n_out):
-            Zt[j, b] = bias[j]
-        for p in range(x_indptr[b], x_indptr[b + 1]):
-            i = x_indices[p]
-            x = x_data[p]
-            for k in range(indptr[i], indptr[i + 1]):
-                Zt[indices[k], b] += x * data[k]
-
-
-@njit(parallel=True, **_OPTS)
-def backward(indptr, indices, data, Dt, Et):
-    """``Et[:, :] = W @ Dt``; ``Dt`` is ``(n_out, B)``, ``Et`` is ``(n_in, B)``.
-
-    Parallel over input neurons (rows of ``W``), four connections per pass.
-    """
-    n_in, B = Et.shape
-    for i in prange(n_in):
-        e = Et[i]
-        for b in range(B):
-            e[b] = 0
-        k = indptr[i]
-        end = indptr[i + 1]
-        while k + 4 <= end:
-            w0 = data[k]
-            w1 = data[k + 1]
-            w2 = data[k + 2]
-            w3 = data[k + 3]
-            d0 = Dt[indices[k]]
-            d1 = Dt[indices[k + 1]]
-            d2 = Dt[indices[k + 2]]
-            d3 = Dt[indices[k + 3]]
-            for b in range(B):
-                e[b] += w0 * d0[b] + w1 * d1[b] + w2 * d2[b] + w3 * d3[b]
-            k += 4
-        while k < end:
-            w0 = data[k]
-            d0 = Dt[indices[k]]
-            for b in range(B):
-                e[b] += w0 * d0[b]
-            k += 1
-
-
-@njit(parallel=True, **_OPTS)
-def sddmm_dense(indptr, indices, At, Dt, grad):
-    """``grad[k] = sum_b At[i, b] * Dt[indices[k], b]`` for every ``k`` of row ``i``.
-
-    No ``1/B`` scaling.  Parallel over rows of ``W``.
-    """
-    n_in, B = At.shape
-    if B == 0:
-        grad[:] = 0
-        return
-    for i in prange(n_in):
-        a = At[i]
-        k = indptr[i]
-        end = indptr[i + 1]
-        while k + 4 <= end:
-            d0 = Dt[indices[k]]
-            d1 = Dt[indices[k + 1]]
-            d2 = Dt[indices[k + 2]]
-            d3 = Dt[indices[k + 3]]
-            s0 = a[0] * d0[0]
-            s1 = a[0] * d1[0]
-            s2 = a[0] * d2[0]
-            s3 = a[0] * d3[0]
-            for b in range(1, B):
-                ab = a[b]
-                s0 += ab * d0[b]
-                s1 += ab * d1[b]
-                s2 += ab * d2[b]
-                s3 += ab * d3[b]
-            grad[k] = s0
-            grad[k + 1] = s1
-            grad[k + 2] = s2
-            grad[k + 3] = s3
-            k += 4
-        while k < end:
-            d0 = Dt[indices[k]]
-            s0 = a[0] * d0[0]
-            for b in range(1, B):
-                s0 += a[b] * d0[b]
-            grad[k] = s0
-            k += 1
-
-
-@njit(parallel=True, **_OPTS)
-def sddmm_sparse(indptr, indices, xc_indptr, xc_indices, xc_data, Dt, grad):
-    """:func:`sddmm_dense` with the batch ``X`` ``(B, n_in)`` given as CSC arrays.
-
-    Column ``i`` of ``X`` lists ``(sample b, value)`` pairs in
-    ``xc_indices[xc_indptr[i]:xc_indptr[i + 1]]`` / ``xc_data[...]``.
-    """
-    n_in = indptr.shape[0] - 1
-    for i in prange(n_in):
-        p0 = xc_indptr[i]
-        p1 = xc_indptr[i + 1]
-        for k in range(indptr[i], indptr[i + 1]):
-            d = Dt[indices[k]]
-            s = grad.dtype.type(0)
-            for p in range(p0, p1):
-                s += xc_data[p] * d[xc_indices[p]]
-            grad[k] = s
+@njit(inline="always")
+def _step(data, velocity, k, g, lr, mu, wd, nesterov):
+    """Momentum step of connection ``k`` (rule of :func:`momentum_step`) from gradient
+    ``g`` without the L2 term; returns the old ``data[k] ** 2``."""
+    w = data[k]
+    g = g + wd * w
+    v = mu * velocity[k] - lr * g
+    velocity[k] = v
+    if nesterov:
+        data[k] = w + (mu * v - lr * g)
+    else:
+        data[k] = w + v
+    return w * w
 
 
 @njit(parallel=True, **_OPTS)
@@ -202,25 +69,14 @@ def momentum_step(data, velocity, grad, lr, momentum, l2, nesterov):
 
     ``g = grad + l2 * data; velocity = momentum * velocity - lr * g``; then
     ``data += velocity`` (heavy ball) or ``data += momentum * velocity - lr * g``
-    (Nesterov).  ``grad`` is read only.
+    (Nesterov).  ``grad`` is read only.  The rule is :func:`_step`'s.
     """
     t = data.dtype.type
     lr_ = t(lr)
     mu = t(momentum)
     wd = t(l2)
-    n = data.shape[0]
-    if nesterov:
-        for k in prange(n):
-            g = grad[k] + wd * data[k]
-            v = mu * velocity[k] - lr_ * g
-            velocity[k] = v
-            data[k] += mu * v - lr_ * g
-    else:
-        for k in prange(n):
-            g = grad[k] + wd * data[k]
-            v = mu * velocity[k] - lr_ * g
-            velocity[k] = v
-            data[k] += v
+    for k in prange(data.shape[0]):
+        _step(data, velocity, k, grad[k], lr_, mu, wd, nesterov)
 
 
 @njit(parallel=True, **_OPTS)
@@ -666,21 +522,6 @@ def _deriv(code, a, act, s, inv_scale, scale):
 GRAD_WRITE = 0
 GRAD_ADD = 1
 GRAD_STEP = 2
-
-
-@njit(inline="always")
-def _step(data, velocity, k, g, lr, mu, wd, nesterov):
-    """Momentum step of connection ``k`` (rule of :func:`momentum_step`) from gradient
-    ``g`` without the L2 term; returns the old ``data[k] ** 2``."""
-    w = data[k]
-    g = g + wd * w
-    v = mu * velocity[k] - lr * g
-    velocity[k] = v
-    if nesterov:
-        data[k] = w + (mu * v - lr * g)
-    else:
-        data[k] = w + v
-    return w * w
 
 
 # ---------------------------------------------------------------------------------

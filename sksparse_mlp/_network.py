@@ -12,10 +12,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _fastpath, _kernels, _topology
-from ._activations import hidden_forward, loss_and_output_delta, output_forward
+from ._activations import hidden_forward
 
-# Predict in chunks so that one chunk's activations stay around this many values.
-_PREDICT_CHUNK_VALUES = 1 << 24
 
 
 def layer_init(init, layer):
@@ -150,60 +148,10 @@ class SparseMLP:
         return float(sum(np.dot(layer.W.data, layer.W.data) for layer in self.layers))
 
     # ------------------------------------------------------------------ passes
-    def _forward(self, X, dropout=0.0, rng=None, keep=True):
-        """Forward pass on rows ``X`` (dense or CSR); activations are transposed.
-
-        Returns the list of activations (input first, as passed to the first
-        layer) and the list of ``f'(z)`` factors of the hidden layers, dropout
-        mask included; with ``keep=False`` only the output is kept.
-        """
-        dtype = self.dtype
-        B = X.shape[0]
-        if sp.issparse(X):
-            A = X
-        else:
-            A = np.ascontiguousarray(X.T, dtype=dtype)
-        acts, derivs = [A], []
-        last = len(self.layers) - 1
-        for l, layer in enumerate(self.layers):
-            W = layer.W
-            Z = np.empty((layer.n_out, B), dtype=dtype)
-            if sp.issparse(A):
-                _kernels.forward_sparse(W.indptr, W.indices, W.data, layer.bias,
-                                        A.indptr, A.indices, A.data, Z)
-            else:
-                _kernels.forward_dense(W.indptr, W.indices, W.data, layer.bias, A, Z)
-            if l < last:
-                d = hidden_forward(self.activation, Z, l + 1, self.slope)
-                if dropout > 0 and rng is not None:
-                    # inverted dropout: scale the kept units so inference needs no change
-                    scale = (rng.random(Z.shape, dtype=dtype) >= dropout).astype(dtype)
-                    scale *= dtype.type(1.0 / (1.0 - dropout))
-                    Z *= scale
-                    d = scale if d is None else d * scale
-                if keep:
-                    derivs.append(d)
-            else:
-                output_forward(self.out_activation, Z)
-            A = Z
-            if keep:
-                acts.append(Z)
-            else:
-                acts = [Z]
-        return acts, derivs
-
     def predict_output(self, X):
         """Output activations for all rows of ``X``, shape ``(n_samples, n_outputs)``."""
-        if _fastpath.supported(self, X):  # fused kernels, same result (see _fastpath)
-            return _fastpath.predict_output(self, X)
-        n = X.shape[0]
-        width = max(layer.n_out for layer in self.layers)
-        chunk = int(min(max(1, _PREDICT_CHUNK_VALUES // width), 8192))
-        out = np.empty((n, self.layers[-1].n_out), dtype=self.dtype)
-        for start in range(0, n, chunk):
-            acts, _ = self._forward(X[start:start + chunk], keep=False)
-            out[start:start + chunk] = acts[-1].T
-        return out
+        _fastpath.check_supported(self, X)
+        return _fastpath.predict_output(self, X)
 
     def loss_and_gradients(self, X, Y, weights, dropout=0.0, rng=None):
         """Data loss and gradients at the existing connections for one batch.
@@ -225,30 +173,8 @@ class SparseMLP:
         grads : list of (ndarray, ndarray)
             Per layer, the gradient aligned with ``W.data`` and the bias gradient.
         """
-        if _fastpath.supported(self, X):  # fused kernels, same result (see _fastpath)
-            return _fastpath.loss_and_gradients(self, X, Y, weights, dropout, rng)
-        acts, derivs = self._forward(X, dropout, rng)
-        weights = weights.astype(self.dtype, copy=False)
-        loss, D = loss_and_output_delta(self.loss, acts[-1], Y.T.astype(self.dtype, copy=False),
-                                        weights)
-        grads = [None] * len(self.layers)
-        for l in range(len(self.layers) - 1, -1, -1):
-            layer, A = self.layers[l], acts[l]
-            W = layer.W
-            gW = np.empty_like(W.data)
-            if sp.issparse(A):
-                Ac = A.tocsc()
-                _kernels.sddmm_sparse(W.indptr, W.indices, Ac.indptr, Ac.indices, Ac.data, D, gW)
-            else:
-                _kernels.sddmm_dense(W.indptr, W.indices, A, D, gW)
-            grads[l] = (gW, D.sum(axis=1))
-            if l > 0:
-                E = np.empty((layer.n_in, D.shape[1]), dtype=D.dtype)
-                _kernels.backward(W.indptr, W.indices, W.data, D, E)
-                if derivs[l - 1] is not None:
-                    E *= derivs[l - 1]
-                D = E
-        return loss, grads
+        _fastpath.check_supported(self, X)
+        return _fastpath.loss_and_gradients(self, X, Y, weights, dropout, rng)
 
     def apply_gradients(self, grads, optimizer, l2):
         """One optimizer step on every layer; ``l2`` is the weight-decay coefficient."""
@@ -325,18 +251,9 @@ def train_step(net, X, Y, sample_weight, optimizer, config, rng):
 
 def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuffle=True):
     """One pass over ``(X, Y)`` in mini-batches; returns the mean batch loss."""
-    if _fastpath.supported(net, X, optimizer):  # fused kernels, same result (see _fastpath)
-        return _fastpath.run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng,
-                                   shuffle)
-    n = X.shape[0]
-    order = rng.permutation(n) if shuffle else None
-    accumulated = 0.0
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        idx = slice(start, stop) if order is None else order[start:stop]
-        sw = None if sample_weight is None else sample_weight[idx]
-        accumulated += train_step(net, X[idx], Y[idx], sw, optimizer, config, rng) * (stop - start)
-    return accumulated / n
+    _fastpath.check_supported(net, X, optimizer)
+    return _fastpath.run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng,
+                               shuffle)
 
 
 def evolve_topology(net, epochs_done, config, rng):

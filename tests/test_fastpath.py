@@ -1,4 +1,4 @@
-"""The fused training / prediction path against the reference implementation."""
+"""The engine (training and prediction) against the reference of tests/reference.py."""
 import copy
 
 import numpy as np
@@ -8,26 +8,8 @@ import scipy.sparse as sp
 from sksparse_mlp import _fastpath as F
 from sksparse_mlp import _kernels as K
 from sksparse_mlp._network import SparseMLP, TrainingConfig
-from sksparse_mlp._network import run_epoch as _run_epoch_dispatch
-
-
-def run_epoch(*args, **kwargs):
-    """The reference implementation of :mod:`._network` (fast path disabled)."""
-    saved = F.supported
-    F.supported = lambda *a, **k: False
-    try:
-        return _run_epoch_dispatch(*args, **kwargs)
-    finally:
-        F.supported = saved
-
-
-def reference_predict(net, X):
-    saved = F.supported
-    F.supported = lambda *a, **k: False
-    try:
-        return net.predict_output(X)
-    finally:
-        F.supported = saved
+from reference import predict_output as reference_predict
+from reference import run_epoch
 from sksparse_mlp._optimizers import MomentumSGD
 
 

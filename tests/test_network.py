@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sksparse_mlp import _fastpath
+import reference
 from sksparse_mlp._activations import HIDDEN_ACTIVATIONS, hidden_forward, negative_slope
 from sksparse_mlp._network import SparseMLP, TrainingConfig, evolve_topology, train_step
 from sksparse_mlp._optimizers import MomentumSGD
@@ -28,11 +28,12 @@ def _targets(out_activation, rng, n, k):
     return rng.normal(size=(n, k))
 
 
-@pytest.fixture(params=["fused", "reference"])
+@pytest.fixture(params=["engine", "reference"])
 def path(request, monkeypatch):
-    """Run a test through the fused kernels (production) and the numpy reference."""
+    """Run a test through the engine (production) and through tests/reference.py."""
     if request.param == "reference":
-        monkeypatch.setattr(_fastpath, "supported", lambda *a, **k: False)
+        monkeypatch.setattr(SparseMLP, "loss_and_gradients", reference.loss_and_gradients)
+        monkeypatch.setattr(SparseMLP, "predict_output", reference.predict_output)
     return request.param
 
 
