@@ -800,18 +800,13 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
 
 @njit(**_OPTS)
 def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s, scale,
-                   bsum, velocity, lr, mu, wd, nesterov, i0, i1, t):
-    """The work of :func:`backward_tiled` on input neurons ``i0:i1`` of panel ``t``."""
+                   bsum, velocity, lr, mu, wd, nesterov, i0, i1, t, gs, e):
+    """The work of :func:`backward_tiled` on input neurons ``i0:i1`` of panel ``t``;
+    ``gs`` (a row's gradient sums) and ``e`` (a row's delta sums) are the thread's scratch."""
     nt, n_in, TB = A3.shape
-    zero = A3.dtype.type(0)
     isc = 1 / scale
-    longest = 0
-    for i in range(i0, i1):
-        longest = max(longest, indptr[i + 1] - indptr[i])
-    # a single panel that steps at once keeps a row's partial sums in a scratch row
+    # a single panel that steps at once keeps a row's partial sums in the scratch row
     scratch = nt == 1 and mode == GRAD_STEP
-    gs = np.empty(longest if scratch else 0, A3.dtype)
-    e = np.empty(TB, A3.dtype)
     # ReLU-like and identity activations: deltas written by the register epilogue
     epilogue = act == ACT_PIECEWISE or act == ACT_IDENTITY
     lo = s * scale if act == ACT_PIECEWISE else scale
@@ -884,7 +879,12 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     counter = np.zeros(1, np.int64)
     done = np.zeros(n_blocks, np.int64)  # panels finished, per block
     block_sq = np.zeros(n_blocks)
+    longest = 0
+    for i in range(n_in):
+        longest = max(longest, indptr[i + 1] - indptr[i])
     for _ in prange(n_threads):
+        gs = np.empty(longest if nt == 1 and mode == GRAD_STEP else 0, A3.dtype)
+        e = np.empty(A3.shape[2], A3.dtype)
         while True:
             q = _claim(counter)
             if q >= nt * n_blocks:
@@ -896,7 +896,7 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
             i0, i1 = _chunk_bounds(indptr, blk, n_blocks)
             block_sq[blk] += _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode,
                                             do_bwd, act, T(s), T(scale), bsum, velocity, T(lr),
-                                            T(momentum), T(l2), nesterov, i0, i1, t)
+                                            T(momentum), T(l2), nesterov, i0, i1, t, gs, e)
             _publish(done, blk, t + 1)
     return block_sq.sum()
 
