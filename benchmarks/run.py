@@ -403,6 +403,56 @@ def bench_throughput(args, gemm, res):
     return clf, mlp, X
 
 
+def _epochs(clf, X, y, repeats, classes):
+    """Best and median seconds of ``repeats`` partial_fit epochs (the first call builds)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.partial_fit(X, y, classes=classes)
+        ts = []
+        for _ in range(repeats):
+            t = now()
+            clf.partial_fit(X, y)
+            ts.append(now() - t)
+    return min(ts), float(np.median(ts))
+
+
+def bench_variants(args, res):
+    """What users run besides the benchmark network: float64, sparse X, importance
+    pruning on, and a small network (digits) against dense MLPClassifier."""
+    import scipy.sparse as sp
+    from sklearn.datasets import load_digits
+    from sklearn.preprocessing import StandardScaler
+
+    X, _, y, _ = fashion_data(args.sweep_samples, 10)
+    classes = np.unique(y)
+    R = args.repeats
+    Xs = X.copy()
+    Xs[Xs < 0.5] = 0  # about 70 % zeros
+    Xs = sp.csr_matrix(Xs)
+    rows = {}
+    for name, clf, data in [
+            ("float32", ours(), X), ("float64", ours(dtype="float64"), X.astype(np.float64)),
+            ("sparse X (CSR, 70 % zeros)", ours(), Xs),
+            ("importance pruning on (every epoch, 20th percentile)",
+             ours(importance_pruning=True, pruning_start=1, pruning_interval=1), X)]:
+        best, med = _epochs(clf, data, y, R, classes)
+        rows[name] = {"epoch_s_best": best, "epoch_s_median": med}
+        print(f"  {name}: epoch {best:.3f} s (median {med:.3f})")
+    rows["float64"]["over_float32"] = rows["float64"]["epoch_s_best"] / rows["float32"]["epoch_s_best"]
+    Xd, yd = load_digits(return_X_y=True)
+    Xd = StandardScaler().fit_transform(Xd).astype(np.float32)
+    cd = np.unique(yd)
+    small = dict(hidden_layer_sizes=(256, 256), batch_size=128)
+    o_best, o_med = _epochs(ours(**small), Xd, yd, 3 * R, cd)
+    d_best, d_med = _epochs(dense(**small), Xd, yd, 3 * R, cd)
+    rows["digits 64-256-256-10"] = {"epoch_s_best": o_best, "epoch_s_median": o_med,
+                                    "dense_epoch_s_best": d_best,
+                                    "speedup_vs_dense": d_best / o_best}
+    print(f"  digits 64-256-256-10 (1797 samples): epoch {o_best * 1e3:.1f} ms, dense "
+          f"{d_best * 1e3:.1f} ms -> {d_best / o_best:.1f}x")
+    res["variants"] = {"n_samples": int(X.shape[0]), "rows": rows}
+
+
 def bench_sweep(args, gemm, res):
     """Epoch time vs dense for epsilon 1, 5, 20, 50 and density 1 %, 5 %, 20 %, 100 %."""
     n = args.sweep_samples
@@ -674,6 +724,16 @@ def table(res):
                 f"{r['backward_us']:.0f} us vs {p['forward_us']:.0f} / {p['backward_us']:.0f} us = "
                 f"{r['forward_us'] / p['forward_us']:.2f}x / "
                 f"{r['backward_us'] / p['backward_us']:.2f}x | <= 1.25x |")
+    v = res.get("variants")
+    if v:
+        for name, r in v["rows"].items():
+            extra = ""
+            if "over_float32" in r:
+                extra = f", {r['over_float32']:.2f}x float32"
+            if "speedup_vs_dense" in r:
+                extra = f", dense {r['dense_epoch_s_best'] * 1e3:.1f} ms: {r['speedup_vs_dense']:.1f}x"
+            lines.append(f"| {name} | epoch {r['epoch_s_best']:.3f} s (median "
+                         f"{r['epoch_s_median']:.3f}){extra} | |")
     s = res.get("sweep")
     if s:
         for r in s["rows"]:
@@ -711,7 +771,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fast", action="store_true", help="quick run (under 2 minutes)")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
-    ap.add_argument("--sections", default="throughput,sweep,convergence,prediction,scaling")
+    ap.add_argument("--sections",
+                    default="throughput,variants,sweep,convergence,prediction,scaling")
     ap.add_argument("--child-scaling", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--epochs", type=int, default=None)
     args = ap.parse_args(argv)
@@ -738,6 +799,9 @@ def main(argv=None):
     if "throughput" in sections or "prediction" in sections:
         print("throughput (784-1000-1000-1000-10, epsilon 20, batch 128, 10,000 samples):")
         clf, mlp, X = bench_throughput(args, gemm, res)
+    if "variants" in sections:
+        print(f"variants (784-1000-1000-1000-10, {args.sweep_samples} samples; digits):")
+        bench_variants(args, res)
     if "sweep" in sections:
         print("epsilon / density sweep:")
         bench_sweep(args, gemm, res)

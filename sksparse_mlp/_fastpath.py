@@ -73,12 +73,14 @@ def choose_tiles(B, width, itemsize):
     Panels are as wide as lets one panel of the widest layer (``width`` units)
     fill at most :data:`sksparse_mlp.config.PANEL_L2_FRACTION` of a core's L2 cache, between
     32 and 128 samples: every thread gathers rows from the whole panel, so that
-    is what must stay in its L2.  The kernels sweep the panels one after the
+    is what must stay in its L2.  When not even 32 samples fit, 128.  The kernels sweep the panels one after the
     other and sum the gradients over them, so the panel count costs nothing else.
     """
     B = max(1, int(B))
     tb = int(cfg.L2_BYTES * cfg.PANEL_L2_FRACTION) // max(1, width * itemsize)
-    tb = min(max(tb, _MIN_PANEL), _MAX_PANEL)
+    # a layer too wide for any panel to fit gathers from L3 or DRAM: there the widest
+    # rows serve each random access best
+    tb = _MAX_PANEL if tb < _MIN_PANEL else min(tb, _MAX_PANEL)
     tb = _round_panel(-(-B // -(-B // tb)))  # even panels, multiple of 16
     return -(-B // tb), tb
 

@@ -188,6 +188,19 @@ def test_choose_tiles(B, width):
     assert nt * tb >= B and tb % 16 == 0 and (nt - 1) * tb < B
 
 
+@pytest.mark.parametrize("l2,width,itemsize,tb", [
+    (512 << 10, 1000, 4, 64),        # Zen 3: a 1000-unit panel of 64 samples fills half the L2
+    (1 << 20, 1000, 4, 128),         # Zen 4: 128 samples fit
+    (512 << 10, 1000, 8, 32),        # float64 halves the width
+    (512 << 10, 3312, 4, 128),       # nothing from 32 up fits: the widest rows
+    (512 << 10, 1_000_000, 4, 128),
+])
+def test_panel_width_follows_the_l2_cache(monkeypatch, l2, width, itemsize, tb):
+    from sksparse_mlp import config
+    monkeypatch.setattr(config, "L2_BYTES", l2)
+    assert F.choose_tiles(128, width, itemsize) == (128 // tb, tb)
+
+
 def test_transposed_view_refreshes():
     net = _net("allrelu", "softmax", "log_loss", np.float64, 3)
     T = F._Transposed()
