@@ -370,15 +370,17 @@ def _column_sums(Ap, t_indices, t_perm, data, k0, k1, z, g, piecewise, slope):
 
 
 @intrinsic
-def _claim(typingctx, counter):
-    """``counter[0] += 1`` atomically; returns the old value (the block claimed)."""
-    if not (isinstance(counter, types.Array) and counter.dtype == types.int64):
+def _claim(typingctx, counters, i):
+    """``counters[i] += 1`` atomically; returns the old value (the task claimed)."""
+    if not (isinstance(counters, types.Array) and counters.dtype == types.int64):
         return None
-    sig = types.int64(counter)
+    sig = types.int64(counters, i)
 
     def codegen(context, builder, signature, args):
         arr = context.make_array(signature.args[0])(context, builder, args[0])
-        return builder.atomic_rmw("add", arr.data, ir.Constant(ir.IntType(64), 1), "monotonic")
+        idx = context.cast(builder, args[1], signature.args[1], types.intp)
+        return builder.atomic_rmw("add", builder.gep(arr.data, [idx]),
+                                  ir.Constant(ir.IntType(64), 1), "monotonic")
 
     return sig, codegen
 
@@ -417,11 +419,26 @@ def _read_flag(typingctx, flags, i):
     return sig, codegen
 
 
-# Work is cut into this many blocks per thread (about equal connection counts), which
-# the threads claim one after the other: a thread that the OS stalls (a busy
-# neighbour on a shared machine) leaves its blocks to the others instead of making
-# every parallel region wait for it.
+# Work is cut into this many blocks per thread (about equal connection counts).  Each
+# thread owns a queue: its own contiguous blocks, panel after panel (so its rows'
+# data stay in its core's caches); a thread whose queue is empty takes the next task
+# of another's queue, so a thread that the OS stalls (a busy neighbour on a shared
+# machine) does not make every parallel region wait for it.
 _BLOCKS_PER_THREAD = 8
+
+
+@njit(inline="always")
+def _next_task(counters, own, per_queue):
+    """``(queue, task)`` claimed from the thread's own queue first, then from the
+    others'; ``queue == -1`` when every queue is empty."""
+    n = counters.shape[0]
+    for k in range(n):
+        d = (own + k) % n
+        if _read_flag(counters, d) < per_queue:  # cheap look before the atomic claim
+            q = _claim(counters, d)
+            if q < per_queue:
+                return d, q
+    return -1, 0
 
 
 @njit(inline="always")
@@ -445,24 +462,25 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
     inverted dropout keeps a unit when ``hash(seed, neuron, sample) < thr`` and
     scales kept units by ``scale``.  ``act == -1`` leaves the raw pre-activations.
 
-    The work is cut into blocks of output neurons with about equal connection
-    counts, :data:`_BLOCKS_PER_THREAD` per thread and panel; the ``n_threads``
-    threads claim blocks panel by panel, so at any time they gather from one panel,
-    which stays in their L2 caches as in the probe, and a stalled thread delays no
-    one.  The sums of one neuron stay in registers (:func:`_column_sums`).
+    The output neurons are cut into blocks of about equal connection counts,
+    :data:`_BLOCKS_PER_THREAD` per thread; each of the ``n_threads`` threads sweeps
+    its own blocks panel after panel (the panel it gathers from stays in its L2, as
+    in the probe) and then helps with the others' (:func:`_next_task`).  The sums of
+    one neuron stay in registers (:func:`_column_sums`).
     """
     nt, n_out, TB = Z3.shape
     fused = act == ACT_PIECEWISE and thr == 0
     slope = Z3.dtype.type(s)
-    n_blocks = max(1, min(n_out, _BLOCKS_PER_THREAD * n_threads))
-    counter = np.zeros(1, np.int64)
-    for _ in prange(n_threads):
+    per = max(1, min(n_out // n_threads, _BLOCKS_PER_THREAD))  # blocks per queue
+    n_blocks = per * n_threads
+    counters = np.zeros(n_threads, np.int64)
+    for own in prange(n_threads):
         while True:
-            q = _claim(counter)
-            if q >= nt * n_blocks:
+            d, q = _next_task(counters, own, nt * per)
+            if d < 0:
                 break
-            t = q // n_blocks
-            j0, j1 = _chunk_bounds(t_indptr, q - t * n_blocks, n_blocks)
+            t = q // per
+            j0, j1 = _chunk_bounds(t_indptr, d * per + q - t * per, n_blocks)
             Ap = A3[t]
             for j in range(j0, j1):
                 z = Z3[t, j]
@@ -863,34 +881,35 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     ``bsum[t, i] (+)= sum_b delta[t, i, b]`` is its bias gradient (added in mode 1).
 
     The input neurons are cut into blocks of about equal connection counts,
-    :data:`_BLOCKS_PER_THREAD` per thread, which the ``n_threads`` threads claim
-    panel by panel (as in the forward pass: all threads gather from the same delta
-    panel, which stays in their L2 caches).  Block ``b`` of panel ``t`` waits until
+    :data:`_BLOCKS_PER_THREAD` per thread; each thread sweeps its own blocks panel
+    after panel (their gradient sums and weights stay in its caches) and then helps
+    with the others' (:func:`_next_task`).  Block ``b`` of panel ``t`` waits until
     block ``b`` of panel ``t - 1`` is done, so that the gradient sums of a
     connection build up in panel order and are complete, ready for the step, in the
-    last panel; with panel-major claiming that wait is almost never taken, and a
-    stalled thread delays no one else.  Returns ``sum(data**2)`` before the step in
+    last panel; that wait is only ever taken for a block taken over from a stalled
+    thread.  Returns ``sum(data**2)`` before the step in
     mode 2 (summed in block order: the same for any thread count and schedule),
     else 0.
     """
     T = A3.dtype.type
     nt, n_in = A3.shape[:2]
-    n_blocks = max(1, min(n_in, _BLOCKS_PER_THREAD * n_threads))
-    counter = np.zeros(1, np.int64)
+    per = max(1, min(n_in // n_threads, _BLOCKS_PER_THREAD))  # blocks per queue
+    n_blocks = per * n_threads
+    counters = np.zeros(n_threads, np.int64)
     done = np.zeros(n_blocks, np.int64)  # panels finished, per block
     block_sq = np.zeros(n_blocks)
     longest = 0
     for i in range(n_in):
         longest = max(longest, indptr[i + 1] - indptr[i])
-    for _ in prange(n_threads):
+    for own in prange(n_threads):
         gs = np.empty(longest if nt == 1 and mode == GRAD_STEP else 0, A3.dtype)
         e = np.empty(A3.shape[2], A3.dtype)
         while True:
-            q = _claim(counter)
-            if q >= nt * n_blocks:
+            d, q = _next_task(counters, own, nt * per)
+            if d < 0:
                 break
-            t = q // n_blocks
-            blk = q - t * n_blocks
+            t = q // per
+            blk = d * per + q - t * per
             while _read_flag(done, blk) < t:  # the same rows' previous panel still running
                 pass
             i0, i1 = _chunk_bounds(indptr, blk, n_blocks)
