@@ -43,9 +43,6 @@ __all__ = [
 _FM = {"reassoc", "contract", "nsz", "arcp"}
 _OPTS = dict(cache=True, nogil=True, fastmath=_FM)
 
-# batch block granularity (in elements) when the batch is split between threads
-_BLOCK = 16
-_FWD_BLOCK = 64
 
 
 @njit(inline="always")
