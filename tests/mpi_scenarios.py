@@ -199,6 +199,43 @@ def main(name):
                     os.kill(victim, signal.SIGKILL)
                 threading.Thread(target=killer, daemon=True).start()
                 _run_work(pool, 1000, 0.02)
+        elif name == "env_check":
+            # the transport settings the package applies, in the caller and the workers
+            with _pool.Pool(2, timeout=30) as pool:
+                pids = _related_pids(pool)
+                out["parent_env"] = os.environ.get("UCX_TLS")
+                pool.send(("getenv", ["UCX_TLS"]), 0)
+                out["worker_env"] = pool.recv(0)["UCX_TLS"]
+                out["args"] = open("/proc/%d/cmdline" % pool.pids[0]).read().split("\0")
+        elif name == "kill_in_transfer":
+            # worker 1 echoes 32 MB buffers (large rendezvous transfers both ways) and is
+            # SIGKILLed from outside at a random moment: the caller must get WorkerDied,
+            # never be aborted by the transport (UCX cma: process_vm_readv on a dead pid)
+            import random
+            import threading
+            import numpy as np
+            n = 4 * 1024 * 1024
+            with _pool.Pool(2, timeout=30) as pool:
+                pids = _related_pids(pool)
+                _setup(pool)
+                victim = pool.pids[1]
+                buf = np.ones(n)
+                out["ucx_tls"] = os.environ.get("UCX_TLS")
+                delay = random.uniform(0.05, 0.6)
+                out["kill_after"] = delay
+
+                def killer():
+                    time.sleep(delay)
+                    out["t_kill"] = time.monotonic()
+                    os.kill(victim, signal.SIGKILL)
+                pool.send(("echo", n, 10 ** 6), 1)
+                threading.Thread(target=killer, daemon=True).start()
+                rounds = 0
+                while True:
+                    pool.Send(buf, 1)
+                    pool.Recv(buf, 1)
+                    rounds += 1
+                    out["rounds"] = rounds
         elif name == "stall":
             with _pool.Pool(2, timeout=1.5) as pool:
                 pids = _related_pids(pool)
@@ -287,7 +324,7 @@ def main(name):
         elif t_fail is not None:
             out["detect_s"] = t - t_fail
         if name in ("raise", "raise_in_Recv", "exit", "kill", "abort", "sigkill", "stall",
-                    "import_error"):
+                    "import_error", "kill_in_transfer"):
             out["again"] = _try_again(_pool)
     out["pids"] = pids
     print("RESULT " + json.dumps(out), flush=True)

@@ -3,15 +3,25 @@
 ``from mpi4py import MPI`` runs first (MPI_Init: Spawn returns as early as possible and
 later import errors can be reported to the parent). The top-level ``sksparse_mlp/__init__``
 (which imports scikit-learn, ~1.4 s) is not executed: the package is registered as a bare
-namespace so that only the modules the worker needs are loaded. (The script is passed as a
+namespace so that only the modules the worker needs are loaded. ``--env K=V`` arguments
+are applied to the environment before MPI_Init (unless K is already set). (The script is passed as a
 path rather than with ``-c``: MPICH's PMI cannot carry newlines in Spawn arguments.)
 """
 import sys
 
 
 def _boot():
-    from mpi4py import MPI  # noqa: F401  (first: MPI_Init)
     import os
+    argv = sys.argv
+    for i, a in enumerate(argv):
+        if a == "--env" and i + 1 < len(argv) and "=" in argv[i + 1]:
+            # transport settings of the caller (UCX_TLS, ...): before MPI_Init; a value set
+            # in this process's own environment (the cluster's, the user's) wins
+            k, v = argv[i + 1].split("=", 1)
+            os.environ.setdefault(k, v)
+        elif a == "--die-before-init":          # test hook: a worker that dies while starting
+            os._exit(3)
+    from mpi4py import MPI  # noqa: F401  (first: MPI_Init)
     import types
     del sys.path[0]                  # this directory: its modules are not top-level modules
     if "sksparse_mlp" not in sys.modules:
