@@ -38,6 +38,25 @@ def _related_pids(pool):
     return sorted(pids)
 
 
+def _stray(ppid):
+    """Live processes started as workers of ``ppid`` (``--ppid`` in their command line)."""
+    out = []
+    me = str(ppid).encode()
+    for n in os.listdir("/proc"):
+        if not n.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % n, "rb") as f:
+                cmd = f.read().split(b"\0")
+            with open("/proc/%s/stat" % n) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"--ppid" in cmd and cmd[cmd.index(b"--ppid") + 1:][:1] == [me] and state != "Z":
+            out.append(int(n))
+    return out
+
+
 def _cpu_s(pid, tick):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -199,6 +218,146 @@ def main(name):
                     os.kill(victim, signal.SIGKILL)
                 threading.Thread(target=killer, daemon=True).start()
                 _run_work(pool, 1000, 0.02)
+        elif name in ("start_die", "start_killed", "bad_host", "unreachable_host"):
+            # start-up failures: a worker that dies before MPI_Init (by itself, or SIGKILLed
+            # from outside as soon as it appears), a host name that does not resolve, a host
+            # without sshd. Reported within the timeout (5 s), or at once when the launcher
+            # exits, quoting the launcher's message
+            import threading
+            flags, info = [], None
+            if name == "start_die":
+                flags = ["--die-before-init"]
+            elif name == "bad_host":
+                info = {"host": "nonexistent-host-xyz.invalid"}
+            elif name == "unreachable_host":
+                info = {"host": "127.0.0.2"}
+            elif name == "start_killed":
+                me = str(os.getpid()).encode()
+
+                def killer():
+                    end = time.monotonic() + 10
+                    while time.monotonic() < end:
+                        for n in os.listdir("/proc"):
+                            if not n.isdigit():
+                                continue
+                            try:
+                                with open("/proc/%s/cmdline" % n, "rb") as f:
+                                    cmd = f.read().split(b"\0")
+                            except OSError:
+                                continue
+                            if b"--ppid" in cmd and cmd[cmd.index(b"--ppid") + 1] == me:
+                                out["t_kill"] = time.monotonic()
+                                os.kill(int(n), signal.SIGKILL)
+                                return
+                        time.sleep(0.002)
+                threading.Thread(target=killer, daemon=True).start()
+            t_fail = time.monotonic()
+            pool = _pool.Pool(2, timeout=5, spawn_timeout=5.0, mpi_info=info, worker_flags=flags)
+            pids = _related_pids(pool)
+            pool.close()
+        elif name in ("die_after_bye", "kill_in_close"):
+            # a worker that dies during close() or while exiting after its goodbye: close()
+            # warns, and the next pool raises MPIUnusableError (never a segfault or a hang)
+            import random
+            import threading
+            import warnings
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                pool = _pool.Pool(2, timeout=30)
+                pids = _related_pids(pool)
+                fault = ({"rank": 1, "kind": "kill", "where": "disconnected"}
+                         if name == "die_after_bye" else None)
+                _setup(pool, fault)
+                _run_work(pool, 2, 0.01)
+                if name == "kill_in_close":
+                    victim = pool.pids[1]
+                    delay = random.uniform(0.0, 0.12)
+                    out["kill_after"] = delay
+
+                    def killer():
+                        time.sleep(delay)
+                        os.kill(victim, signal.SIGKILL)
+                    threading.Thread(target=killer, daemon=True).start()
+                t1 = time.monotonic()
+                pool.close()
+                out["close_s"] = time.monotonic() - t1
+                time.sleep(0.2)
+            out["warnings"] = [str(x.message) for x in w]
+            out["again"] = _try_again(_pool)
+        elif name in ("interrupt_spawn", "interrupt_send", "interrupt_close"):
+            # Ctrl-C (a real SIGINT) at a random moment of Spawn, of a large transfer, or of
+            # close(): KeyboardInterrupt at once (close: once it finished), no process left
+            # while the caller lives on, and MPI still usable
+            import random
+            import threading
+            import numpy as np
+            lo, hi = {"interrupt_spawn": (0.0, 0.5), "interrupt_send": (0.05, 0.5),
+                      "interrupt_close": (0.0, 0.12)}[name]
+            delay = random.uniform(lo, hi)
+            out["delay"] = delay
+
+            def interrupter():
+                time.sleep(delay)
+                out["t_int"] = time.monotonic()
+                os.kill(os.getpid(), signal.SIGINT)
+            pool = None
+            try:
+                if name == "interrupt_spawn":
+                    threading.Thread(target=interrupter, daemon=True).start()
+                    pool = _pool.Pool(2, timeout=30)
+                    out["phase"] = "after spawn"
+                    pids = _related_pids(pool)
+                    _setup(pool)
+                    time.sleep(2.0)
+                    pool.close()
+                elif name == "interrupt_send":
+                    n = 4 * 1024 * 1024
+                    with _pool.Pool(2, timeout=30) as pool:
+                        pids = _related_pids(pool)
+                        _setup(pool)
+                        buf = np.ones(n)
+                        for r in range(2):
+                            pool.send(("echo", n, 10 ** 6), r)
+                        threading.Thread(target=interrupter, daemon=True).start()
+                        while True:
+                            for r in range(2):
+                                pool.Send(buf, r)
+                            for r in range(2):
+                                pool.Recv(buf, r)
+                else:
+                    pool = _pool.Pool(2, timeout=30)
+                    pids = _related_pids(pool)
+                    _setup(pool)
+                    _run_work(pool, 2, 0.01)
+                    threading.Thread(target=interrupter, daemon=True).start()
+                    t1 = time.monotonic()
+                    pool.close()
+                    out["close_s"] = time.monotonic() - t1
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                out["exc"] = "KeyboardInterrupt"
+                out["stop_s"] = time.monotonic() - out["t_int"]
+            time.sleep(1.0)          # the caller lives on: nothing of ours may be running
+            out["left_while_alive"] = [p for p in _stray(os.getpid())]
+            if not pids and pool is not None:
+                pids = sorted(pool.pids.values())
+            out["again"] = _try_again(_pool)
+        elif name in ("fit_start_die", "fit_start_hang"):
+            # estimator level: start-up failures are reported within worker_timeout (3 s),
+            # not after a fixed 180 s
+            from sklearn.datasets import make_classification
+            from sksparse_mlp import TrulySparseMLPClassifier, parallel
+            X, y = make_classification(n_samples=300, n_features=10, random_state=0)
+            flag = "--die-before-init" if name == "fit_start_die" else "--hang-before-init"
+            parallel._test_hooks["worker_flags"] = [flag]
+            clf = TrulySparseMLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0,
+                                           n_workers=2, worker_timeout=3.0)
+            t_fail = time.monotonic()
+            try:
+                clf.fit(X, y)
+            finally:
+                parallel._test_hooks["worker_flags"] = None
+                out["left_while_alive"] = _stray(os.getpid())
         elif name == "env_check":
             # the transport settings the package applies, in the caller and the workers
             with _pool.Pool(2, timeout=30) as pool:

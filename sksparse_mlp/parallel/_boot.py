@@ -21,6 +21,9 @@ def _boot():
             os.environ.setdefault(k, v)
         elif a == "--die-before-init":          # test hook: a worker that dies while starting
             os._exit(3)
+        elif a == "--hang-before-init":         # test hook: a worker that never starts
+            import time
+            time.sleep(3600)
     from mpi4py import MPI  # noqa: F401  (first: MPI_Init)
     import types
     del sys.path[0]                  # this directory: its modules are not top-level modules

@@ -180,6 +180,10 @@ except OSError:
     pass
 r, w = os.pipe()
 if os.fork() == 0:                       # tee: hydra's stderr -> our stderr + launcher.log
+    try:
+        os.setpgid(0, 0)                 # not in hydra's group: hydra kills that group when
+    except OSError:                      # it gives up, and the tee must outlive it
+        pass
     os.close(w)
     os.closerange(3, r)
     os.closerange(r + 1, 4096)

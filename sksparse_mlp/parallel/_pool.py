@@ -95,7 +95,7 @@ def pid_alive(pid):
 
 def _own_launchers():
     """Children of this process that lead their own process group: the hydra launcher(s)
-    started through our mpiexec shim (MPICH singleton)."""
+    started through our mpiexec shim (MPICH singleton). Exited ones (zombies) too."""
     me, out = os.getpid(), []
     try:
         names = os.listdir("/proc")
@@ -105,15 +105,17 @@ def _own_launchers():
         if not n.isdigit():
             continue
         pid = int(n)
-        st = _proc_state(pid)
-        if st is None or st[1] != me or st[2] != pid:
-            continue
         try:
-            with open("/proc/%d/cmdline" % pid, "rb") as f:
-                cmd = f.read()
+            with open("/proc/%d/stat" % pid) as f:
+                s = f.read()
         except OSError:
             continue
-        if b"mpiexec" in cmd or b"hydra" in cmd:
+        head, _, tail = s.rpartition(")")
+        r = tail.split()
+        if len(r) < 3 or int(r[1]) != me or int(r[2]) != pid:
+            continue
+        comm = head.partition("(")[2]
+        if "mpiexec" in comm or "hydra" in comm:
             out.append(pid)
     return out
 
@@ -164,6 +166,20 @@ def _token_pids(token):
         if key in cmd and pid_alive(int(n)):
             out.append(int(n))
     return out
+
+
+def _settle_log(log0, limit=1.5):
+    """Wait until the launcher's log grew and then stayed the same for 0.15 s (at most
+    ``limit`` s): the tee copies hydra's last words after hydra exited."""
+    end = time.monotonic() + limit
+    last, since = -1, time.monotonic()
+    while time.monotonic() < end:
+        n = _mpi.launcher_log_size()
+        if n != last:
+            last, since = n, time.monotonic()
+        elif n > log0 and time.monotonic() - since > 0.15:
+            return
+        time.sleep(0.02)
 
 
 def _kill_pids(pids):
@@ -360,7 +376,7 @@ class Pool:
                         WorkerDied, "worker process(es) %s died while starting (before "
                         "MPI_Init completed)" % sorted(dead), log0, seen)
                 if singleton and launcher_exits():
-                    time.sleep(0.1)             # let the tee write the last lines
+                    _settle_log(log0)           # let the tee write the last lines
                     raise self._start_failed(
                         WorkerDied, "the MPI launcher (mpiexec/hydra) exited while starting "
                         "%d worker(s)" % n, log0, seen)
