@@ -358,6 +358,64 @@ def main(name):
             finally:
                 parallel._test_hooks["worker_flags"] = None
                 out["left_while_alive"] = _stray(os.getpid())
+        elif name in ("fit_kill_random", "fit_stop_random", "fit_interrupt_random"):
+            # a real WASAP-SGD fit; at a random moment (set-up, data sending, phase 1,
+            # phase 2) a worker gets SIGKILL or SIGSTOP, or the caller gets SIGINT. Then: is
+            # the estimator unchanged, and does the next n_workers=2 fit work?
+            import random
+            import threading
+            import numpy as np
+            from sklearn.datasets import make_classification
+            from sksparse_mlp import TrulySparseMLPClassifier
+            X, y = make_classification(n_samples=2000, n_features=40, random_state=0)
+            epochs = int(os.environ.get("SKSPARSE_FIT_EPOCHS", "300"))
+            clf = TrulySparseMLPClassifier(hidden_layer_sizes=(64, 64), max_iter=epochs,
+                                           random_state=0, n_workers=2, worker_timeout=2.0,
+                                           tol=0.0, n_iter_no_change=10 ** 6)
+            delay = random.uniform(0.0, float(os.environ.get("SKSPARSE_FAULT_WINDOW", "3.0")))
+            out["delay"] = delay
+            seen = {}
+            orig = _pool.Pool.__init__
+
+            def spy(self, *a, **k):
+                orig(self, *a, **k)
+                seen["pids"] = _related_pids(self)
+                victim = random.choice(sorted(self.pids.values()))
+
+                def fault():
+                    time.sleep(delay)
+                    seen["t"] = time.monotonic()
+                    if name == "fit_interrupt_random":
+                        os.kill(os.getpid(), signal.SIGINT)
+                    else:
+                        os.kill(victim, signal.SIGKILL if name == "fit_kill_random"
+                                else signal.SIGSTOP)
+                threading.Thread(target=fault, daemon=True).start()
+            _pool.Pool.__init__ = spy
+            try:
+                try:
+                    clf.fit(X, y)
+                    out["exc"] = None
+                except BaseException as e:        # KeyboardInterrupt too
+                    out["exc"] = type(e).__name__
+                    out["msg"] = str(e)[:500]
+                    if "t" in seen:
+                        out["detect_s"] = time.monotonic() - seen["t"]
+            finally:
+                _pool.Pool.__init__ = orig
+            out["fault_fired"] = "t" in seen
+            out["fitted"] = hasattr(clf, "coefs_")
+            pids = seen.get("pids", [])
+            time.sleep(0.5)
+            out["left_while_alive"] = _stray(os.getpid())
+            try:
+                TrulySparseMLPClassifier(hidden_layer_sizes=(16,), max_iter=2, random_state=0,
+                                         n_workers=2, worker_timeout=30.0).fit(X[:400], y[:400])
+                out["again"] = "ok"
+            except Exception as e:
+                out["again"] = "%s: %s" % (type(e).__name__, str(e)[:200])
+            print("RESULT " + json.dumps(dict(out, pids=pids)), flush=True)
+            return
         elif name == "env_check":
             # the transport settings the package applies, in the caller and the workers
             with _pool.Pool(2, timeout=30) as pool:
@@ -483,7 +541,8 @@ def main(name):
         elif t_fail is not None:
             out["detect_s"] = t - t_fail
         if name in ("raise", "raise_in_Recv", "exit", "kill", "abort", "sigkill", "stall",
-                    "import_error", "kill_in_transfer"):
+                    "import_error", "kill_in_transfer", "start_die", "start_killed",
+                    "bad_host", "unreachable_host"):
             out["again"] = _try_again(_pool)
     out["pids"] = pids
     print("RESULT " + json.dumps(out), flush=True)

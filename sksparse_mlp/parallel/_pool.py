@@ -39,6 +39,7 @@ __all__ = ["Pool", "WorkerError", "WorkerDied", "WorkerTimeout", "WorkerFailure"
 TAG_HELLO, TAG_CMD, TAG_ERR, TAG_RES, TAG_BUF, TAG_BYE, TAG_HB = 1, 2, 3, 4, 5, 6, 7
 TAG_GH, TAG_GD, TAG_MH, TAG_MD = 8, 9, 10, 11     # gradient header/data, model header/data
 TAG_END = 12     # last message of the parent's close(): everything before it must be received
+TAG_ALIVE = 13   # a worker's heartbeat during set-up commands
 
 # Workers start through ``_boot.py`` (see there): MPI first, no scikit-learn import.
 _BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_boot.py")
@@ -408,6 +409,12 @@ class Pool:
     def _check(self, what, expect):
         MPI = self.MPI
         st = MPI.Status()
+        for _ in range(64):                   # heartbeats (set-up commands): proof of life
+            m = self.comm.improbe(MPI.ANY_SOURCE, TAG_ALIVE, status=st)
+            if m is None:
+                break
+            m.recv()
+            self.last_seen[st.Get_source()] = time.monotonic()
         m = self._improbe(MPI.ANY_SOURCE, TAG_ERR, st)
         if m is not None:
             err = m.recv()

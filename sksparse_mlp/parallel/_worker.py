@@ -24,6 +24,7 @@ import traceback
 TAG_HELLO, TAG_CMD, TAG_ERR, TAG_RES, TAG_BUF, TAG_BYE, TAG_HB = 1, 2, 3, 4, 5, 6, 7
 TAG_GH, TAG_GD, TAG_MH, TAG_MD = 8, 9, 10, 11
 TAG_END = 12
+TAG_ALIVE = 13    # heartbeats while a set-up command runs (imports, kernel loading, data)
 
 
 MPI = None     # mpi4py.MPI, imported in main() (importing this module must not initialise MPI)
@@ -213,6 +214,38 @@ class Faults:
                 time.sleep(3600)
 
 
+class Heartbeat:
+    """While a set-up command runs (numba kernels loaded or compiled, shards received), a
+    thread sends the parent a small message every 0.25 s: set-up can take longer than
+    ``worker_timeout`` without looking like a stall, while a worker that is stopped
+    (SIGSTOP) or gone still falls silent. Needs MPI_THREAD_MULTIPLE (else: no heartbeats)."""
+
+    def __init__(self, ch, every=0.25):
+        self.ch, self.every = ch, every
+        self.stop = threading.Event()
+        self.reqs = []
+        self.th = None
+
+    def _run(self):
+        while not self.stop.wait(self.every):
+            self.reqs = [q for q in self.reqs if not q.Test()]
+            self.reqs.append(self.ch.comm.isend(("alive",), dest=0, tag=TAG_ALIVE))
+
+    def __enter__(self):
+        if MPI.Query_thread() == MPI.THREAD_MULTIPLE:
+            self.th = threading.Thread(target=self._run, daemon=True, name="sksparse-alive")
+            self.th.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.th is not None:
+            self.stop.set()
+            self.th.join()
+            # completed by the parent, which drains heartbeats at every check and in close
+            self.ch.pending.extend((q, None) for q in self.reqs)
+        return False
+
+
 class Worker:
     def __init__(self, ch):
         self.ch = ch
@@ -245,6 +278,13 @@ class Worker:
         self.faults.check("disconnected")
 
     def dispatch(self, cmd):
+        name = cmd[0]
+        if name in ("setup", "init", "shard"):
+            with Heartbeat(self.ch):
+                return self._dispatch(cmd)
+        return self._dispatch(cmd)
+
+    def _dispatch(self, cmd):
         name = cmd[0]
         if name == "setup":
             self.setup(cmd[1])
