@@ -234,6 +234,12 @@ def main():
         if rec.get("stderr_tail"):
             print(rec["stderr_tail"], flush=True)
     md = table(recs)
+    # a caller SIGKILLed before its first Spawn has no launcher to remove its folder: the
+    # next caller's first spawn does. After one more (healthy) run, what is left?
+    run_one("healthy", a.timeout, a.python)
+    left = [d for r in recs for d in _launcher_dirs(r["pid"])]
+    md += ("\n\nLauncher folders left after a final healthy run: %d (of %d runs that left one "
+           "right after they ended)." % (len(left), sum(bool(r["dirs_left"]) for r in recs)))
     print()
     print(md)
     if a.out:

@@ -384,6 +384,8 @@ def main(name):
 
                 def fault():
                     time.sleep(delay)
+                    if not seen.get("running"):
+                        return                   # the fit ended first: no fault
                     seen["t"] = time.monotonic()
                     if name == "fit_interrupt_random":
                         os.kill(os.getpid(), signal.SIGINT)
@@ -394,9 +396,12 @@ def main(name):
             _pool.Pool.__init__ = spy
             try:
                 try:
+                    seen["running"] = True
                     clf.fit(X, y)
+                    seen["running"] = False
                     out["exc"] = None
                 except BaseException as e:        # KeyboardInterrupt too
+                    seen["running"] = False
                     out["exc"] = type(e).__name__
                     out["msg"] = str(e)[:500]
                     if "t" in seen:

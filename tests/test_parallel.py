@@ -255,6 +255,15 @@ def test_parent_death_ends_workers():
         proc.wait(10)
         left = _wait_gone(pids, 10.0)
         assert not left, "processes survived their parent: %s" % left
+        # the launcher's folder (the mpiexec shim, launcher.log): removed by the shim's tee
+        # once hydra and the caller are gone (a SIGKILLed caller runs no atexit)
+        import tempfile
+        end = time.monotonic() + 10
+        prefix = "sksparse-mpi-%d-" % proc.pid
+        while time.monotonic() < end and any(n.startswith(prefix)
+                                             for n in os.listdir(tempfile.gettempdir())):
+            time.sleep(0.1)
+        assert not [n for n in os.listdir(tempfile.gettempdir()) if n.startswith(prefix)]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -173,7 +173,18 @@ def _scripts_dirs():
 # removes this directory once hydra and the caller are gone (a SIGKILLed caller cannot);
 # (3) execs the real mpiexec.hydra in its own pid (MPICH passes that pid to hydra).
 _SHIM = """#!%(python)s -S
-import os, sys
+import os, sys, time
+
+
+def _caller_alive():
+    try:
+        with open("/proc/%(ppid)d/stat") as f:
+            r = f.read().rsplit(")", 1)[1].split()
+        return r[0] not in ("Z", "X") and r[19] == %(start)r
+    except (OSError, IndexError):
+        return False
+
+
 try:
     os.setpgid(0, 0)
 except OSError:
@@ -192,7 +203,27 @@ if os.fork() == 0:                       # tee: hydra's stderr -> our stderr + l
     except OSError:
         log = -1
     size = 0
+    hydra = os.getppid()                 # the shim's pid: it becomes hydra after the fork
+    import select
+    gone_since = None
     while True:
+        try:
+            ready = select.select([r], [], [], 0.5)[0]
+        except InterruptedError:
+            continue
+        if not ready:
+            # the caller gone (SIGKILL) while hydra lingers: its workers end by their
+            # watchdogs; if hydra has not exited 3 s later, end its process group
+            if gone_since is None and not _caller_alive():
+                gone_since = time.monotonic()
+            if gone_since is not None and time.monotonic() - gone_since > 3.0:
+                try:
+                    os.killpg(hydra, 9)
+                except OSError:
+                    pass
+                if time.monotonic() - gone_since > 5.0:
+                    break
+            continue
         try:
             b = os.read(r, 65536)
         except InterruptedError:
@@ -211,19 +242,23 @@ if os.fork() == 0:                       # tee: hydra's stderr -> our stderr + l
                 os.write(log, b)
             except OSError:
                 pass
-    try:
-        os.kill(%(ppid)d, 0)
-    except ProcessLookupError:           # the caller is gone (SIGKILL): nobody else cleans up
+    if not _caller_alive():              # nobody else cleans up after a SIGKILLed caller
         import shutil
         shutil.rmtree(%(dir)r, ignore_errors=True)
-    except OSError:
-        pass
     os._exit(0)
 os.close(r)
 os.dup2(w, 2)
 os.close(w)
 os.execv(%(real)r, [%(real)r] + sys.argv[1:])
 """
+
+
+def _own_start_time():
+    try:
+        with open("/proc/self/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
 
 
 def _remove_stale_dirs():
@@ -241,11 +276,12 @@ def _remove_stale_dirs():
         if pid == os.getpid():
             continue
         try:
-            os.kill(pid, 0)
-            continue                     # owner alive (or a reused pid): leave it
-        except ProcessLookupError:
+            with open("/proc/%d/stat" % pid) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                    continue             # owner alive (or a reused pid): leave it
+        except FileNotFoundError:
             pass
-        except OSError:
+        except (OSError, IndexError):
             continue
         p = os.path.join(tmp, n)
         try:
@@ -318,7 +354,7 @@ def prepare_spawn_env():
         with open(shim, "w") as f:
             f.write(_SHIM % {"python": sys.executable, "real": real,
                              "log": os.path.join(d, "launcher.log"), "dir": d,
-                             "ppid": os.getpid()})
+                             "ppid": os.getpid(), "start": _own_start_time()})
         os.chmod(shim, 0o755)
         _shim_dir = d
         os.environ["PATH"] = d + os.pathsep + search
