@@ -47,6 +47,8 @@ MPI_INSTALL_HELP = (
 # and tcp transports, where a dead peer is an ordinary error the pool turns into WorkerDied.
 # MPICH builds that use another network module (ofi) ignore UCX_* variables.
 TRANSPORT_DEFAULTS = {"UCX_TLS": "^cma"}
+# transport choices of the user that workers started by another launcher should see too
+PASS_ON = ("UCX_TLS", "UCX_NET_DEVICES", "MPIR_CVAR_CH4_NETMOD", "FI_PROVIDER")
 _applied_env = {}       # the defaults that were applied in this process (not set by the user)
 
 _MPI = None
@@ -105,8 +107,8 @@ def worker_env_args():
     launcher with another environment (``mpiexec -n 1``, remote nodes) use the same. The
     worker applies them before MPI_Init unless its own environment sets them."""
     out = []
-    for k in TRANSPORT_DEFAULTS:
-        if k in os.environ and " " not in os.environ[k]:
+    for k in list(TRANSPORT_DEFAULTS) + [k for k in PASS_ON if k not in TRANSPORT_DEFAULTS]:
+        if k in os.environ and os.environ[k] and " " not in os.environ[k]:
             out += ["--env", "%s=%s" % (k, os.environ[k])]
     return out
 
