@@ -337,8 +337,18 @@ def main(name):
             except KeyboardInterrupt:
                 out["exc"] = "KeyboardInterrupt"
                 out["stop_s"] = time.monotonic() - out["t_int"]
+                out["where"] = __import__("traceback").format_exc()[-1500:]
             time.sleep(1.0)          # the caller lives on: nothing of ours may be running
             out["left_while_alive"] = [p for p in _stray(os.getpid())]
+            if os.environ.get("SKSPARSE_DEBUG_LAUNCHER"):
+                st = {}
+                for p in _pool.launcher_exits():
+                    try:
+                        st[p] = os.waitpid(p, os.WNOHANG)
+                    except ChildProcessError as e:
+                        st[p] = str(e)
+                out["launcher_status"] = str(st)
+                out["start_interrupt"] = dict(_pool.last_start_interrupt)
             if not pids and pool is not None:
                 pids = sorted(pool.pids.values())
             out["again"] = _try_again(_pool)

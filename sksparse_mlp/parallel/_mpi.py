@@ -215,15 +215,15 @@ if os.fork() == 0:                       # tee: hydra's stderr -> our stderr + l
             continue
         if not ready:
             # the caller gone (SIGKILL) while hydra lingers: its workers end by their
-            # watchdogs; if hydra has not exited 3 s later, end its process group
+            # watchdogs; if hydra has not exited 1.5 s later, end its process group
             if gone_since is None and not _caller_alive():
                 gone_since = time.monotonic()
-            if gone_since is not None and time.monotonic() - gone_since > 3.0:
+            if gone_since is not None and time.monotonic() - gone_since > 1.5:
                 try:
                     os.killpg(hydra, 9)
                 except OSError:
                     pass
-                if time.monotonic() - gone_since > 5.0:
+                if time.monotonic() - gone_since > 2.5:
                     break
             continue
         try:

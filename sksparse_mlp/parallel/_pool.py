@@ -137,6 +137,7 @@ def _reap(pids, timeout=1.0):
 
 _launchers_seen = set()     # hydra launchers started by this process (MPICH singleton)
 _pool_ids = iter(range(1, 1 << 62))
+last_start_interrupt = {}   # what the last Ctrl-C during Spawn found (tests, soak)
 
 
 def launcher_exits():
@@ -181,6 +182,17 @@ def _settle_log(log0, limit=1.5):
         elif n > log0 and time.monotonic() - since > 0.15:
             return
         time.sleep(0.02)
+
+
+def _block_sigint():
+    """In a helper thread that runs a long MPI call: let the kernel deliver Ctrl-C to the
+    main thread only. A SIGINT taken by the Spawn thread interrupted MPICH's PMI exchange
+    (the Spawn failed, its workers were killed, hydra went down: MPI unusable in 3 of 6
+    Ctrl-Cs during Spawn)."""
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    except (AttributeError, ValueError, OSError):
+        pass
 
 
 def _kill_pids(pids):
@@ -351,13 +363,20 @@ class Pool:
         far and the deadline (``spawn_timeout``)."""
         MPI, n = self.MPI, self.n
         box = {}
+        # completion is signalled with an Event: Thread.join/is_alive must not be used here,
+        # a Ctrl-C that interrupts join() can leave is_alive() False while the thread still
+        # runs (CPython < 3.13), and the spawn then completed behind our back
+        done = threading.Event()
 
         def target():
+            _block_sigint()
             try:
                 box["comm"] = MPI.COMM_SELF.Spawn(sys.executable, args=args, maxprocs=n,
                                                   info=info)
             except BaseException as e:          # pragma: no cover - reported below
                 box["err"] = e
+            finally:
+                done.set()
 
         singleton = not _mpi.launched_by_mpiexec()
         log0 = _mpi.launcher_log_size()
@@ -366,10 +385,7 @@ class Pool:
         timeout = self._spawn_timeout
         th.start()
         try:
-            while th.is_alive():
-                th.join(0.03)
-                if not th.is_alive():
-                    break
+            while not done.wait(0.03):
                 seen.update(_token_pids(self.token))
                 dead = [p for p in seen if not pid_alive(p)]
                 if dead:
@@ -391,10 +407,13 @@ class Pool:
             # second), then close the new pool in order; if it does not finish soon, kill
             # what it started. Nothing is left running either way.
             with _DeferSigint() as d:
-                th.join(3.0)
-            if th.is_alive() or "comm" not in box or d.hit > 1:
+                finished = done.wait(3.0)
+            last_start_interrupt.clear()
+            last_start_interrupt.update(finished=finished, comm="comm" in box,
+                                        err=repr(box.get("err")), hit=d.hit)
+            if not finished or "comm" not in box or d.hit > 1:
                 _kill_pids(seen | set(_token_pids(self.token)))
-                if th.is_alive() or "comm" in box:
+                if not finished or "comm" in box:
                     _mpi.poison("MPI Spawn interrupted")
                 self.broken = True
                 raise
@@ -677,7 +696,10 @@ class Pool:
         self.comm = None
         # Disconnect is collective and blocks on anything MPI still counts as pending; the
         # drain above should leave nothing, but a hang here must not hang the caller.
-        th = threading.Thread(target=comm.Disconnect, name="sksparse-mpi-disconnect", daemon=True)
+        def disconnect():
+            _block_sigint()
+            comm.Disconnect()
+        th = threading.Thread(target=disconnect, name="sksparse-mpi-disconnect", daemon=True)
         th.start()
         th.join(limit)
         if th.is_alive():
