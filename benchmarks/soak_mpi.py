@@ -76,6 +76,28 @@ def _ours(ppid):
             continue
         if b"--ppid" in cmd and cmd[cmd.index(b"--ppid") + 1:][:1] == [me] and _alive(int(n)):
             out.append(int(n))
+        try:
+            with open("/proc/%s/stat" % n) as f:
+                ppid_n = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid_n == ppid and cmd[0].endswith(b"mpiexec.hydra") and _alive(int(n)):
+            out.append(int(n))                       # its launcher
+            out.extend(_proxies(int(n)))
+    return out
+
+
+def _proxies(hydra):
+    key = b"\0--singleton-pid\0%d\0" % hydra
+    out = []
+    for n in os.listdir("/proc"):
+        if n.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % n, "rb") as f:
+                    if key in f.read() and _alive(int(n)):
+                        out.append(int(n))
+            except OSError:
+                pass
     return out
 
 

@@ -187,6 +187,18 @@ def _caller_alive():
         return False
 
 
+def _kill_proxies(hydra):
+    key = b"\\0--singleton-pid\\0%d\\0" % hydra
+    for n in os.listdir("/proc"):
+        if n.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % n, "rb") as f:
+                    if key in f.read():
+                        os.kill(int(n), 9)
+            except OSError:
+                pass
+
+
 try:
     os.setpgid(0, 0)
 except OSError:
@@ -223,6 +235,7 @@ if os.fork() == 0:                       # tee: hydra's stderr -> our stderr + l
                     os.killpg(hydra, 9)
                 except OSError:
                     pass
+                _kill_proxies(hydra)     # in their own sessions: not in hydra's group
                 if time.monotonic() - gone_since > 2.5:
                     break
             continue
