@@ -188,11 +188,11 @@ def _caller_alive():
 
 
 def _kill_proxies(hydra):
-    key = b"\\0--singleton-pid\\0%d\\0" % hydra
+    key = b"\\0--singleton-pid\\0%%d\\0" %% hydra
     for n in os.listdir("/proc"):
         if n.isdigit():
             try:
-                with open("/proc/%s/cmdline" % n, "rb") as f:
+                with open("/proc/%%s/cmdline" %% n, "rb") as f:
                     if key in f.read():
                         os.kill(int(n), 9)
             except OSError:
