@@ -38,6 +38,25 @@ def _related_pids(pool):
     return sorted(pids)
 
 
+def _stray(ppid):
+    """Live processes started as workers of ``ppid`` (``--ppid`` in their command line)."""
+    out = []
+    me = str(ppid).encode()
+    for n in os.listdir("/proc"):
+        if not n.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % n, "rb") as f:
+                cmd = f.read().split(b"\0")
+            with open("/proc/%s/stat" % n) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"--ppid" in cmd and cmd[cmd.index(b"--ppid") + 1:][:1] == [me] and state != "Z":
+            out.append(int(n))
+    return out
+
+
 def _cpu_s(pid, tick):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -199,6 +218,256 @@ def main(name):
                     os.kill(victim, signal.SIGKILL)
                 threading.Thread(target=killer, daemon=True).start()
                 _run_work(pool, 1000, 0.02)
+        elif name in ("start_die", "start_killed", "bad_host", "unreachable_host"):
+            # start-up failures: a worker that dies before MPI_Init (by itself, or SIGKILLed
+            # from outside as soon as it appears), a host name that does not resolve, a host
+            # without sshd. Reported within the timeout (5 s), or at once when the launcher
+            # exits, quoting the launcher's message
+            import threading
+            flags, info = [], None
+            if name == "start_die":
+                flags = ["--die-before-init"]
+            elif name == "bad_host":
+                info = {"host": "nonexistent-host-xyz.invalid"}
+            elif name == "unreachable_host":
+                info = {"host": "127.0.0.2"}
+            elif name == "start_killed":
+                me = str(os.getpid()).encode()
+
+                def killer():
+                    end = time.monotonic() + 10
+                    while time.monotonic() < end:
+                        for n in os.listdir("/proc"):
+                            if not n.isdigit():
+                                continue
+                            try:
+                                with open("/proc/%s/cmdline" % n, "rb") as f:
+                                    cmd = f.read().split(b"\0")
+                            except OSError:
+                                continue
+                            if b"--ppid" in cmd and cmd[cmd.index(b"--ppid") + 1] == me:
+                                out["t_kill"] = time.monotonic()
+                                os.kill(int(n), signal.SIGKILL)
+                                return
+                        time.sleep(0.002)
+                threading.Thread(target=killer, daemon=True).start()
+            t_fail = time.monotonic()
+            pool = _pool.Pool(2, timeout=5, spawn_timeout=5.0, mpi_info=info, worker_flags=flags)
+            pids = _related_pids(pool)
+            pool.close()
+        elif name in ("die_after_bye", "kill_in_close"):
+            # a worker that dies during close() or while exiting after its goodbye: close()
+            # warns, and the next pool raises MPIUnusableError (never a segfault or a hang)
+            import random
+            import threading
+            import warnings
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                pool = _pool.Pool(2, timeout=30)
+                pids = _related_pids(pool)
+                fault = ({"rank": 1, "kind": "kill", "where": "disconnected"}
+                         if name == "die_after_bye" else None)
+                _setup(pool, fault)
+                _run_work(pool, 2, 0.01)
+                if name == "kill_in_close":
+                    victim = pool.pids[1]
+                    delay = random.uniform(0.0, 0.12)
+                    out["kill_after"] = delay
+
+                    def killer():
+                        time.sleep(delay)
+                        os.kill(victim, signal.SIGKILL)
+                    threading.Thread(target=killer, daemon=True).start()
+                t1 = time.monotonic()
+                pool.close()
+                out["close_s"] = time.monotonic() - t1
+                time.sleep(0.2)
+            out["warnings"] = [str(x.message) for x in w]
+            out["again"] = _try_again(_pool)
+        elif name in ("interrupt_spawn", "interrupt_send", "interrupt_close"):
+            # Ctrl-C (a real SIGINT) at a random moment of Spawn, of a large transfer, or of
+            # close(): KeyboardInterrupt at once (close: once it finished), no process left
+            # while the caller lives on, and MPI still usable
+            import random
+            import threading
+            import numpy as np
+            lo, hi = {"interrupt_spawn": (0.0, 0.5), "interrupt_send": (0.05, 0.5),
+                      "interrupt_close": (0.0, 0.12)}[name]
+            delay = random.uniform(lo, hi)
+            out["delay"] = delay
+
+            def interrupter():
+                time.sleep(delay)
+                out["t_int"] = time.monotonic()
+                os.kill(os.getpid(), signal.SIGINT)
+            pool = None
+            try:
+                if name == "interrupt_spawn":
+                    threading.Thread(target=interrupter, daemon=True).start()
+                    pool = _pool.Pool(2, timeout=30)
+                    out["phase"] = "after spawn"
+                    pids = _related_pids(pool)
+                    _setup(pool)
+                    time.sleep(2.0)
+                    pool.close()
+                elif name == "interrupt_send":
+                    n = 4 * 1024 * 1024
+                    with _pool.Pool(2, timeout=30) as pool:
+                        pids = _related_pids(pool)
+                        _setup(pool)
+                        buf = np.ones(n)
+                        for r in range(2):
+                            pool.send(("echo", n, 10 ** 6), r)
+                        threading.Thread(target=interrupter, daemon=True).start()
+                        while True:
+                            for r in range(2):
+                                pool.Send(buf, r)
+                            for r in range(2):
+                                pool.Recv(buf, r)
+                else:
+                    pool = _pool.Pool(2, timeout=30)
+                    pids = _related_pids(pool)
+                    _setup(pool)
+                    _run_work(pool, 2, 0.01)
+                    threading.Thread(target=interrupter, daemon=True).start()
+                    t1 = time.monotonic()
+                    pool.close()
+                    out["close_s"] = time.monotonic() - t1
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                out["exc"] = "KeyboardInterrupt"
+                out["stop_s"] = time.monotonic() - out["t_int"]
+                out["where"] = __import__("traceback").format_exc()[-1500:]
+            time.sleep(1.0)          # the caller lives on: nothing of ours may be running
+            out["left_while_alive"] = [p for p in _stray(os.getpid())]
+            if os.environ.get("SKSPARSE_DEBUG_LAUNCHER"):
+                st = {}
+                for p in _pool.launcher_exits():
+                    try:
+                        st[p] = os.waitpid(p, os.WNOHANG)
+                    except ChildProcessError as e:
+                        st[p] = str(e)
+                out["launcher_status"] = str(st)
+                out["start_interrupt"] = dict(_pool.last_start_interrupt)
+            if not pids and pool is not None:
+                pids = sorted(pool.pids.values())
+            out["again"] = _try_again(_pool)
+        elif name in ("fit_start_die", "fit_start_hang"):
+            # estimator level: start-up failures are reported within worker_timeout (3 s),
+            # not after a fixed 180 s
+            from sklearn.datasets import make_classification
+            from sksparse_mlp import TrulySparseMLPClassifier, parallel
+            X, y = make_classification(n_samples=300, n_features=10, random_state=0)
+            flag = "--die-before-init" if name == "fit_start_die" else "--hang-before-init"
+            parallel._test_hooks["worker_flags"] = [flag]
+            clf = TrulySparseMLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0,
+                                           n_workers=2, worker_timeout=3.0)
+            t_fail = time.monotonic()
+            try:
+                clf.fit(X, y)
+            finally:
+                parallel._test_hooks["worker_flags"] = None
+                out["left_while_alive"] = _stray(os.getpid())
+        elif name in ("fit_kill_random", "fit_stop_random", "fit_interrupt_random"):
+            # a real WASAP-SGD fit; at a random moment (set-up, data sending, phase 1,
+            # phase 2) a worker gets SIGKILL or SIGSTOP, or the caller gets SIGINT. Then: is
+            # the estimator unchanged, and does the next n_workers=2 fit work?
+            import random
+            import threading
+            import numpy as np
+            from sklearn.datasets import make_classification
+            from sksparse_mlp import TrulySparseMLPClassifier
+            X, y = make_classification(n_samples=2000, n_features=40, random_state=0)
+            epochs = int(os.environ.get("SKSPARSE_FIT_EPOCHS", "300"))
+            clf = TrulySparseMLPClassifier(hidden_layer_sizes=(64, 64), max_iter=epochs,
+                                           random_state=0, n_workers=2, worker_timeout=2.0,
+                                           tol=0.0, n_iter_no_change=10 ** 6)
+            delay = random.uniform(0.0, float(os.environ.get("SKSPARSE_FAULT_WINDOW", "3.0")))
+            out["delay"] = delay
+            seen = {}
+            orig = _pool.Pool.__init__
+
+            def spy(self, *a, **k):
+                orig(self, *a, **k)
+                seen["pids"] = _related_pids(self)
+                victim = random.choice(sorted(self.pids.values()))
+
+                def fault():
+                    time.sleep(delay)
+                    if not seen.get("running"):
+                        return                   # the fit ended first: no fault
+                    seen["t"] = time.monotonic()
+                    if name == "fit_interrupt_random":
+                        os.kill(os.getpid(), signal.SIGINT)
+                    else:
+                        os.kill(victim, signal.SIGKILL if name == "fit_kill_random"
+                                else signal.SIGSTOP)
+                threading.Thread(target=fault, daemon=True).start()
+            _pool.Pool.__init__ = spy
+            try:
+                try:
+                    seen["running"] = True
+                    clf.fit(X, y)
+                    seen["running"] = False
+                    out["exc"] = None
+                except BaseException as e:        # KeyboardInterrupt too
+                    seen["running"] = False
+                    out["exc"] = type(e).__name__
+                    out["msg"] = str(e)[:500]
+                    if "t" in seen:
+                        out["detect_s"] = time.monotonic() - seen["t"]
+            finally:
+                _pool.Pool.__init__ = orig
+            out["fault_fired"] = "t" in seen
+            out["fitted"] = hasattr(clf, "coefs_")
+            pids = seen.get("pids", [])
+            time.sleep(0.5)
+            out["left_while_alive"] = _stray(os.getpid())
+            try:
+                TrulySparseMLPClassifier(hidden_layer_sizes=(16,), max_iter=2, random_state=0,
+                                         n_workers=2, worker_timeout=30.0).fit(X[:400], y[:400])
+                out["again"] = "ok"
+            except Exception as e:
+                out["again"] = "%s: %s" % (type(e).__name__, str(e)[:200])
+            print("RESULT " + json.dumps(dict(out, pids=pids)), flush=True)
+            return
+        elif name == "env_check":
+            # the transport settings the package applies, in the caller and the workers
+            with _pool.Pool(2, timeout=30) as pool:
+                pids = _related_pids(pool)
+                out["parent_env"] = os.environ.get("UCX_TLS")
+                pool.send(("getenv", ["UCX_TLS"]), 0)
+                out["worker_env"] = pool.recv(0)["UCX_TLS"]
+                out["args"] = open("/proc/%d/cmdline" % pool.pids[0]).read().split("\0")
+        elif name == "kill_in_transfer":
+            # worker 1 echoes 32 MB buffers (large rendezvous transfers both ways) and is
+            # SIGKILLed from outside at a random moment: the caller must get WorkerDied,
+            # never be aborted by the transport (UCX cma: process_vm_readv on a dead pid)
+            import random
+            import threading
+            import numpy as np
+            n = 4 * 1024 * 1024
+            with _pool.Pool(2, timeout=30) as pool:
+                pids = _related_pids(pool)
+                _setup(pool)
+                victim = pool.pids[1]
+                buf = np.ones(n)
+                out["ucx_tls"] = os.environ.get("UCX_TLS")
+                delay = random.uniform(0.05, 0.6)
+                out["kill_after"] = delay
+
+                def killer():
+                    time.sleep(delay)
+                    out["t_kill"] = time.monotonic()
+                    os.kill(victim, signal.SIGKILL)
+                pool.send(("echo", n, 10 ** 6), 1)
+                threading.Thread(target=killer, daemon=True).start()
+                rounds = 0
+                while True:
+                    pool.Send(buf, 1)
+                    pool.Recv(buf, 1)
+                    rounds += 1
+                    out["rounds"] = rounds
         elif name == "stall":
             with _pool.Pool(2, timeout=1.5) as pool:
                 pids = _related_pids(pool)
@@ -287,7 +556,8 @@ def main(name):
         elif t_fail is not None:
             out["detect_s"] = t - t_fail
         if name in ("raise", "raise_in_Recv", "exit", "kill", "abort", "sigkill", "stall",
-                    "import_error"):
+                    "import_error", "kill_in_transfer", "start_die", "start_killed",
+                    "bad_host", "unreachable_host"):
             out["again"] = _try_again(_pool)
     out["pids"] = pids
     print("RESULT " + json.dumps(out), flush=True)

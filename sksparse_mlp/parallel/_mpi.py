@@ -7,7 +7,10 @@ Everything MPI-related in the package goes through :func:`get_mpi`, which
   inside it then) and register our own ``atexit`` finalizer instead;
 * turns a missing mpi4py / MPI library into an ``ImportError`` that says how to
   install them;
-* for Open MPI, sets the environment its singleton spawn needs.
+* for Open MPI, sets the environment its singleton spawn needs;
+* applies the package's transport defaults (:data:`TRANSPORT_DEFAULTS`) to the
+  environment before ``MPI_Init``, unless the user set the variable: the workers get
+  the same values through their command line (:func:`worker_env_args`).
 
 :func:`prepare_spawn_env` must run before the first Spawn. For MPICH started as a
 plain ``python`` process (a "singleton"), MPI runs ``execvp("mpiexec")`` from
@@ -34,6 +37,20 @@ MPI_INSTALL_HELP = (
     "which brings mpi4py and the 'mpich' wheel; or, to use a system MPI (e.g. Debian's\n"
     "'apt-get install mpich libmpich-dev'), install just mpi4py: pip install mpi4py.")
 
+# Transport settings applied before MPI_Init in the caller and in every worker, unless the
+# variable is already set (a user's own setting wins, also an empty one; UCX_TLS=all gives
+# UCX's own default back). UCX's "cma" transport (cross-memory attach,
+# process_vm_readv) treats a peer that vanished during a large (rendezvous) transfer as a
+# fatal error and aborts the *surviving* process: a worker SIGKILLed while it sends its
+# gradients or model could abort the caller ("cma_ep.c:85 process_vm_readv ... No such
+# process"). Without cma, UCX moves large messages through its shared-memory (posix/sysv)
+# and tcp transports, where a dead peer is an ordinary error the pool turns into WorkerDied.
+# MPICH builds that use another network module (ofi) ignore UCX_* variables.
+TRANSPORT_DEFAULTS = {"UCX_TLS": "^cma"}
+# transport choices of the user that workers started by another launcher should see too
+PASS_ON = ("UCX_TLS", "UCX_NET_DEVICES", "MPIR_CVAR_CH4_NETMOD", "FI_PROVIDER")
+_applied_env = {}       # the defaults that were applied in this process (not set by the user)
+
 _MPI = None
 _OWN_FINALIZE = False
 _poisoned = None        # reason (str) once MPI became unusable in this process
@@ -57,6 +74,7 @@ def _load():
         os.environ.setdefault("OMPI_MCA_mpi_ft_enable", "1")
         os.environ.setdefault("OMPI_MCA_btl_tcp_if_include", "lo")
         os.environ.setdefault("OPAL_PREFIX", sys.prefix)
+        apply_transport_defaults()
         mpi4py.rc.finalize = False          # read at import of mpi4py.MPI
         _OWN_FINALIZE = True
     try:
@@ -67,6 +85,32 @@ def _load():
     _MPI = MPI
     atexit.register(_finalize)
     return MPI
+
+
+def apply_transport_defaults(environ=None):
+    """Set the variables of :data:`TRANSPORT_DEFAULTS` that are not set in ``environ``
+    (default ``os.environ``); returns what was applied."""
+    env = os.environ if environ is None else environ
+    done = {}
+    for k, v in TRANSPORT_DEFAULTS.items():
+        if k not in env:
+            env[k] = v
+            done[k] = v
+    if environ is None:
+        _applied_env.update(done)
+    return done
+
+
+def worker_env_args():
+    """``--env K=V`` arguments for the workers: the transport settings in effect in this
+    process (the package's defaults, or the user's values), so that workers started by a
+    launcher with another environment (``mpiexec -n 1``, remote nodes) use the same. The
+    worker applies them before MPI_Init unless its own environment sets them."""
+    out = []
+    for k in list(TRANSPORT_DEFAULTS) + [k for k in PASS_ON if k not in TRANSPORT_DEFAULTS]:
+        if k in os.environ and os.environ[k] and " " not in os.environ[k]:
+            out += ["--env", "%s=%s" % (k, os.environ[k])]
+    return out
 
 
 def get_mpi():
@@ -122,6 +166,181 @@ def _scripts_dirs():
     return dirs
 
 
+# The mpiexec shim. MPICH's singleton forks and execs "mpiexec" from PATH at the first
+# Spawn; this script (1) moves hydra into its own process group (on an abnormal worker exit
+# hydra kills its process group, which would otherwise be the caller's: pytest, the shell);
+# (2) forks a small tee that copies hydra's stderr to the caller's stderr *and* to
+# launcher.log, so that the pool can quote the launcher's own message ("Could not resolve
+# hostname", "Connection refused", ...) when hydra exits during a Spawn; the tee also
+# removes this directory once hydra and the caller are gone (a SIGKILLed caller cannot);
+# (3) execs the real mpiexec.hydra in its own pid (MPICH passes that pid to hydra).
+_SHIM = """#!%(python)s -S
+import os, sys, time
+
+
+def _caller_alive():
+    try:
+        with open("/proc/%(ppid)d/stat") as f:
+            r = f.read().rsplit(")", 1)[1].split()
+        return r[0] not in ("Z", "X") and r[19] == %(start)r
+    except (OSError, IndexError):
+        return False
+
+
+def _kill_proxies(hydra):
+    key = b"\\0--singleton-pid\\0%%d\\0" %% hydra
+    for n in os.listdir("/proc"):
+        if n.isdigit():
+            try:
+                with open("/proc/%%s/cmdline" %% n, "rb") as f:
+                    if key in f.read():
+                        os.kill(int(n), 9)
+            except OSError:
+                pass
+
+
+try:
+    os.setpgid(0, 0)
+except OSError:
+    pass
+r, w = os.pipe()
+if os.fork() == 0:                       # tee: hydra's stderr -> our stderr + launcher.log
+    try:
+        os.setpgid(0, 0)                 # not in hydra's group: hydra kills that group when
+    except OSError:                      # it gives up, and the tee must outlive it
+        pass
+    os.close(w)
+    os.closerange(3, r)
+    os.closerange(r + 1, 4096)
+    try:
+        log = os.open(%(log)r, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError:
+        log = -1
+    size = 0
+    hydra = os.getppid()                 # the shim's pid: it becomes hydra after the fork
+    import select
+    gone_since = None
+    while True:
+        try:
+            ready = select.select([r], [], [], 0.5)[0]
+        except InterruptedError:
+            continue
+        if not ready:
+            # the caller gone (SIGKILL) while hydra lingers: its workers end by their
+            # watchdogs; if hydra has not exited 1.5 s later, end its process group
+            if gone_since is None and not _caller_alive():
+                gone_since = time.monotonic()
+            if gone_since is not None and time.monotonic() - gone_since > 1.5:
+                try:
+                    os.killpg(hydra, 9)
+                except OSError:
+                    pass
+                _kill_proxies(hydra)     # in their own sessions: not in hydra's group
+                if time.monotonic() - gone_since > 2.5:
+                    break
+            continue
+        try:
+            b = os.read(r, 65536)
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+        if not b:
+            break
+        try:
+            os.write(2, b)
+        except OSError:
+            pass
+        if log >= 0 and size < (1 << 20):
+            size += len(b)
+            try:
+                os.write(log, b)
+            except OSError:
+                pass
+    if not _caller_alive():              # nobody else cleans up after a SIGKILLed caller
+        import shutil
+        shutil.rmtree(%(dir)r, ignore_errors=True)
+    os._exit(0)
+os.close(r)
+os.dup2(w, 2)
+os.close(w)
+os.execv(%(real)r, [%(real)r] + sys.argv[1:])
+"""
+
+
+def _own_start_time():
+    try:
+        with open("/proc/self/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _remove_stale_dirs():
+    """Launcher directories of callers that died without their atexit (SIGKILL)."""
+    tmp = tempfile.gettempdir()
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return
+    for n in names:
+        parts = n.split("-")
+        if not n.startswith("sksparse-mpi-") or len(parts) < 4 or not parts[2].isdigit():
+            continue
+        pid = int(parts[2])
+        if pid == os.getpid():
+            continue
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                    continue             # owner alive (or a reused pid): leave it
+        except FileNotFoundError:
+            pass
+        except (OSError, IndexError):
+            continue
+        p = os.path.join(tmp, n)
+        try:
+            if os.stat(p).st_uid == os.getuid():
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def launcher_log(max_chars=4000):
+    """What the launcher (hydra) wrote to stderr in this process so far (tail)."""
+    if _shim_dir is None:
+        return ""
+    try:
+        with open(os.path.join(_shim_dir, "launcher.log"), "rb") as f:
+            f.seek(0, 2)
+            n = f.tell()
+            f.seek(max(0, n - max_chars))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def launcher_log_size():
+    if _shim_dir is None:
+        return 0
+    try:
+        return os.path.getsize(os.path.join(_shim_dir, "launcher.log"))
+    except OSError:
+        return 0
+
+
+def launcher_log_since(offset, max_chars=4000):
+    text = ""
+    if _shim_dir is not None:
+        try:
+            with open(os.path.join(_shim_dir, "launcher.log"), "rb") as f:
+                f.seek(offset)
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            pass
+    return text[-max_chars:]
+
+
 def prepare_spawn_env():
     """Set up PATH (and Open MPI's variables) for Spawn. Idempotent."""
     global _env_ready, _shim_dir
@@ -144,13 +363,13 @@ def prepare_spawn_env():
                               "interpreter nor on PATH; MPI cannot spawn workers without it.\n"
                               + MPI_INSTALL_HELP)
         real = os.path.realpath(real)
-        d = tempfile.mkdtemp(prefix="sksparse-mpi-")
+        _remove_stale_dirs()
+        d = tempfile.mkdtemp(prefix="sksparse-mpi-%d-" % os.getpid())
         shim = os.path.join(d, "mpiexec")
         with open(shim, "w") as f:
-            f.write("#!%s -S\n"
-                    "import os, sys\n"
-                    "try:\n    os.setpgid(0, 0)\nexcept OSError:\n    pass\n"
-                    "os.execv(%r, [%r] + sys.argv[1:])\n" % (sys.executable, real, real))
+            f.write(_SHIM % {"python": sys.executable, "real": real,
+                             "log": os.path.join(d, "launcher.log"), "dir": d,
+                             "ppid": os.getpid(), "start": _own_start_time()})
         os.chmod(shim, 0o755)
         _shim_dir = d
         os.environ["PATH"] = d + os.pathsep + search

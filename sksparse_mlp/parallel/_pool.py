@@ -33,11 +33,13 @@ from . import _mpi
 
 __all__ = ["Pool", "WorkerError", "WorkerDied", "WorkerTimeout", "WorkerFailure",
            "TAG_HELLO", "TAG_CMD", "TAG_ERR", "TAG_RES", "TAG_BUF", "TAG_BYE", "TAG_HB",
-           "TAG_GH", "TAG_GD", "TAG_MH", "TAG_MD"]
+           "TAG_GH", "TAG_GD", "TAG_MH", "TAG_MD", "TAG_END"]
 
 # message tags (shared with _worker.py)
 TAG_HELLO, TAG_CMD, TAG_ERR, TAG_RES, TAG_BUF, TAG_BYE, TAG_HB = 1, 2, 3, 4, 5, 6, 7
 TAG_GH, TAG_GD, TAG_MH, TAG_MD = 8, 9, 10, 11     # gradient header/data, model header/data
+TAG_END = 12     # last message of the parent's close(): everything before it must be received
+TAG_ALIVE = 13   # a worker's heartbeat during set-up commands
 
 # Workers start through ``_boot.py`` (see there): MPI first, no scikit-learn import.
 _BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_boot.py")
@@ -94,7 +96,7 @@ def pid_alive(pid):
 
 def _own_launchers():
     """Children of this process that lead their own process group: the hydra launcher(s)
-    started through our mpiexec shim (MPICH singleton)."""
+    started through our mpiexec shim (MPICH singleton). Exited ones (zombies) too."""
     me, out = os.getpid(), []
     try:
         names = os.listdir("/proc")
@@ -104,15 +106,17 @@ def _own_launchers():
         if not n.isdigit():
             continue
         pid = int(n)
-        st = _proc_state(pid)
-        if st is None or st[1] != me or st[2] != pid:
-            continue
         try:
-            with open("/proc/%d/cmdline" % pid, "rb") as f:
-                cmd = f.read()
+            with open("/proc/%d/stat" % pid) as f:
+                s = f.read()
         except OSError:
             continue
-        if b"mpiexec" in cmd or b"hydra" in cmd:
+        head, _, tail = s.rpartition(")")
+        r = tail.split()
+        if len(r) < 3 or int(r[1]) != me or int(r[2]) != pid:
+            continue
+        comm = head.partition("(")[2]
+        if "mpiexec" in comm or "hydra" in comm:
             out.append(pid)
     return out
 
@@ -131,27 +135,111 @@ def _reap(pids, timeout=1.0):
             time.sleep(0.01)
 
 
-def _spawn(MPI, args, n, timeout, info):
-    """MPI_Comm_spawn blocks forever if a worker dies before MPI_Init: run it in a helper
-    thread (MPI_THREAD_MULTIPLE) and give up after ``timeout``."""
-    box = {}
+_launchers_seen = set()     # hydra launchers started by this process (MPICH singleton)
+_pool_ids = iter(range(1, 1 << 62))
+last_start_interrupt = {}   # what the last Ctrl-C during Spawn found (tests, soak)
 
-    def target():
+
+def launcher_exits():
+    """Launchers of ours that exited since they were first seen. MPICH's singleton keeps
+    one hydra for the life of the process; when it is gone (it kills its process group
+    after an abnormal worker exit, or gives up on a bad host) MPI cannot spawn again."""
+    for p in _own_launchers():
+        _launchers_seen.add(p)
+    return sorted(p for p in _launchers_seen if not pid_alive(p))
+
+
+def _token_pids(token):
+    """Live local processes started with ``--pool TOKEN`` (this pool's workers)."""
+    key = b"\0--pool\0" + token.encode() + b"\0"
+    out = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for n in names:
+        if not n.isdigit():
+            continue
         try:
-            box["comm"] = MPI.COMM_SELF.Spawn(sys.executable, args=args, maxprocs=n, info=info)
-        except BaseException as e:              # pragma: no cover - reported below
-            box["err"] = e
+            with open("/proc/%s/cmdline" % n, "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if key in cmd and pid_alive(int(n)):
+            out.append(int(n))
+    return out
 
-    th = threading.Thread(target=target, name="sksparse-mpi-spawn", daemon=True)
-    th.start()
-    th.join(timeout)
-    if th.is_alive():
-        _mpi.poison("MPI Spawn hung")
-        raise WorkerTimeout("MPI Spawn of %d worker(s) did not finish within %.0f s (a worker "
-                            "probably failed before MPI_Init)" % (n, timeout))
-    if "err" in box:
-        raise box["err"]
-    return box["comm"]
+
+def _settle_log(log0, limit=1.5):
+    """Wait until the launcher's log grew and then stayed the same for 0.15 s (at most
+    ``limit`` s): the tee copies hydra's last words after hydra exited."""
+    end = time.monotonic() + limit
+    last, since = -1, time.monotonic()
+    while time.monotonic() < end:
+        n = _mpi.launcher_log_size()
+        if n != last:
+            last, since = n, time.monotonic()
+        elif n > log0 and time.monotonic() - since > 0.15:
+            return
+        time.sleep(0.02)
+
+
+def _block_sigint():
+    """In a helper thread that runs a long MPI call: let the kernel deliver Ctrl-C to the
+    main thread only. A SIGINT taken by the Spawn thread interrupted MPICH's PMI exchange
+    (the Spawn failed, its workers were killed, hydra went down: MPI unusable in 3 of 6
+    Ctrl-Cs during Spawn)."""
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    except (AttributeError, ValueError, OSError):
+        pass
+
+
+def _kill_pids(pids):
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _cap(nbytes):
+    """Longest sleep between two polls of a wait. Without UCX's cma transport a large
+    message moves in fragments through shared memory, and each fragment needs a progress
+    call on both sides: polling every 0.5 ms made 32 MB transfers 4x slower than cma's
+    single copy. Waits for large buffers therefore poll every ~20 us (they last only as
+    long as the transfer: the server posts them when the data is due)."""
+    return 2e-5 if nbytes >= (64 << 10) else 5e-4
+
+
+class _DeferSigint:
+    """In the main thread, while the default handler is installed: the first Ctrl-C is
+    only recorded (``self.hit``) so that an orderly shutdown can finish; a second one
+    raises KeyboardInterrupt as usual."""
+
+    def __init__(self):
+        self.hit = 0
+        self.old = None
+
+    def _handler(self, signum, frame):
+        self.hit += 1
+        if self.hit > 1:
+            raise KeyboardInterrupt
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            try:
+                if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                    self.old = signal.signal(signal.SIGINT, self._handler)
+            except (ValueError, TypeError):
+                self.old = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+            self.old = None
+        return False
 
 
 def _make_info(MPI, mpi_info):
@@ -185,6 +273,11 @@ class Pool:
     def __init__(self, n, timeout=None, spawn_timeout=60.0, close_timeout=10.0,
                  mpi_info=None, worker_flags=()):
         MPI = _mpi.get_mpi()
+        if not _mpi.launched_by_mpiexec():
+            dead = launcher_exits()
+            if dead:
+                _mpi.poison("the MPI launcher (hydra, pid %s) exited, e.g. after a worker died "
+                            "during an earlier shutdown" % dead[0])
         _mpi.check_usable()
         _mpi.prepare_spawn_env()
         self.MPI = MPI
@@ -198,26 +291,39 @@ class Pool:
         self._pending = []           # our outstanding send requests (kept alive with their buffers)
         self._recvs = []             # our outstanding receive requests (only after a failed wait)
         self._matched = None         # (message, bytes) of the last message matched by a probe
+        self._matched_n = 1
+        self._unranked = set()       # local worker pids known before their hello
+        self._proxies = set()        # hydra proxies that started our local workers
         self.last_seen = [time.monotonic()] * self.n
         self.done = set()            # ranks that said bye
         self._last_check = 0.0
         self.stats = {"spawn_s": 0.0, "wait_s": 0.0, "send_s": 0.0, "bytes_out": 0, "bytes_in": 0}
+        self.token = "%d.%d" % (os.getpid(), next(_pool_ids))
         pkg_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        args = ([_BOOT, pkg_dir] + list(worker_flags)
-                + ["--ppid", str(os.getpid()), "--phost", socket.gethostname()])
+        args = ([_BOOT, pkg_dir] + _mpi.worker_env_args() + list(worker_flags)
+                + ["--pool", self.token, "--ppid", str(os.getpid()),
+                   "--phost", socket.gethostname()])
         t0 = time.perf_counter()
+        self._t_start = time.monotonic()
+        self._spawn_timeout = spawn_timeout
         info = _make_info(MPI, mpi_info)
         try:
-            self.comm = _spawn(MPI, args, self.n, spawn_timeout, info)
+            self.comm = self._spawn(args, info)
         finally:
             if info != MPI.INFO_NULL:
                 info.Free()
         self.last_seen = [time.monotonic()] * self.n
+        self._unranked = set(_token_pids(self.token))
         try:
-            hellos = [self.recv(r, TAG_HELLO, timeout=spawn_timeout) for r in range(self.n)]
+            hellos = [self.recv(r, TAG_HELLO, timeout=self._start_left()) for r in range(self.n)]
+        except KeyboardInterrupt:
+            # Ctrl-C while workers say hello: an orderly close keeps MPI usable
+            if self.comm is not None and not self.broken:
+                self.close(timeout=min(self.close_timeout, 3.0))
+            raise
         except BaseException:
             if self.comm is not None and not self.broken:
-                self._kill("pool start interrupted")
+                self._kill("pool start failed")
             raise
         self.stats["spawn_s"] = time.perf_counter() - t0
         me = socket.gethostname()
@@ -225,15 +331,109 @@ class Pool:
             self.hosts[r] = h["host"]
             if h["host"] == me:
                 self.pids[r] = h["pid"]
+                st = _proc_state(h["pid"])
+                if st is not None:
+                    self._proxies.add(st[1])
+        self._unranked = set()
         bad = [(r, h["import_error"]) for r, h in enumerate(hellos) if h.get("import_error")]
         if bad:
             self.close()
             raise WorkerError("worker %d failed to start:\n%s" % bad[0])
 
+    def _start_left(self):
+        if self._spawn_timeout is None:
+            return None
+        return max(0.5, self._spawn_timeout - (time.monotonic() - self._t_start))
+
+    def _start_failed(self, exc_type, msg, log0, seen):
+        """A start-up failure: kill what was started, mark MPI unusable (MPICH cannot
+        recover from a Spawn that never returns), quote the launcher's message."""
+        _kill_pids(set(seen) | set(_token_pids(self.token)))
+        _mpi.poison("MPI Spawn failed")
+        log = _mpi.launcher_log_since(log0).strip()
+        if log:
+            msg += "\nThe MPI launcher said:\n" + log
+        self.broken = True
+        return exc_type(msg)
+
+    def _spawn(self, args, info):
+        """MPI_Comm_spawn blocks forever if a worker dies before MPI_Init or the launcher
+        gives up (bad host, unreachable node): run it in a helper thread
+        (MPI_THREAD_MULTIPLE) and watch, every 30 ms, the launcher, the workers started so
+        far and the deadline (``spawn_timeout``)."""
+        MPI, n = self.MPI, self.n
+        box = {}
+        # completion is signalled with an Event: Thread.join/is_alive must not be used here,
+        # a Ctrl-C that interrupts join() can leave is_alive() False while the thread still
+        # runs (CPython < 3.13), and the spawn then completed behind our back
+        done = threading.Event()
+
+        def target():
+            _block_sigint()
+            try:
+                box["comm"] = MPI.COMM_SELF.Spawn(sys.executable, args=args, maxprocs=n,
+                                                  info=info)
+            except BaseException as e:          # pragma: no cover - reported below
+                box["err"] = e
+            finally:
+                done.set()
+
+        singleton = not _mpi.launched_by_mpiexec()
+        log0 = _mpi.launcher_log_size()
+        th = threading.Thread(target=target, name="sksparse-mpi-spawn", daemon=True)
+        seen = set()
+        timeout = self._spawn_timeout
+        th.start()
+        try:
+            while not done.wait(0.03):
+                seen.update(_token_pids(self.token))
+                dead = [p for p in seen if not pid_alive(p)]
+                if dead:
+                    raise self._start_failed(
+                        WorkerDied, "worker process(es) %s died while starting (before "
+                        "MPI_Init completed)" % sorted(dead), log0, seen)
+                if singleton and launcher_exits():
+                    _settle_log(log0)           # let the tee write the last lines
+                    raise self._start_failed(
+                        WorkerDied, "the MPI launcher (mpiexec/hydra) exited while starting "
+                        "%d worker(s)" % n, log0, seen)
+                if timeout is not None and time.monotonic() - self._t_start > timeout:
+                    raise self._start_failed(
+                        WorkerTimeout, "MPI Spawn of %d worker(s) did not finish within %.1f s "
+                        "(worker_timeout); a worker may have failed before MPI_Init, or the "
+                        "launcher cannot reach a host" % (n, timeout), log0, seen)
+        except KeyboardInterrupt:
+            # Ctrl-C during Spawn: let the spawn finish (it normally takes well under a
+            # second), then close the new pool in order; if it does not finish soon, kill
+            # what it started. Nothing is left running either way.
+            with _DeferSigint() as d:
+                finished = done.wait(3.0)
+            last_start_interrupt.clear()
+            last_start_interrupt.update(finished=finished, comm="comm" in box,
+                                        err=repr(box.get("err")), hit=d.hit)
+            if not finished or "comm" not in box or d.hit > 1:
+                _kill_pids(seen | set(_token_pids(self.token)))
+                if not finished or "comm" in box:
+                    _mpi.poison("MPI Spawn interrupted")
+                self.broken = True
+                raise
+            self.comm = box["comm"]
+            self.close(timeout=min(self.close_timeout, 3.0))
+            raise
+        if "err" in box:
+            raise box["err"]
+        return box["comm"]
+
     # ------------------------------------------------------------------ checks
     def _check(self, what, expect):
         MPI = self.MPI
         st = MPI.Status()
+        for _ in range(64):                   # heartbeats (set-up commands): proof of life
+            m = self.comm.improbe(MPI.ANY_SOURCE, TAG_ALIVE, status=st)
+            if m is None:
+                break
+            m.recv()
+            self.last_seen[st.Get_source()] = time.monotonic()
         m = self._improbe(MPI.ANY_SOURCE, TAG_ERR, st)
         if m is not None:
             err = m.recv()
@@ -242,6 +442,7 @@ class Pool:
             raise WorkerError("worker %d raised an exception while the server waited for %s:\n%s"
                               % (err["rank"], what, err["tb"]))
         dead = [r for r, p in self.pids.items() if r not in self.done and not pid_alive(p)]
+        dead += ["pid %d" % p for p in self._unranked if not pid_alive(p)]
         if dead:
             self._kill("worker(s) %s died" % dead)
             raise WorkerDied("worker process(es) %s died while the server waited for %s "
@@ -258,7 +459,7 @@ class Pool:
                     raise WorkerTimeout("worker %d sent nothing for %.1f s (worker_timeout) while "
                                         "the server waited for %s" % (r, self.timeout, what))
 
-    def _wait(self, test, what, expect):
+    def _wait(self, test, what, expect, cap=5e-4):
         if self.comm is None:
             raise WorkerFailure("the worker pool is closed")
         MPI = self.MPI
@@ -281,7 +482,7 @@ class Pool:
                 if r is not None and r is not False:
                     return r
                 time.sleep(s)
-                s = min(2 * s, 5e-4)
+                s = min(2 * s, cap)
         finally:
             self.stats["wait_s"] += time.perf_counter() - t0
 
@@ -292,6 +493,7 @@ class Pool:
         m = self.comm.improbe(src, tag, status=st)
         if m is not None:
             self._matched = (m, st.Get_count(self.MPI.BYTE))
+            self._matched_n = self._matched[1]
         return m
 
     def wait_any(self, tags, ranks=None):
@@ -336,17 +538,17 @@ class Pool:
         # kept until it completed: if the wait fails, close() must retire it before
         # Disconnect (MPICH's Disconnect waits for every request that still refers to comm)
         self._recvs.append((req, buf))
-        self._wait(req.Test, "a buffer from worker %d" % src, [src])
+        self._wait(req.Test, "a buffer from worker %d" % src, [src], _cap(buf.nbytes))
         self._recvs.pop()
         self.last_seen[src] = time.monotonic()
         self.stats["bytes_in"] += buf.nbytes
 
     # ------------------------------------------------------------------ send
-    def _send_wait(self, req, keep, dst, what):
+    def _send_wait(self, req, keep, dst, what, nbytes=0):
         self._pending.append((req, keep))      # first: close() must see it whatever happens
         t0 = time.perf_counter()
         self.last_seen[dst] = time.monotonic()
-        self._wait(req.Test, what, [dst])
+        self._wait(req.Test, what, [dst], _cap(nbytes))
         self._pending.pop()
         self.last_seen[dst] = time.monotonic()
         self.stats["send_s"] += time.perf_counter() - t0
@@ -360,7 +562,7 @@ class Pool:
         """Send the numpy array ``buf`` to worker ``dst`` (waits for completion by polling)."""
         req = self.comm.Isend(buf, dest=dst, tag=tag)
         self.stats["bytes_out"] += buf.nbytes
-        self._send_wait(req, buf, dst, "sending a buffer to worker %d" % dst)
+        self._send_wait(req, buf, dst, "sending a buffer to worker %d" % dst, buf.nbytes)
 
     def isend_async(self, buf, dst, tag=TAG_BUF):
         """Start sending ``buf``; it must not be modified until :meth:`flush` returned."""
@@ -380,7 +582,7 @@ class Pool:
         t0 = time.perf_counter()
         while self._pending:
             req, _ = self._pending[-1]
-            self._wait(req.Test, "outstanding sends", [])
+            self._wait(req.Test, "outstanding sends", [], 2e-5)
             self._pending.pop()
         self.stats["send_s"] += time.perf_counter() - t0
 
@@ -400,11 +602,7 @@ class Pool:
         self.broken = True
         if poison and _mpi.vendor() != "Open MPI":
             _mpi.poison(why)
-        for p in self.pids.values():
-            try:
-                os.kill(p, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        _kill_pids(list(self.pids.values()) + list(self._unranked))
         if poison and _mpi.poisoned() is not None and not _mpi.launched_by_mpiexec():
             # MPICH singleton: hydra (started through our shim, its own process group) is
             # of no further use; take its whole group down so no launcher/proxy lingers.
@@ -421,9 +619,19 @@ class Pool:
         self._matched = None
 
     def close(self, timeout=None):
-        """Orderly close (stop, drain, bye, Disconnect); hard path if that fails."""
+        """Orderly close (stop, drain, bye, Disconnect); hard path if that fails.
+
+        A first Ctrl-C during the close is held back until the close finished (then
+        re-raised): interrupting it half-way would leave MPI unusable. A second Ctrl-C
+        takes the hard path at once."""
         if self.comm is None or self.broken:
             return
+        with _DeferSigint() as d:
+            self._close(timeout)
+        if d.hit:
+            raise KeyboardInterrupt
+
+    def _close(self, timeout):
         MPI = self.MPI
         comm = self.comm
         saved = self.timeout
@@ -433,11 +641,16 @@ class Pool:
             stops = []
             for r in range(self.n):
                 if r not in self.done:
+                    # "stop", then "end": a worker receives (and discards) everything we
+                    # sent before "end", so every send of ours completes, even those the
+                    # worker never posted a receive for (it was interrupted mid-exchange)
                     stops.append((comm.isend(("stop",), dest=r, tag=TAG_CMD), None))
+                    stops.append((comm.isend(("end",), dest=r, tag=TAG_END), None))
             self._pending.extend(stops)
             m = self._matched[0] if self._matched else None
             if m:                            # matched by a probe, not received (interrupted)
-                m.Recv(bytearray(max(1, self._matched[1])))
+                self._matched = None
+                m.Recv(bytearray(max(1, self._matched_n)))
             for req, _ in self._recvs:       # a receive abandoned by a failed wait
                 try:
                     req.Cancel()             # unmatched: completes as cancelled; matched: the
@@ -468,10 +681,14 @@ class Pool:
                     raise WorkerTimeout("workers did not stop within %.1f s" % self.timeout)
                 time.sleep(2e-4)
         except BaseException as e:
-            # includes KeyboardInterrupt during close: never leave workers behind
+            # includes a second Ctrl-C during close: never leave workers behind
             self._kill("shutdown failed: %s" % (e.__class__.__name__,))
             if not isinstance(e, (WorkerFailure, TimeoutError)):
                 raise
+            warnings.warn("an MPI worker failed during shutdown (%s); the workers were killed%s"
+                          % (e, "" if _mpi.poisoned() is None else
+                             " and MPI cannot be used again in this process"),
+                          RuntimeWarning, stacklevel=3)
             return
         finally:
             self.timeout = saved
@@ -479,7 +696,10 @@ class Pool:
         self.comm = None
         # Disconnect is collective and blocks on anything MPI still counts as pending; the
         # drain above should leave nothing, but a hang here must not hang the caller.
-        th = threading.Thread(target=comm.Disconnect, name="sksparse-mpi-disconnect", daemon=True)
+        def disconnect():
+            _block_sigint()
+            comm.Disconnect()
+        th = threading.Thread(target=disconnect, name="sksparse-mpi-disconnect", daemon=True)
         th.start()
         th.join(limit)
         if th.is_alive():
@@ -487,7 +707,33 @@ class Pool:
             self._kill("Disconnect hung")
             warnings.warn("MPI Disconnect did not complete within %.0f s; the workers were "
                           "killed and MPI cannot be used again in this process"
-                          % limit, RuntimeWarning, stacklevel=2)
+                          % limit, RuntimeWarning, stacklevel=3)
+            return
+        self._confirm_exit(limit)
+
+    def _confirm_exit(self, limit):
+        """After Disconnect: wait until our local workers and their launcher proxy have
+        exited, then check that the launcher is still alive. A worker that died after its
+        bye (SIGKILL, OOM) makes MPICH's hydra kill its process group and exit, after which
+        the next Spawn in this process would segfault or hang: mark MPI unusable and warn
+        (the training itself completed)."""
+        if _mpi.launched_by_mpiexec() or not self.pids:
+            return
+        pids = list(self.pids.values())
+        end = time.monotonic() + min(limit, 5.0)
+        while time.monotonic() < end and any(pid_alive(p) for p in pids):
+            time.sleep(0.005)
+        if any(pid_alive(p) for p in pids):
+            return                      # slow exit: the next Pool() checks the launcher
+        end = time.monotonic() + 0.06          # hydra reacts within a few ms
+        while not launcher_exits() and time.monotonic() < end:
+            time.sleep(0.01)
+        if launcher_exits():
+            _mpi.poison("a worker died while exiting after it said goodbye")
+            warnings.warn("an MPI worker died while exiting after the training completed; "
+                          "MPI's launcher went down with it, so MPI cannot be used again in "
+                          "this process (n_workers > 1 fits raise MPIUnusableError)",
+                          RuntimeWarning, stacklevel=4)
 
     def __enter__(self):
         return self

@@ -37,7 +37,7 @@ from . import _wire
 from ._pool import TAG_GD, TAG_GH, TAG_MD, TAG_MH, TAG_RES, Pool
 
 WARMUP_EPOCHS = 5
-SETUP_TIMEOUT = 180.0     # seconds of silence allowed while workers import and load kernels
+SETUP_TIMEOUT = 180.0     # start-up deadline (Spawn + hellos) when worker_timeout is None
 
 
 def _cores():
@@ -384,13 +384,19 @@ def fit_wasap(network, X, Y, sample_weight, *, config, optimizer, batch_size, ma
     seeds = rng.integers(0, np.iinfo(np.int64).max, size=n_workers)
     shards = np.array_split(rng.permutation(n), n_workers)
     cores = _cores()
-    flags = ["--fail-import"] if _test_hooks.get("fail_import") else []
+    flags = ((["--fail-import"] if _test_hooks.get("fail_import") else [])
+             + list(_test_hooks.get("worker_flags") or ()))
     stats = {"n_workers": n_workers, "mode": mode}
     # set-up (imports, numba kernels from the on-disk cache, or compiled on a cold cache,
     # data shards) may legitimately be silent for longer than a training step
-    setup_timeout = None if timeout is None else max(float(timeout), SETUP_TIMEOUT)
+    # workers send heartbeats while they run set-up commands, so set-up is watched with the
+    # same worker_timeout as training
+    setup_timeout = None if timeout is None else float(timeout)
+    # start-up (Spawn and every worker's hello) must finish within worker_timeout: a worker
+    # that dies while starting, or a launcher that cannot reach a host, is reported then
+    # (or as soon as the launcher or a started worker exits)
     with Pool(n_workers, timeout=setup_timeout, mpi_info=mpi_info, worker_flags=flags,
-              spawn_timeout=max(60.0, SETUP_TIMEOUT)) as pool:
+              spawn_timeout=SETUP_TIMEOUT if timeout is None else float(timeout)) as pool:
         stats["spawn_s"] = pool.stats["spawn_s"]
         t_setup = time.perf_counter()
         for r in range(n_workers):

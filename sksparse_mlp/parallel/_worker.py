@@ -23,6 +23,8 @@ import traceback
 
 TAG_HELLO, TAG_CMD, TAG_ERR, TAG_RES, TAG_BUF, TAG_BYE, TAG_HB = 1, 2, 3, 4, 5, 6, 7
 TAG_GH, TAG_GD, TAG_MH, TAG_MD = 8, 9, 10, 11
+TAG_END = 12
+TAG_ALIVE = 13    # heartbeats while a set-up command runs (imports, kernel loading, data)
 
 
 MPI = None     # mpi4py.MPI, imported in main() (importing this module must not initialise MPI)
@@ -57,7 +59,7 @@ class Channel:
         self.comm_s = 0.0         # time spent waiting on the parent / in sends
 
     # -- waiting
-    def _poll(self, test, watch_stop=True, idle=False):
+    def _poll(self, test, watch_stop=True, idle=False, fast=False):
         """Wait until ``test()`` returns something; time counts as communication unless
         ``idle`` (waiting for the next command)."""
         s = 1e-5
@@ -77,7 +79,8 @@ class Channel:
                             raise Stop()
                         self.stash.append(cmd)
                 time.sleep(s)
-                cap = 5e-3 if idle and time.monotonic() - start > 2.0 else (1e-3 if idle else 2e-4)
+                cap = (5e-3 if idle and time.monotonic() - start > 2.0 else
+                       (1e-3 if idle else (2e-5 if fast else 2e-4)))
                 s = min(2 * s, cap)
         finally:
             if not idle:
@@ -115,7 +118,8 @@ class Channel:
     def Recv(self, buf, tag=TAG_BUF):
         req = self.comm.Irecv(buf, source=0, tag=tag)
         try:
-            self._poll(req.Test)
+            # large buffers move in fragments (no cma): poll often while they arrive
+            self._poll(req.Test, fast=buf.nbytes >= (64 << 10))
         except BaseException:
             try:
                 req.Cancel()
@@ -137,7 +141,8 @@ class Channel:
             self.pending = [(q, b) for q, b in self.pending if not q.Test()]
             return not self.pending
         if self.pending:
-            self._poll(test, watch_stop=watch_stop)
+            self._poll(test, watch_stop=watch_stop,
+                       fast=any(b is not None and b.nbytes >= (64 << 10) for _, b in self.pending))
 
     def send(self, obj, tag):
         self.isend(obj, tag)
@@ -146,6 +151,22 @@ class Channel:
     def Send(self, buf, tag=TAG_BUF):
         self.Isend(buf, tag)
         self.flush()
+
+    def drain_to_end(self):
+        """After "stop": receive and discard everything the parent sent before its "end"
+        marker (a receive with ANY_TAG matches the parent's messages in the order they were
+        sent), so that every send of the parent completes, also those we never posted a
+        receive for because the stop interrupted an exchange."""
+        st = MPI.Status()
+
+        def test():
+            m = self.comm.improbe(0, MPI.ANY_TAG, status=st)
+            if m is None:
+                return None
+            tag = st.Get_tag()
+            m.Recv(bytearray(max(1, st.Get_count(MPI.BYTE))))
+            return tag == TAG_END or None
+        self._poll(test, watch_stop=False, idle=True)
 
     def trim(self):
         """Forget completed sends (keeps the list short while streaming)."""
@@ -193,6 +214,38 @@ class Faults:
                 time.sleep(3600)
 
 
+class Heartbeat:
+    """While a set-up command runs (numba kernels loaded or compiled, shards received), a
+    thread sends the parent a small message every 0.25 s: set-up can take longer than
+    ``worker_timeout`` without looking like a stall, while a worker that is stopped
+    (SIGSTOP) or gone still falls silent. Needs MPI_THREAD_MULTIPLE (else: no heartbeats)."""
+
+    def __init__(self, ch, every=0.25):
+        self.ch, self.every = ch, every
+        self.stop = threading.Event()
+        self.reqs = []
+        self.th = None
+
+    def _run(self):
+        while not self.stop.wait(self.every):
+            self.reqs = [q for q in self.reqs if not q.Test()]
+            self.reqs.append(self.ch.comm.isend(("alive",), dest=0, tag=TAG_ALIVE))
+
+    def __enter__(self):
+        if MPI.Query_thread() == MPI.THREAD_MULTIPLE:
+            self.th = threading.Thread(target=self._run, daemon=True, name="sksparse-alive")
+            self.th.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.th is not None:
+            self.stop.set()
+            self.th.join()
+            # completed by the parent, which drains heartbeats at every check and in close
+            self.ch.pending.extend((q, None) for q in self.reqs)
+        return False
+
+
 class Worker:
     def __init__(self, ch):
         self.ch = ch
@@ -213,13 +266,25 @@ class Worker:
             except BaseException:
                 ch.pending = [(q, b) for q, b in ch.pending if not q.Test()]
                 ch.isend({"rank": ch.rank, "tb": traceback.format_exc()}, TAG_ERR)
-        # complete our sends (the parent drains them), then bye, then Disconnect
+        # complete our sends (the parent drains them), receive whatever the parent still had
+        # in flight, then bye, then Disconnect
         ch.flush(watch_stop=False)
+        ch.drain_to_end()
+        self.faults.check("bye")
         ch.isend("bye", TAG_BYE)
         ch.flush(watch_stop=False)
+        self.faults.check("after_bye")
         ch.comm.Disconnect()
+        self.faults.check("disconnected")
 
     def dispatch(self, cmd):
+        name = cmd[0]
+        if name in ("setup", "init", "shard"):
+            with Heartbeat(self.ch):
+                return self._dispatch(cmd)
+        return self._dispatch(cmd)
+
+    def _dispatch(self, cmd):
         name = cmd[0]
         if name == "setup":
             self.setup(cmd[1])
@@ -227,6 +292,10 @@ class Worker:
             self.ch.send(("pong", self.ch.rank, cmd[1]), TAG_RES)
         elif name == "work":
             self.work(*cmd[1:])
+        elif name == "echo":
+            self.echo(*cmd[1:])
+        elif name == "getenv":
+            self.ch.send({k: os.environ.get(k) for k in cmd[1]}, TAG_RES)
         else:
             from . import _wasap_worker
             _wasap_worker.dispatch(self, cmd)
@@ -243,6 +312,16 @@ class Worker:
                 pass
         self.faults.check("setup")
         self.ch.send(("ready", self.ch.rank), TAG_RES)
+
+    def echo(self, n, rounds):
+        """Test/benchmark command: ``rounds`` times receive ``n`` float64 and send them back
+        (large transfers in both directions)."""
+        import numpy as np
+        buf = np.empty(int(n))
+        for i in range(int(rounds)):
+            self.ch.Recv(buf)
+            self.faults.check("echo")
+            self.ch.Send(buf)
 
     def work(self, n_steps, step_s):
         """Test/benchmark command: n_steps of sleeping, a heartbeat after each."""
@@ -295,6 +374,7 @@ def main(argv=None):
     if import_error:
         while ch.next_cmd()[0] != "stop":
             pass
+        ch.drain_to_end()
         ch.send("bye", TAG_BYE)
         parent.Disconnect()
         return 1
