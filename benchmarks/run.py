@@ -236,7 +236,7 @@ def time_layer_kernels(clf, X, threads, repeats):
 
         def fwd(l, A, acts, codes):
             layer = net.layers[l]
-            T = ws.trans[l].get(layer.W)
+            T = F._predict_view(layer.W) if ws.trans[l] is None else ws.trans[l].get(layer.W)
             act, s = F._act_code(net, l + 1) if l < L - 1 else (K.ACT_NONE, 0.0)
             G = codes[l + 1] if l < L - 1 else ws._dummy_codes
             t = now()

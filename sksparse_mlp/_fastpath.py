@@ -126,12 +126,14 @@ class _Transposed:
         return self
 
 
-# CSC views kept for prediction, per weight matrix, dropped with the matrix (sparse
-# matrices are not hashable: keyed by id, guarded by a weak reference).  A view
-# holds the pattern and a permutation, not values, so it stays valid while training
-# changes W.data in place; a new pattern (SET) comes as a new matrix object.
+# CSC views kept per weight matrix for training and prediction alike (one copy, built
+# once per topology, not once per epoch), dropped with the matrix (sparse matrices
+# are not hashable: keyed by id, guarded by a weak reference).  A view holds the
+# pattern and a permutation, not values, so it stays valid while training changes
+# W.data in place; a new pattern (SET) comes as a new matrix object.
 _PREDICT_VIEWS = {}
-# networks with more connections than this are not given cached views (memory)
+# networks with more connections than this keep no views between calls (memory):
+# training builds them per epoch, prediction of a few rows scatters from CSR instead
 _PREDICT_CACHE_MAX_NNZ = 20_000_000
 
 
@@ -205,7 +207,8 @@ class Workspace:
             codes = np.empty(max(sizes[1:]) * cap, np.uint8)
             self.G = [None] + [codes] * (L - 1)
         self.G.append(np.empty(0, np.uint8))
-        self.trans = [_Transposed() for _ in range(L)]
+        cached = sum(net.n_connections) <= _PREDICT_CACHE_MAX_NNZ
+        self.trans = [None if cached else _Transposed() for _ in range(L)]
         self.training = training
         self.n_micro_max = -(-int(capacity) // self.micro)
         if training:
@@ -275,7 +278,7 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
             K.forward_csr_tiled(W.indptr, W.indices, W.data, layer.bias, A, Z, G, act, s, lthr,
                                 seed, lscale)
         else:
-            T = ws.trans[l].get(W)
+            T = _predict_view(W) if ws.trans[l] is None else ws.trans[l].get(W)
             K.forward_tiled(T.indptr, T.indices, T.perm, W.data, layer.bias, A, Z, G, act, s,
                             lthr, seed, lscale, ws.n_threads)
         acts.append(Z)
