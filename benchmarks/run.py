@@ -427,14 +427,7 @@ def bench_throughput(args, gemm, res):
 
 def _epochs(clf, X, y, repeats, classes):
     """Best and median seconds of ``repeats`` partial_fit epochs (the first call builds)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        clf.partial_fit(X, y, classes=classes)
-        ts = []
-        for _ in range(repeats):
-            t = now()
-            clf.partial_fit(X, y)
-            ts.append(now() - t)
+    ts = timed_partial_fit(clf, X, y, classes, repeats)
     return min(ts), float(np.median(ts))
 
 
