@@ -180,6 +180,10 @@ class Workspace:
         self.sizes = sizes
         L = len(net.layers)
         width = max(sizes)
+        # a sparse batch small enough to hold dense goes through the dense kernels
+        # (register-blocked gathers beat the scatter of the sparse-input kernels)
+        sparse_input = sparse_input and (
+            sizes[0] * int(capacity) * itemsize > cfg.DENSE_INPUT_BATCH_BYTES)
         # bytes per sample: input panel, hidden activations and codes, output,
         # two delta buffers (training)
         per_sample = (0 if sparse_input else sizes[0] * itemsize)
@@ -251,13 +255,17 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
     keep = 1.0 - dropout
     thr = K.dropout_threshold(keep) if dropout > 0 else 0
     scale = 1.0 / keep if dropout > 0 else 1.0
-    if sp.issparse(X):
+    Xb = None
+    if ws.sparse_input:
         Xb = X[idx]
         Xb.sort_indices()
         A = None
     else:
         A = ws.view(ws.A[0], sizes[0], nt, tb)
-        K.gather_input_tiled(X, idx, B, A)
+        if sp.issparse(X):  # densified batch (see Workspace)
+            K.gather_input_tiled(X[idx].toarray(), np.arange(B), B, A)
+        else:
+            K.gather_input_tiled(X, idx, B, A)
     acts.append(A)
     codes.append(None)
     for l, layer in enumerate(net.layers):
@@ -284,7 +292,7 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
         acts.append(Z)
         codes.append(G)
         A = Z
-    return acts, codes, (Xb if sp.issparse(X) else None)
+    return acts, codes, Xb
 
 
 def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, opt, last):

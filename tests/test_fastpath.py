@@ -48,10 +48,12 @@ CASES = [
     dict(out="logistic", loss="binary_log_loss", n_out=1),
     dict(out="logistic", loss="binary_log_loss", n_out=4),
     dict(out="identity", loss="squared_error", lr=0.002),
-    dict(sparse=True),
+    dict(sparse=True),  # densified batches
+    dict(sparse=True, sparse_kernels=True),  # the sparse-input kernels
     dict(sample_weight=True),
     dict(budget=3000),
     dict(budget=3000, sparse=True),
+    dict(budget=3000, sparse=True, sparse_kernels=True),
     dict(budget=3000, sample_weight=True, dtype=np.float32),
     dict(nesterov=False),
     dict(batch_size=1, n=20, lr=0.002),
@@ -69,7 +71,10 @@ def panels(request, monkeypatch):
 
 @pytest.mark.parametrize("case", CASES, ids=[",".join(f"{k}={v}" for k, v in c.items()) or "default"
                                              for c in CASES])
-def test_epoch_matches_reference(case, panels):
+def test_epoch_matches_reference(case, panels, monkeypatch):
+    if case.get("sparse_kernels"):
+        from sksparse_mlp import config
+        monkeypatch.setattr(config, "DENSE_INPUT_BATCH_BYTES", 0)
     act = case.get("act", "allrelu")
     out = case.get("out", "softmax")
     loss = case.get("loss", "log_loss")
