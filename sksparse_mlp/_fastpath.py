@@ -73,8 +73,9 @@ def choose_tiles(B, width, itemsize):
     Panels are as wide as lets one panel of the widest layer (``width`` units)
     fill at most :data:`sksparse_mlp.config.PANEL_L2_FRACTION` of a core's L2 cache, between
     32 and 128 samples: every thread gathers rows from the whole panel, so that
-    is what must stay in its L2.  When not even 32 samples fit, 128.  The kernels sweep the panels one after the
-    other and sum the gradients over them, so the panel count costs nothing else.
+    is what must stay in its L2.  When not even 32 samples fit, 128.  The kernels sweep
+    the panels one after the other and sum the gradients over them; each panel reads
+    the layer's index once more.
     """
     B = max(1, int(B))
     tb = int(cfg.L2_BYTES * cfg.PANEL_L2_FRACTION) // max(1, width * itemsize)

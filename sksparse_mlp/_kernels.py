@@ -549,7 +549,7 @@ GRAD_STEP = 2
 #
 # Each gathered delta row is loaded once and feeds both products; the ``e`` sums
 # stay in registers for the whole row and ``x`` (the row's activations) is read
-# from L1.  ``g_k`` then goes to ``grad[k]`` by ``mode`` (at ``grad[k - goff]``): SWEEP_WRITE stores it,
+# from L1.  ``g_k`` then goes to ``grad[k - goff]`` by ``mode``: SWEEP_WRITE stores it,
 # SWEEP_ADD adds it, SWEEP_STEP applies the momentum step of :func:`_step` with
 # ``g_k`` as the whole gradient and SWEEP_STEP_ADD with ``grad[k - goff] + g_k`` (the
 # earlier blocks' sums), right after the old weight fed the delta.  Returns the
@@ -699,7 +699,8 @@ def _make_row_sweep(nv, with_delta):
                             code = builder.load(builder.bitcast(
                                 builder.gep(cbase, [ir.Constant(i64, c * vec.count)]),
                                 cvec.as_pointer()), align=1)
-                            kept = builder.icmp_unsigned(">=", code, ir.Constant(cvec, [2] * vec.count))
+                            kept = builder.icmp_unsigned(
+                                ">=", code, ir.Constant(cvec, [2] * vec.count))
                             pos = builder.icmp_unsigned(
                                 "!=", builder.and_(code, ir.Constant(cvec, [1] * vec.count)),
                                 ir.Constant(cvec, [0] * vec.count))

@@ -9,9 +9,8 @@ import tempfile
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
-from . import _fastpath, _kernels, _topology
+from . import _fastpath, _topology
 from ._activations import hidden_forward
 
 
