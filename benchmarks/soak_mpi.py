@@ -36,6 +36,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SCENARIOS = os.path.join(ROOT, "tests", "mpi_scenarios.py")
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import procs  # noqa: E402  (the /proc helpers of the MPI tests)
 
 # scenario -> (weight, description)
 MIX = {
@@ -53,52 +55,29 @@ MIX = {
 }
 
 
-def _alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
+_alive = procs.alive
 
 
 def _ours(ppid):
     """Live processes that belong to caller ``ppid``: workers (``--ppid``) and hydra
     launchers/proxies started for it (``--singleton-pid`` of its launcher, or its child)."""
-    out = []
-    me = str(ppid).encode()
-    for n in os.listdir("/proc"):
-        if not n.isdigit():
-            continue
+    out = procs.workers_of(ppid)
+    for pid, cmd in procs.command_lines():
         try:
-            with open("/proc/%s/cmdline" % n, "rb") as f:
-                cmd = f.read().split(b"\0")
-        except OSError:
-            continue
-        if b"--ppid" in cmd and cmd[cmd.index(b"--ppid") + 1:][:1] == [me] and _alive(int(n)):
-            out.append(int(n))
-        try:
-            with open("/proc/%s/stat" % n) as f:
+            with open("/proc/%d/stat" % pid) as f:
                 ppid_n = int(f.read().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-        if ppid_n == ppid and cmd[0].endswith(b"mpiexec.hydra") and _alive(int(n)):
-            out.append(int(n))                       # its launcher
-            out.extend(_proxies(int(n)))
+        if ppid_n == ppid and cmd[0].endswith(b"mpiexec.hydra") and _alive(pid):
+            out.append(pid)                       # its launcher
+            out.extend(_proxies(pid))
     return out
 
 
 def _proxies(hydra):
-    key = b"\0--singleton-pid\0%d\0" % hydra
-    out = []
-    for n in os.listdir("/proc"):
-        if n.isdigit():
-            try:
-                with open("/proc/%s/cmdline" % n, "rb") as f:
-                    if key in f.read() and _alive(int(n)):
-                        out.append(int(n))
-            except OSError:
-                pass
-    return out
+    key = [b"--singleton-pid", b"%d" % hydra]
+    return [pid for pid, argv in procs.command_lines()
+            if any(argv[i:i + 2] == key for i in range(len(argv) - 1)) and _alive(pid)]
 
 
 def _launcher_dirs(pid):

@@ -366,54 +366,38 @@ def _column_sums(Ap, t_indices, t_perm, data, k0, k1, z, g, piecewise, slope):
         z[b] = acc
 
 
-@intrinsic
-def _claim(typingctx, counters, i):
-    """``counters[i] += 1`` atomically; returns the old value (the task claimed)."""
-    if not (isinstance(counters, types.Array) and counters.dtype == types.int64):
-        return None
-    sig = types.int64(counters, i)
+def _make_atomic(op, ordering, doc, operand=None):
+    """An intrinsic doing ``atomicrmw op`` on ``flags[i]`` (int64) and returning the old
+    value; the operand is the constant ``operand``, or a third argument when None."""
 
     def codegen(context, builder, signature, args):
         arr = context.make_array(signature.args[0])(context, builder, args[0])
         idx = context.cast(builder, args[1], signature.args[1], types.intp)
-        return builder.atomic_rmw("add", builder.gep(arr.data, [idx]),
-                                  ir.Constant(ir.IntType(64), 1), "monotonic")
+        val = (ir.Constant(ir.IntType(64), operand) if operand is not None
+               else context.cast(builder, args[2], signature.args[2], types.int64))
+        return builder.atomic_rmw(op, builder.gep(arr.data, [idx]), val, ordering)
 
-    return sig, codegen
+    def typer(flags, *rest):
+        if not (isinstance(flags, types.Array) and flags.dtype == types.int64):
+            return None
+        return types.int64(flags, *rest), codegen
 
-
-@intrinsic
-def _publish(typingctx, flags, i, value):
-    """``flags[i] = value`` as an atomic exchange (a full barrier on x86): every write
-    made before it is visible to a thread that then reads the new value."""
-    if not (isinstance(flags, types.Array) and flags.dtype == types.int64):
-        return None
-    sig = types.void(flags, i, value)
-
-    def codegen(context, builder, signature, args):
-        arr = context.make_array(signature.args[0])(context, builder, args[0])
-        idx = context.cast(builder, args[1], signature.args[1], types.intp)
-        val = context.cast(builder, args[2], signature.args[2], types.int64)
-        builder.atomic_rmw("xchg", builder.gep(arr.data, [idx]), val, "seq_cst")
-        return context.get_dummy_value()
-
-    return sig, codegen
+    if operand is None:
+        def atomic(typingctx, flags, i, value):
+            return typer(flags, i, value)
+    else:
+        def atomic(typingctx, flags, i):
+            return typer(flags, i)
+    atomic.__doc__ = doc
+    return intrinsic(atomic)
 
 
-@intrinsic
-def _read_flag(typingctx, flags, i):
-    """``flags[i]``, read atomically (so that a spin loop sees other threads' updates)."""
-    if not (isinstance(flags, types.Array) and flags.dtype == types.int64):
-        return None
-    sig = types.int64(flags, i)
-
-    def codegen(context, builder, signature, args):
-        arr = context.make_array(signature.args[0])(context, builder, args[0])
-        idx = context.cast(builder, args[1], signature.args[1], types.intp)
-        return builder.atomic_rmw("add", builder.gep(arr.data, [idx]),
-                                  ir.Constant(ir.IntType(64), 0), "seq_cst")
-
-    return sig, codegen
+_claim = _make_atomic("add", "monotonic", "``flags[i] += 1``; returns the task claimed.", 1)
+# a full barrier on x86: every write made before it is visible to a thread that then
+# reads the new value
+_publish = _make_atomic("xchg", "seq_cst", "``flags[i] = value``, atomically.")
+# atomic, so that a spin loop sees other threads' updates
+_read_flag = _make_atomic("add", "seq_cst", "``flags[i]``, read atomically.", 0)
 
 
 # Work is cut into this many blocks per thread (about equal connection counts).  Each

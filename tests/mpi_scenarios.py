@@ -10,6 +10,8 @@ import signal
 import sys
 import time
 
+import procs
+
 
 def _pool_module():
     try:
@@ -36,25 +38,6 @@ def _related_pids(pool):
             if st is not None and (st[1] in launchers or st[2] in launchers):
                 pids.add(int(n))
     return sorted(pids)
-
-
-def _stray(ppid):
-    """Live processes started as workers of ``ppid`` (``--ppid`` in their command line)."""
-    out = []
-    me = str(ppid).encode()
-    for n in os.listdir("/proc"):
-        if not n.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % n, "rb") as f:
-                cmd = f.read().split(b"\0")
-            with open("/proc/%s/stat" % n) as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if b"--ppid" in cmd and cmd[cmd.index(b"--ppid") + 1:][:1] == [me] and state != "Z":
-            out.append(int(n))
-    return out
 
 
 def _cpu_s(pid, tick):
@@ -232,23 +215,13 @@ def main(name):
             elif name == "unreachable_host":
                 info = {"host": "127.0.0.2"}
             elif name == "start_killed":
-                me = str(os.getpid()).encode()
-
                 def killer():
                     end = time.monotonic() + 10
                     while time.monotonic() < end:
-                        for n in os.listdir("/proc"):
-                            if not n.isdigit():
-                                continue
-                            try:
-                                with open("/proc/%s/cmdline" % n, "rb") as f:
-                                    cmd = f.read().split(b"\0")
-                            except OSError:
-                                continue
-                            if b"--ppid" in cmd and cmd[cmd.index(b"--ppid") + 1] == me:
-                                out["t_kill"] = time.monotonic()
-                                os.kill(int(n), signal.SIGKILL)
-                                return
+                        for pid in procs.workers_of(os.getpid()):
+                            out["t_kill"] = time.monotonic()
+                            os.kill(pid, signal.SIGKILL)
+                            return
                         time.sleep(0.002)
                 threading.Thread(target=killer, daemon=True).start()
             t_fail = time.monotonic()
@@ -339,7 +312,7 @@ def main(name):
                 out["stop_s"] = time.monotonic() - out["t_int"]
                 out["where"] = __import__("traceback").format_exc()[-1500:]
             time.sleep(1.0)          # the caller lives on: nothing of ours may be running
-            out["left_while_alive"] = [p for p in _stray(os.getpid())]
+            out["left_while_alive"] = procs.workers_of(os.getpid())
             if os.environ.get("SKSPARSE_DEBUG_LAUNCHER"):
                 st = {}
                 for p in _pool.launcher_exits():
@@ -367,7 +340,7 @@ def main(name):
                 clf.fit(X, y)
             finally:
                 parallel._test_hooks["worker_flags"] = None
-                out["left_while_alive"] = _stray(os.getpid())
+                out["left_while_alive"] = procs.workers_of(os.getpid())
         elif name in ("fit_kill_random", "fit_stop_random", "fit_interrupt_random"):
             # a real WASAP-SGD fit; at a random moment (set-up, data sending, phase 1,
             # phase 2) a worker gets SIGKILL or SIGSTOP, or the caller gets SIGINT. Then: is
@@ -422,7 +395,7 @@ def main(name):
             out["fitted"] = hasattr(clf, "coefs_")
             pids = seen.get("pids", [])
             time.sleep(0.5)
-            out["left_while_alive"] = _stray(os.getpid())
+            out["left_while_alive"] = procs.workers_of(os.getpid())
             try:
                 TrulySparseMLPClassifier(hidden_layer_sizes=(16,), max_iter=2, random_state=0,
                                          n_workers=2, worker_timeout=30.0).fit(X[:400], y[:400])

@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+import procs
+
 pytest.importorskip("mpi4py")
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -20,12 +22,7 @@ SCENARIOS = os.path.join(HERE, "mpi_scenarios.py")
 ROOT = os.path.dirname(HERE)
 
 
-def _alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (FileNotFoundError, ProcessLookupError):
-        return False
+_alive = procs.alive
 
 
 def _wait_gone(pids, timeout=5.0):
@@ -35,23 +32,6 @@ def _wait_gone(pids, timeout=5.0):
         time.sleep(0.05)
         left = [p for p in left if _alive(p)]
     return left
-
-
-def _stray_workers(ppid):
-    """Processes whose command line says they are workers of process ``ppid``."""
-    out = []
-    for n in os.listdir("/proc"):
-        if not n.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % n, "rb") as f:
-                cmd = f.read().split(b"\0")
-        except OSError:
-            continue
-        if b"--ppid" in cmd and cmd[cmd.index(b"--ppid") + 1:][:1] == [str(ppid).encode()]:
-            if _alive(int(n)):
-                out.append(int(n))
-    return out
 
 
 def run_scenario(name, timeout=60, env=None):
@@ -71,7 +51,7 @@ def run_scenario(name, timeout=60, env=None):
     assert proc.returncode == 0 and lines, (proc.returncode, out[-2000:], err[-3000:])
     res = json.loads(lines[-1][len("RESULT "):])
     res["stderr"] = err
-    left = _wait_gone(res.get("pids", []), 5.0) + _stray_workers(proc.pid)
+    left = _wait_gone(res.get("pids", []), 5.0) + procs.workers_of(proc.pid)
     assert not left, "processes left behind: %s" % left
     return res
 
