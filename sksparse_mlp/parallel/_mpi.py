@@ -225,19 +225,21 @@ if os.fork() == 0:                       # tee: hydra's stderr -> our stderr + l
             ready = select.select([r], [], [], 0.5)[0]
         except InterruptedError:
             continue
+        # the caller gone (SIGKILL) while hydra lingers: its workers end by their
+        # watchdogs; if hydra has not exited 1.5 s later, end its process group.  Checked
+        # on every pass, also while hydra keeps writing (its error lines kept the pipe
+        # readable and this check from ever running: the folder outlived the caller)
+        if gone_since is None and not _caller_alive():
+            gone_since = time.monotonic()
+        if gone_since is not None and time.monotonic() - gone_since > 1.5:
+            try:
+                os.killpg(hydra, 9)
+            except OSError:
+                pass
+            _kill_proxies(hydra)         # in their own sessions: not in hydra's group
+            if time.monotonic() - gone_since > 2.5:
+                break
         if not ready:
-            # the caller gone (SIGKILL) while hydra lingers: its workers end by their
-            # watchdogs; if hydra has not exited 1.5 s later, end its process group
-            if gone_since is None and not _caller_alive():
-                gone_since = time.monotonic()
-            if gone_since is not None and time.monotonic() - gone_since > 1.5:
-                try:
-                    os.killpg(hydra, 9)
-                except OSError:
-                    pass
-                _kill_proxies(hydra)     # in their own sessions: not in hydra's group
-                if time.monotonic() - gone_since > 2.5:
-                    break
             continue
         try:
             b = os.read(r, 65536)
