@@ -234,6 +234,7 @@ class Workspace:
             self.bsum = [np.zeros((self.nt, n), dtype) for n in sizes[1:]]
             self._nogbuf = np.zeros((1, 1), dtype)
         self._dummy_codes = np.zeros((1, 1, 1), np.uint8)
+        self.whole_step = None  # set by run_epoch
 
     def refresh(self):
         """Re-check the layer shapes after a topology change (between epochs)."""
@@ -242,6 +243,54 @@ class Workspace:
 
     def view(self, flat, n, nt, tb):
         return flat[: nt * n * tb].reshape(nt, n, tb)
+
+
+class _WholeStep:
+    """The arguments of :func:`~._kernels.train_batch_tiled` that stay fixed for an
+    epoch (the pattern does; values change in place), gathered once.
+
+    ``usable`` is False where that kernel does not apply: micro-batches, gradients
+    kept for the caller, sparse input kernels, or index arrays of mixed dtypes
+    (typed lists hold one type); the layer-by-layer kernels run those.
+    """
+
+    def __init__(self, net, ws):
+        L = len(net.layers)
+        self.usable = ws.training and ws.fused and not ws.sparse_input
+        if not self.usable:
+            return
+        views = [_predict_view(ly.W) if ws.trans[l] is None else ws.trans[l].get(ly.W)
+                 for l, ly in enumerate(net.layers)]
+        parts = {
+            "f_indptr": [v.indptr for v in views], "f_indices": [v.indices for v in views],
+            "f_perm": [v.perm for v in views],
+            "indptr": [ly.W.indptr for ly in net.layers],
+            "indices": [ly.W.indices for ly in net.layers],
+            "data": [ly.W.data for ly in net.layers],
+            "velocity": [ly.velocity for ly in net.layers],
+            "bias": [ly.bias for ly in net.layers],
+            "bias_velocity": [ly.bias_velocity for ly in net.layers],
+            "acts": list(ws.A), "bsum": list(ws.bsum),
+            "codes": [ws.G[0] if ws.G[0] is not None else np.zeros(1, np.uint8),
+                      *ws.G[1:L], np.zeros(1, np.uint8)],
+            "gbuf": [ws._nogbuf if g is None else g for g in ws.gbuf],
+        }
+        if any(len({(a.dtype, a.ndim) for a in arrs}) > 1 for arrs in parts.values()):
+            self.usable = False
+            return
+        self.lists = {k: _typed_list(v) for k, v in parts.items()}
+        self.sizes = np.asarray(net.n_neurons, np.int64)
+        codes = [(0, 0.0)] + [_act_code(net, l) for l in range(1, L)] + [(K.ACT_NONE, 0.0)]
+        self.act_codes = np.array([c for c, _ in codes], np.int64)
+        self.slopes = np.array([s for _, s in codes], np.float64)
+        self.longest = int(max(np.diff(ly.W.indptr).max(initial=0) for ly in net.layers))
+
+
+def _typed_list(arrays):
+    out = numba.typed.List()
+    for a in arrays:
+        out.append(a)
+    return out
 
 
 def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
@@ -351,6 +400,23 @@ def _batch(net, ws, X, Y, idx, weights, dropout, rng, opt, last):
     eps = float(np.finfo(ws.dtype).eps)
     out_act, loss_kind = _OUT[net.out_activation], _LOSS[net.loss]
     nt = ws.nt
+    plan = ws.whole_step
+    if last and plan is not None and plan.usable:
+        tb = _round_panel(-(-B // nt))
+        thr = K.dropout_threshold(1.0 - dropout) if dropout > 0 else 0
+        seeds = rng.integers(0, 1 << 32, size=L) if dropout > 0 else np.zeros(L, np.int64)
+        lr, mu, nesterov, l2 = opt
+        Yb = Y[idx]
+        if sp.issparse(X):  # densified batch (see Workspace)
+            X, idx = X[idx].toarray(), np.arange(B)
+        p = plan.lists
+        return K.train_batch_tiled(
+            X, idx, B, Yb, weights, nt, tb, p["f_indptr"], p["f_indices"], p["f_perm"],
+            p["indptr"], p["indices"], p["data"], p["velocity"], p["bias"],
+            p["bias_velocity"], p["acts"], p["codes"], p["bsum"], p["gbuf"], plan.sizes,
+            plan.act_codes, plan.slopes, plan.longest, seeds, thr,
+            1.0 / (1.0 - dropout) if dropout > 0 else 1.0, out_act, loss_kind, eps, lr, mu,
+            l2, nesterov, ws.n_threads)
     for m in range(n_micro):
         lo, hi = m * micro, min(B, (m + 1) * micro)
         Bm = hi - lo
@@ -396,6 +462,7 @@ def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuf
     order = rng.permutation(n) if shuffle else np.arange(n)
     ws = Workspace(net, min(batch_size, n), training=True, sparse_input=sp.issparse(X),
                    activation_budget=activation_budget)
+    ws.whole_step = _WholeStep(net, ws)
     dtype = net.dtype
     accumulated = 0.0
     lr, mu, nesterov = optimizer.learning_rate, optimizer.momentum, optimizer.nesterov

@@ -16,6 +16,7 @@ topology); the plain numpy/numba reference they are tested against lives in
 ``tests/reference.py``.
 """
 import os
+import sys
 
 # numba's OpenMP pool: threads that spin-wait at the end of every parallel region
 # steal the CPU from the thread still working whenever the machine is shared,
@@ -161,6 +162,25 @@ def dropout_threshold(keep):
     return min(_M32, int(round(keep * 4294967296.0)))
 
 
+@njit(inline="always")
+def _gather_block(X, idx, B, A3, q, nblk):
+    """Task ``q`` of :func:`gather_input_tiled`: 32 features of one panel."""
+    TB = A3.shape[2]
+    n = A3.shape[1]
+    t = q // nblk
+    i0 = (q - t * nblk) * 32
+    i1 = min(n, i0 + 32)
+    for bb in range(TB):
+        b = t * TB + bb
+        if b < B:
+            r = np.uint64(idx[b])
+            for i in range(i0, i1):
+                A3[t, np.uint64(i), bb] = X[r, np.uint64(i)]
+        else:
+            for i in range(i0, i1):
+                A3[t, np.uint64(i), bb] = 0
+
+
 @njit(parallel=True, **_OPTS)
 def gather_input_tiled(X, idx, B, A3):
     """``A3[b // TB, :, b % TB] = X[idx[b], :]`` for ``b < B``, zero for padding.
@@ -171,18 +191,7 @@ def gather_input_tiled(X, idx, B, A3):
     nt, n, TB = A3.shape
     nblk = (n + 31) // 32
     for q in prange(nt * nblk):
-        t = q // nblk
-        i0 = (q - t * nblk) * 32
-        i1 = min(n, i0 + 32)
-        for bb in range(TB):
-            b = t * TB + bb
-            if b < B:
-                r = np.uint64(idx[b])
-                for i in range(i0, i1):
-                    A3[t, np.uint64(i), bb] = X[r, np.uint64(i)]
-            else:
-                for i in range(i0, i1):
-                    A3[t, np.uint64(i), bb] = 0
+        _gather_block(X, idx, B, A3, q, nblk)
 
 
 @njit(inline="always")
@@ -400,6 +409,36 @@ _publish = _make_atomic("xchg", "seq_cst", "``flags[i] = value``, atomically.")
 _read_flag = _make_atomic("add", "seq_cst", "``flags[i]``, read atomically.", 0)
 
 
+def _yield_codegen(context, builder, signature, args):
+    if sys.platform != "win32":  # elsewhere a spin without yield
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
+        builder.call(fn, [])
+    return context.get_dummy_value()
+
+
+@intrinsic
+def _yield_cpu(typingctx):
+    """``sched_yield()``: give the core to another runnable thread."""
+    return types.void(), _yield_codegen
+
+
+# spins of a waiting thread before it yields its core at every further look: a
+# thread the OS has descheduled (a busy neighbour, an overloaded host) then gets
+# the core back instead of watching a spinning sibling use up its time slice
+_SPINS_BEFORE_YIELD = 2000
+
+
+@njit(inline="always")
+def _wait_until(flags, i, target):
+    """Return once ``flags[i] >= target`` (written by another thread)."""
+    n = 0
+    while _read_flag(flags, i) < target:
+        n += 1
+        if n > _SPINS_BEFORE_YIELD:
+            _yield_cpu()
+
+
 # Work is cut into this many blocks per thread (about equal connection counts).  Each
 # thread owns a queue: its own contiguous blocks, panel after panel (so its rows'
 # data stay in its core's caches); a thread whose queue is empty takes the next task
@@ -462,17 +501,26 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
                 break
             t = q // per
             j0, j1 = _chunk_bounds(t_indptr, d * per + q - t * per, n_blocks)
-            Ap = A3[t]
-            for j in range(j0, j1):
-                z = Z3[t, j]
-                bj = bias[j]
-                for b in range(TB):
-                    z[b] = bj
-                g = G3[t, j] if act >= 0 else G3[0, 0]
-                _column_sums(Ap, t_indices, t_perm, data, t_indptr[j], t_indptr[j + 1], z, g,
-                             fused, slope)
-                if act >= 0 and not fused:
-                    _activate_row(z, g, j, t * TB, act, s, thr, seed, scale)
+            _forward_block(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, thr,
+                           seed, scale, t, j0, j1, fused, slope)
+
+
+@njit(inline="always")
+def _forward_block(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, thr, seed,
+                   scale, t, j0, j1, fused, slope):
+    """Output neurons ``j0:j1`` of panel ``t`` (a task of :func:`forward_tiled`)."""
+    TB = Z3.shape[2]
+    Ap = A3[t]
+    for j in range(j0, j1):
+        z = Z3[t, j]
+        bj = bias[j]
+        for b in range(TB):
+            z[b] = bj
+        g = G3[t, j] if act >= 0 else G3[0, 0]
+        _column_sums(Ap, t_indices, t_perm, data, t_indptr[j], t_indptr[j + 1], z, g,
+                     fused, slope)
+        if act >= 0 and not fused:
+            _activate_row(z, g, j, t * TB, act, s, thr, seed, scale)
 
 
 @njit(parallel=True, **_OPTS)
@@ -892,14 +940,140 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
                 break
             t = q // per
             blk = d * per + q - t * per
-            while _read_flag(done, blk) < t:  # the same rows' previous panel still running
-                pass
+            _wait_until(done, blk, t)  # the same rows' previous panel still running
             i0, i1 = _chunk_bounds(indptr, blk, n_blocks)
             block_sq[blk] += _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode,
                                             do_bwd, act, T(s), T(scale), bsum, velocity, T(lr),
                                             T(momentum), T(l2), nesterov, i0, i1, t, gs, e)
             _publish(done, blk, t + 1)
     return block_sq.sum()
+
+
+@njit(inline="always")
+def _panels(flat, n, nt, tb):
+    return flat[: nt * n * tb].reshape((nt, n, tb))
+
+
+@njit(parallel=True, **_OPTS)
+def train_batch_tiled(X, idx, B, Yb, w, nt, tb, f_indptr, f_indices, f_perm, indptr, indices,
+                      data, velocity, bias, bias_velocity, acts, codes, bsum, gbuf, sizes,
+                      act_codes, slopes, longest, seeds, thr, scale, out_act, loss_kind, eps,
+                      lr, momentum, l2, nesterov, n_threads):
+    """One SGD step of a whole network in one parallel region: returns ``(loss, sq)``.
+
+    The work of :func:`gather_input_tiled`, :func:`forward_tiled` for every layer,
+    :func:`output_loss_delta`, :func:`backward_tiled` in mode ``GRAD_STEP`` for every
+    layer and :func:`bias_step`, in this order and with the same tasks and results;
+    a phase starts when every task of the one before is done.  Per layer ``l``
+    (typed lists): the CSC view ``f_*`` and CSR arrays of ``W``, ``data``,
+    ``velocity``, ``bias``, ``bias_velocity``, the flat buffers ``acts[l]`` (input
+    panel of layer ``l``; ``acts[L]`` the outputs) and ``codes[l]`` (derivative
+    codes of ``acts[l]``; a one-element dummy for 0 and ``L``), ``bsum[l]`` and
+    ``gbuf[l]`` as in :func:`backward_tiled`.  ``sizes`` are the layer widths,
+    ``act_codes`` / ``slopes`` the activation of every width (index 0 unused),
+    ``longest`` the longest CSR row of any layer, ``seeds`` the dropout seed per layer.
+
+    One region instead of a dozen per batch: a sleeping OpenMP thread is woken once,
+    and no Python runs between the layers.  Returns ``sum(W.data**2)`` before the step
+    in block order, as :func:`backward_tiled` does layer by layer.
+    """
+    L = len(data)
+    T = X.dtype.type
+    nblk = (sizes[0] + 31) // 32
+    per_f = np.empty(L, np.int64)
+    per_b = np.empty(L, np.int64)
+    for l in range(L):
+        per_f[l] = max(1, min(sizes[l + 1] // n_threads, _BLOCKS_PER_THREAD))
+        per_b[l] = max(1, min(sizes[l] // n_threads, _BLOCKS_PER_THREAD))
+    max_blocks = per_b.max() * n_threads
+    # phases: 0 input, 1..L forward, L + 1 loss, L + 2.. backward (layer L - 1 first), bias
+    n_phases = 2 * L + 3
+    claims = np.zeros((n_phases, n_threads), np.int64)
+    done = np.zeros(n_phases, np.int64)
+    panels_done = np.zeros(L * max_blocks, np.int64)
+    block_sq = np.zeros((L, max_blocks))
+    loss = np.zeros(1)
+    lr_, mu, wd = T(lr), T(momentum), T(l2)
+    for own in prange(n_threads):
+        gs = np.empty(longest if nt == 1 else 0, X.dtype)
+        e = np.empty(tb, X.dtype)
+        A0 = _panels(acts[0], sizes[0], nt, tb)
+        n_tasks = nt * nblk
+        while True:
+            q = _claim(claims[0], 0)
+            if q >= n_tasks:
+                break
+            _gather_block(X, idx, B, A0, q, nblk)
+            _claim(done, 0)
+        _wait_until(done, 0, n_tasks)
+        for l in range(L):
+            ph = 1 + l
+            per = per_f[l]
+            A3 = _panels(acts[l], sizes[l], nt, tb)
+            Z3 = _panels(acts[l + 1], sizes[l + 1], nt, tb)
+            if l < L - 1:
+                G3 = _panels(codes[l + 1], sizes[l + 1], nt, tb)
+                act, s, lthr, seed = act_codes[l + 1], slopes[l + 1], thr, seeds[l]
+            else:
+                G3 = _panels(codes[L], 1, 1, 1)
+                act, s, lthr, seed = ACT_NONE, 0.0, 0, 0
+            lscale = scale if lthr else 1.0
+            fused = act == ACT_PIECEWISE and lthr == 0
+            t_indptr = f_indptr[l]
+            while True:
+                d, q = _next_task(claims[ph], own, nt * per)
+                if d < 0:
+                    break
+                t = q // per
+                j0, j1 = _chunk_bounds(t_indptr, d * per + q - t * per, per * n_threads)
+                _forward_block(t_indptr, f_indices[l], f_perm[l], data[l], bias[l], A3, Z3,
+                               G3, act, s, lthr, seed, lscale, t, j0, j1, fused, T(s))
+                _claim(done, ph)
+            _wait_until(done, ph, nt * per * n_threads)
+        ph = L + 1
+        if _claim(claims[ph], 0) == 0:
+            Z3 = _panels(acts[L], sizes[L], nt, tb)
+            loss[0] = output_loss_delta(Z3, Yb, w, B, out_act, loss_kind, eps, Z3,
+                                        bsum[L - 1], False)
+            _claim(done, ph)
+        _wait_until(done, ph, 1)
+        for l in range(L - 1, -1, -1):
+            ph = L + 2 + (L - 1 - l)
+            per = per_b[l]
+            n_blocks = per * n_threads
+            A3 = _panels(acts[l], sizes[l], nt, tb)
+            D3 = _panels(acts[l + 1], sizes[l + 1], nt, tb)
+            if l > 0:
+                G3 = _panels(codes[l], sizes[l], nt, tb)
+                act, s, bs = act_codes[l], slopes[l], bsum[l - 1]
+            else:
+                G3 = _panels(codes[0], 1, 1, 1)
+                act, s, bs = 0, 0.0, bsum[0]
+            ip = indptr[l]
+            while True:
+                d, q = _next_task(claims[ph], own, nt * per)
+                if d < 0:
+                    break
+                t = q // per
+                blk = d * per + q - t * per
+                _wait_until(panels_done, l * max_blocks + blk, t)
+                i0, i1 = _chunk_bounds(ip, blk, n_blocks)
+                block_sq[l, blk] += _backward_rows(
+                    ip, indices[l], data[l], A3, D3, G3, gbuf[l], GRAD_STEP, l > 0, act,
+                    T(s), T(scale), bs, velocity[l], lr_, mu, wd, nesterov, i0, i1, t, gs, e)
+                _publish(panels_done, l * max_blocks + blk, t + 1)
+                _claim(done, ph)
+            _wait_until(done, ph, nt * n_blocks)
+        ph = n_phases - 1
+        while True:
+            l = _claim(claims[ph], 0)
+            if l >= L:
+                break
+            bias_step(bias[l], bias_velocity[l], bsum[l], nt, lr, momentum, nesterov)
+    sq = 0.0
+    for l in range(L - 1, -1, -1):
+        sq += block_sq[l].sum()
+    return loss[0], sq
 
 
 @njit(parallel=True, **_OPTS)
