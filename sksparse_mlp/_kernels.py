@@ -965,7 +965,7 @@ def train_batch_tiled(X, idx, B, Yb, w, nt, tb, f_indptr, f_indices, f_perm, ind
     :func:`output_loss_delta`, :func:`backward_tiled` in mode ``GRAD_STEP`` for every
     layer and :func:`bias_step`, in this order and with the same tasks and results;
     a phase starts when every task of the one before is done.  Per layer ``l``
-    (typed lists): the CSC view ``f_*`` and CSR arrays of ``W``, ``data``,
+    (tuples of arrays of one type): the CSC view ``f_*`` and CSR arrays of ``W``, ``data``,
     ``velocity``, ``bias``, ``bias_velocity``, the flat buffers ``acts[l]`` (input
     panel of layer ``l``; ``acts[L]`` the outputs) and ``codes[l]`` (derivative
     codes of ``acts[l]``; a one-element dummy for 0 and ``L``), ``bsum[l]`` and
@@ -1019,15 +1019,17 @@ def train_batch_tiled(X, idx, B, Yb, w, nt, tb, f_indptr, f_indices, f_perm, ind
                 act, s, lthr, seed = ACT_NONE, 0.0, 0, 0
             lscale = scale if lthr else 1.0
             fused = act == ACT_PIECEWISE and lthr == 0
-            t_indptr = f_indptr[l]
+            # the layer's arrays fetched once per phase, not per task
+            t_indptr, t_indices, t_perm = f_indptr[l], f_indices[l], f_perm[l]
+            Wd, bl = data[l], bias[l]
             while True:
                 d, q = _next_task(claims[ph], own, nt * per)
                 if d < 0:
                     break
                 t = q // per
                 j0, j1 = _chunk_bounds(t_indptr, d * per + q - t * per, per * n_threads)
-                _forward_block(t_indptr, f_indices[l], f_perm[l], data[l], bias[l], A3, Z3,
-                               G3, act, s, lthr, seed, lscale, t, j0, j1, fused, T(s))
+                _forward_block(t_indptr, t_indices, t_perm, Wd, bl, A3, Z3, G3, act, s, lthr,
+                               seed, lscale, t, j0, j1, fused, T(s))
                 _claim(done, ph)
             _wait_until(done, ph, nt * per * n_threads)
         ph = L + 1
@@ -1049,7 +1051,7 @@ def train_batch_tiled(X, idx, B, Yb, w, nt, tb, f_indptr, f_indices, f_perm, ind
             else:
                 G3 = _panels(codes[0], 1, 1, 1)
                 act, s, bs = 0, 0.0, bsum[0]
-            ip = indptr[l]
+            ip, ix, Wd, vel, g = indptr[l], indices[l], data[l], velocity[l], gbuf[l]
             while True:
                 d, q = _next_task(claims[ph], own, nt * per)
                 if d < 0:
@@ -1059,8 +1061,8 @@ def train_batch_tiled(X, idx, B, Yb, w, nt, tb, f_indptr, f_indices, f_perm, ind
                 _wait_until(panels_done, l * max_blocks + blk, t)
                 i0, i1 = _chunk_bounds(ip, blk, n_blocks)
                 block_sq[l, blk] += _backward_rows(
-                    ip, indices[l], data[l], A3, D3, G3, gbuf[l], GRAD_STEP, l > 0, act,
-                    T(s), T(scale), bs, velocity[l], lr_, mu, wd, nesterov, i0, i1, t, gs, e)
+                    ip, ix, Wd, A3, D3, G3, g, GRAD_STEP, l > 0, act, T(s), T(scale), bs, vel,
+                    lr_, mu, wd, nesterov, i0, i1, t, gs, e)
                 _publish(panels_done, l * max_blocks + blk, t + 1)
                 _claim(done, ph)
             _wait_until(done, ph, nt * n_blocks)
