@@ -919,3 +919,28 @@ def test_quality_madelon_like_not_worse_than_mlp():
                                   MLPClassifier(solver="sgd", random_state=seed, **common))
             theirs.append(dense.fit(Xtr, ytr).score(Xte, yte))
     assert np.mean(ours) >= np.mean(theirs) - 0.02, (ours, theirs)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_partial_fit_fast_label_path_matches_general_path(n_classes):
+    """Later partial_fit calls on integer labels skip validate_data and the
+    LabelBinarizer; they must see the same targets and reject the same labels."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 5))
+    y = rng.integers(0, n_classes, 60) * 3 + 1  # labels 1, 4, 7: not positions
+    clf = TrulySparseMLPClassifier(hidden_layer_sizes=(8,), random_state=0)
+    clf.partial_fit(X, y, classes=np.unique(y))
+    Xf, Yf = clf._known_labels_fast(X, y)
+    expected = clf._label_binarizer.transform(y).astype(np.float32)
+    np.testing.assert_array_equal(Yf, expected)
+    assert Xf.dtype == np.float32 and Yf.dtype == np.float32
+    for bad in (np.append(y[:-1], 2), np.append(y[:-1], 100)):  # unknown labels
+        assert clf._known_labels_fast(X, bad) is None
+        with pytest.raises(ValueError, match="first call to partial_fit"):
+            clf.partial_fit(X, bad)
+    X_nan = X.copy()
+    X_nan[3, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        clf.partial_fit(X_nan, y)
+    with pytest.raises(ValueError, match="features"):
+        clf.partial_fit(X[:, :4], y)
