@@ -32,7 +32,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._network import SparseLayer, evolve_topology
-from .._topology import _make_csr, average_union, project_to_pattern, prune_to_nnz
+from .._topology import _make_csr
+from ._merge import average_union, project_to_pattern, prune_to_nnz
 from . import _wire
 from ._pool import TAG_GD, TAG_GH, TAG_MD, TAG_MH, TAG_RES, Pool
 
