@@ -28,6 +28,8 @@ import sys
 import sysconfig
 import tempfile
 
+from ._protocol import MPIUnusableError, launched_by_mpiexec
+
 __all__ = ["get_mpi", "prepare_spawn_env", "poison", "poisoned", "check_usable",
            "launched_by_mpiexec", "MPI_INSTALL_HELP"]
 
@@ -56,10 +58,6 @@ _OWN_FINALIZE = False
 _poisoned = None        # reason (str) once MPI became unusable in this process
 _env_ready = False
 _shim_dir = None
-
-
-class MPIUnusableError(RuntimeError):
-    """MPI cannot be used again in this process (a worker died hard before)."""
 
 
 def _load():
@@ -145,12 +143,6 @@ def check_usable():
         raise MPIUnusableError(
             "MPI cannot be used again in this Python process since an earlier worker failure "
             "(%s); restart Python to train with n_workers > 1 again." % _poisoned)
-
-
-def launched_by_mpiexec():
-    """True when this process was itself started by mpiexec (not a singleton)."""
-    return any(k in os.environ for k in ("PMI_FD", "PMI_PORT", "PMI_RANK", "PMIX_RANK",
-                                         "OMPI_COMM_WORLD_SIZE", "HYDI_CONTROL_FD"))
 
 
 def vendor():

@@ -30,35 +30,14 @@ import time
 import warnings
 
 from . import _mpi
+from ._protocol import (CMD_STOP, TAG_ALIVE, TAG_BUF, TAG_BYE, TAG_CMD, TAG_END, TAG_ERR,
+                        TAG_HELLO, TAG_RES, WorkerDied, WorkerError, WorkerFailure,
+                        WorkerTimeout)
 
-__all__ = ["Pool", "WorkerError", "WorkerDied", "WorkerTimeout", "WorkerFailure",
-           "TAG_HELLO", "TAG_CMD", "TAG_ERR", "TAG_RES", "TAG_BUF", "TAG_BYE", "TAG_HB",
-           "TAG_GH", "TAG_GD", "TAG_MH", "TAG_MD", "TAG_END"]
-
-# message tags (shared with _worker.py)
-TAG_HELLO, TAG_CMD, TAG_ERR, TAG_RES, TAG_BUF, TAG_BYE, TAG_HB = 1, 2, 3, 4, 5, 6, 7
-TAG_GH, TAG_GD, TAG_MH, TAG_MD = 8, 9, 10, 11     # gradient header/data, model header/data
-TAG_END = 12     # last message of the parent's close(): everything before it must be received
-TAG_ALIVE = 13   # a worker's heartbeat during set-up commands
+__all__ = ["Pool"]
 
 # Workers start through ``_boot.py`` (see there): MPI first, no scikit-learn import.
 _BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_boot.py")
-
-
-class WorkerFailure(RuntimeError):
-    """Base class: training over MPI workers failed."""
-
-
-class WorkerError(WorkerFailure):
-    """A worker raised an exception (its traceback is in the message)."""
-
-
-class WorkerDied(WorkerFailure):
-    """A worker process disappeared (killed, crashed, exited)."""
-
-
-class WorkerTimeout(WorkerFailure, TimeoutError):
-    """A worker stayed silent for longer than the timeout, or Spawn did not return."""
 
 
 _FT_ERRORS = None
@@ -644,7 +623,7 @@ class Pool:
                     # "stop", then "end": a worker receives (and discards) everything we
                     # sent before "end", so every send of ours completes, even those the
                     # worker never posted a receive for (it was interrupted mid-exchange)
-                    stops.append((comm.isend(("stop",), dest=r, tag=TAG_CMD), None))
+                    stops.append((comm.isend((CMD_STOP,), dest=r, tag=TAG_CMD), None))
                     stops.append((comm.isend(("end",), dest=r, tag=TAG_END), None))
             self._pending.extend(stops)
             m = self._matched[0] if self._matched else None

@@ -1,0 +1,79 @@
+"""The helper process: the MPI world of one ``n_workers > 1`` fit lives here.
+
+The caller (``_caller``) starts ``python .../parallel/_boot.py PKG --helper FD --ppid PID``
+for every fit and talks to it over a Unix socket (``_protocol.Channel``). The helper
+loads MPI, spawns the workers and runs the parameter server (``_server.train``); after
+every epoch it sends the model to the caller, which runs the estimator's epoch bookkeeping
+(loss curve, early stopping, callback) and answers whether to stop. When the fit ends,
+well or not, the helper exits and the MPI world goes with it: a worker that died hard
+leaves MPICH unusable in *this* process only, and the caller's next fit starts a fresh one.
+
+The helper imports no scikit-learn. It runs in its own session, so a Ctrl-C typed in the
+terminal reaches the caller only, which forwards it (SIGINT) when it wants the world to
+stop in an orderly way; a watchdog process and ``PR_SET_PDEATHSIG`` end the helper when
+the caller dies.
+"""
+import os
+import pickle
+import shutil
+import signal
+import sys
+
+from . import _protocol as P
+
+
+def _portable(exc):
+    """``exc`` if it survives pickling, else a RuntimeError that says what it was."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError("%s: %s" % (type(exc).__name__, exc))
+
+
+def _exit(code):
+    """Leave without MPI_Finalize when a worker died hard (MPICH segfaults or aborts in
+    it then); otherwise the normal interpreter exit finalizes MPI."""
+    from . import _mpi
+    if _mpi.poisoned() is not None:
+        if _mpi._shim_dir is not None:
+            shutil.rmtree(_mpi._shim_dir, ignore_errors=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def main(argv):
+    """Serve one training plan received on the socket ``argv[argv.index("--helper") + 1]``."""
+    # the caller forwards Ctrl-C as SIGINT; a background caller may have left it ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    fd = int(argv[argv.index("--helper") + 1])
+    ch = P.Channel.from_fd(fd)
+    try:
+        kind, plan, network, optimizer, rng, hooks = ch.recv()
+    except (P.ChannelClosed, KeyboardInterrupt):
+        return 1
+    assert kind == P.CALLER_PLAN, kind
+
+    def on_epoch_end(loss):
+        ch.send((P.HELPER_EPOCH, loss, network, optimizer, rng))
+        kind, stop, opt, gen = ch.recv()
+        # the caller's schedules may have changed the learning rate; keep both in step
+        optimizer.__dict__.update(opt.__dict__)
+        rng.bit_generator.state = gen.bit_generator.state
+        return stop
+
+    code = 0
+    try:
+        from ._server import train
+        stats = train(plan, network, optimizer, rng, on_epoch_end, hooks)
+        stats["helper_imports_sklearn"] = "sklearn" in sys.modules
+        ch.send((P.HELPER_DONE, network, optimizer, rng, stats))
+    except BaseException as e:          # KeyboardInterrupt (forwarded Ctrl-C) too
+        code = 1
+        try:
+            ch.send((P.HELPER_ERROR, _portable(e)))
+        except (P.ChannelClosed, KeyboardInterrupt):
+            pass                        # the caller gave up on us: nobody to tell
+    return _exit(code)
