@@ -55,6 +55,8 @@ def main(argv):
     except (P.ChannelClosed, KeyboardInterrupt):
         return 1
     assert kind == P.CALLER_PLAN, kind
+    from . import _mpi
+    _mpi.use_multi_host_defaults(plan.mpi_info)      # before MPI is loaded
 
     def on_epoch_end(loss):
         ch.send((P.HELPER_EPOCH, loss, network, optimizer, rng))

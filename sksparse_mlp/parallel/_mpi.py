@@ -24,6 +24,7 @@ group, which would otherwise be the caller's (pytest, the CI shell, ...).
 import atexit
 import os
 import shutil
+import socket
 import sys
 import sysconfig
 import tempfile
@@ -49,6 +50,12 @@ MPI_INSTALL_HELP = (
 # and tcp transports, where a dead peer is an ordinary error the pool turns into WorkerDied.
 # MPICH builds that use another network module (ofi) ignore UCX_* variables.
 TRANSPORT_DEFAULTS = {"UCX_TLS": "^cma"}
+# With workers placed on other hosts (``mpi_info`` names a host other than this one, or a
+# hostfile), UCX's TCP transport instead: workers on a second host (a network namespace
+# with its own sshd and hostname, scripts/multinode_netns.sh) failed in MPI_Init
+# ("leader_exchange ... Operation timed out") under the defaults and under ^cma, and
+# worked with tcp,self, one worker per host as well as all workers remote.
+MULTI_HOST_DEFAULTS = {"UCX_TLS": "tcp,self"}
 # transport choices of the user that workers started by another launcher should see too
 PASS_ON = ("UCX_TLS", "UCX_NET_DEVICES", "MPIR_CVAR_CH4_NETMOD", "FI_PROVIDER")
 _applied_env = {}       # the defaults that were applied in this process (not set by the user)
@@ -83,6 +90,25 @@ def _load():
     _MPI = MPI
     atexit.register(_finalize)
     return MPI
+
+
+def places_on_other_hosts(mpi_info):
+    """True when Spawn Info keys ``mpi_info`` may place workers on another host."""
+    info = dict(mpi_info or {})
+    if info.get("hostfile"):
+        return True
+    me = socket.gethostname()
+    local = {"localhost", "127.0.0.1", me, me.split(".")[0]}
+    names = ",".join(str(info.get(k, "")) for k in ("host", "hosts")).split(",")
+    return any(n.split(":")[0].strip() not in local for n in names if n.strip())
+
+
+def use_multi_host_defaults(mpi_info):
+    """Before MPI is loaded: take :data:`MULTI_HOST_DEFAULTS` as the transport defaults
+    when ``mpi_info`` places workers on other hosts (the helper process of a fit does
+    this; a user's own setting still wins)."""
+    if _MPI is None and places_on_other_hosts(mpi_info):
+        TRANSPORT_DEFAULTS.update(MULTI_HOST_DEFAULTS)
 
 
 def apply_transport_defaults(environ=None):

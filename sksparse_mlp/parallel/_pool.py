@@ -285,6 +285,12 @@ class Pool:
         t0 = time.perf_counter()
         self._t_start = time.monotonic()
         self._spawn_timeout = spawn_timeout
+        self._transport_hint = ""
+        if _mpi.places_on_other_hosts(mpi_info):
+            self._transport_hint = (
+                "; workers on other hosts that hang in MPI_Init often need another transport "
+                "(in effect: UCX_TLS=%s; try UCX_TLS=tcp,self or MPIR_CVAR_CH4_NETMOD=ofi "
+                "FI_PROVIDER=tcp)" % os.environ.get("UCX_TLS", "(UCX's default)"))
         info = _make_info(MPI, mpi_info)
         try:
             self.comm = self._spawn(args, info)
@@ -380,7 +386,8 @@ class Pool:
                     raise self._start_failed(
                         WorkerTimeout, "MPI Spawn of %d worker(s) did not finish within %.1f s "
                         "(worker_timeout); a worker may have failed before MPI_Init, or the "
-                        "launcher cannot reach a host" % (n, timeout), log0, seen)
+                        "launcher cannot reach a host%s" % (n, timeout, self._transport_hint),
+                        log0, seen)
         except KeyboardInterrupt:
             # Ctrl-C during Spawn: let the spawn finish (it normally takes well under a
             # second), then close the new pool in order; if it does not finish soon, kill

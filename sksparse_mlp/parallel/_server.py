@@ -378,6 +378,7 @@ def train(plan, network, optimizer, rng, on_epoch_end=None, hooks=None):
     with Pool(n_workers, timeout=setup_timeout, mpi_info=plan.mpi_info, worker_flags=flags,
               spawn_timeout=SETUP_TIMEOUT if timeout is None else float(timeout)) as pool:
         stats["spawn_s"] = pool.stats["spawn_s"]
+        stats["worker_hosts"] = [pool.hosts[r] for r in range(n_workers)]
         t_setup = time.perf_counter()
         for r in range(n_workers):
             pool.send((P.CMD_SETUP, {"fault": hooks.get("fault"),
