@@ -216,8 +216,20 @@ def main():
     ap.add_argument("--timeout", type=float, default=90.0)
     ap.add_argument("--only", default=None, help="comma-separated scenarios")
     ap.add_argument("--python", default=sys.executable)
-    ap.add_argument("--out", default=None, help="write the markdown table (and a .json)")
+    ap.add_argument("--out", default=None, help="write the markdown table (and a .json, "
+                    "updated after every run)")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="only write the table of the runs in these .json files to --out")
     a = ap.parse_args()
+    if a.merge:
+        recs = [r for path in a.merge for r in json.load(open(path))]
+        md = table(recs)
+        print(md)
+        if a.out:
+            with open(a.out, "w") as f:
+                f.write("Soak: %d faults (%s)\n\n%s\n" % (len(recs), ", ".join(
+                    os.path.basename(p) for p in a.merge), md))
+        return 0
     random.seed(a.seed)
     names = a.only.split(",") if a.only else list(MIX)
     # every scenario at least once, then weighted random picks
@@ -241,6 +253,9 @@ def main():
             print("   orphans:", rec["orphan_info"], rec.get("exc"), flush=True)
         if rec.get("stderr_tail"):
             print(rec["stderr_tail"], flush=True)
+        if a.out:                        # a stopped soak keeps what it measured
+            with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
+                json.dump(recs, f, indent=1)
     md = table(recs)
     # a caller SIGKILLed before its first Spawn has no launcher to remove its folder: the
     # next caller's first spawn does. After one more (healthy) run, what is left?

@@ -28,13 +28,13 @@ def _pool_module():
 
 def _related_pids(pool):
     """Workers, our hydra launcher(s) and their children (proxies)."""
-    from sksparse_mlp.parallel._pool import _own_launchers, _proc_state
+    from sksparse_mlp.parallel._procs import own_launchers, proc_state
     pids = set(pool.pids.values())
-    launchers = _own_launchers()
+    launchers = own_launchers()
     pids.update(launchers)
     for n in os.listdir("/proc"):
         if n.isdigit():
-            st = _proc_state(int(n))
+            st = proc_state(int(n))
             if st is not None and (st[1] in launchers or st[2] in launchers):
                 pids.add(int(n))
     return sorted(pids)
@@ -489,6 +489,12 @@ def main(name):
             _setup(pool)
             print("PIDS " + json.dumps(_related_pids(pool)), flush=True)
             time.sleep(600)
+        elif name == "tiny_fit":
+            # under mpiexec: the server runs in this process (no helper)
+            out["again"] = _next_fit()
+            out["mpi_in_caller"] = "mpi4py.MPI" in sys.modules
+            out["launched_by_mpiexec"] = __import__("sksparse_mlp.parallel._protocol",
+                                                    fromlist=["x"]).launched_by_mpiexec()
         elif name == "fit_parent_dies":
             # the test kills this process (SIGKILL) during a fit, once the workers run
             import numpy as np

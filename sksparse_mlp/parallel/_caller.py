@@ -22,8 +22,8 @@ import subprocess
 import sys
 import time
 
+from . import _procs, _testing
 from . import _protocol as P
-from . import _testing
 
 _BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_boot.py")
 HELPER_STOP_S = 6.0      # an orderly stop of the helper (close: 3 s) before it is killed
@@ -74,29 +74,6 @@ def _adopt(network, optimizer, rng, net, opt, gen):
     network.__dict__.update(net.__dict__)
     optimizer.__dict__.update(opt.__dict__)
     rng.bit_generator.state = gen.bit_generator.state
-
-
-def _alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
-def _workers_of(pid):
-    """Processes started with ``--ppid PID`` (the helper's workers and watchdogs)."""
-    key = b"\0--ppid\0%d\0" % pid
-    out = []
-    for n in os.listdir("/proc"):
-        if n.isdigit():
-            try:
-                with open("/proc/%s/cmdline" % n, "rb") as f:
-                    if key in f.read():
-                        out.append(int(n))
-            except OSError:
-                pass
-    return out
 
 
 class _Helper:
@@ -179,17 +156,13 @@ class _Helper:
         """SIGKILL the helper and its local workers; its launcher (hydra) ends by the
         shim's tee, which watches the helper."""
         proc = self.proc
-        workers = _workers_of(proc.pid)
+        workers = _procs.started_for(proc.pid)
         try:
             proc.kill()
         except OSError:
             pass
-        for p in workers:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except OSError:
-                pass
+        _procs.kill_pids(workers)
         self._wait(5.0)
         end = time.monotonic() + 2.0
-        while time.monotonic() < end and any(_alive(p) for p in workers):
+        while time.monotonic() < end and any(_procs.pid_alive(p) for p in workers):
             time.sleep(0.01)
