@@ -489,6 +489,25 @@ def main(name):
             _setup(pool)
             print("PIDS " + json.dumps(_related_pids(pool)), flush=True)
             time.sleep(600)
+        elif name == "fit_die_after_bye":
+            # a worker dies after its goodbye: the fit completes, its warning reaches this
+            # process (from the helper), and the next fit works
+            import warnings
+            import numpy as np
+            from sksparse_mlp import TrulySparseMLPClassifier
+            from sksparse_mlp.parallel import _testing
+            X = np.random.default_rng(0).random((200, 6))
+            _testing.hooks["fault"] = {"rank": 1, "kind": "kill", "where": "disconnected"}
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                try:
+                    clf = TrulySparseMLPClassifier(hidden_layer_sizes=(8,), max_iter=2,
+                                                   n_workers=2).fit(X, X[:, 0] > 0.5)
+                finally:
+                    _testing.hooks["fault"] = None
+            out["n_iter_"] = clf.n_iter_
+            out["warnings"] = [str(x.message) for x in w if issubclass(x.category, RuntimeWarning)]
+            out["again"] = _next_fit()
         elif name == "tiny_fit":
             # under mpiexec: the server runs in this process (no helper)
             out["again"] = _next_fit()
@@ -543,10 +562,15 @@ def main(name):
             clf.set_params(n_workers=1).fit(X, y)
             out["refit1"] = "ok"
             out["stats"] = {k: v for k, v in _testing.last_stats.items() if k.endswith("_s")}
-        elif name == "no_mpi":
+        elif name in ("no_mpi", "no_mpi_fit"):
             sys.modules["mpi4py"] = None                   # as if mpi4py were not installed
-            from sksparse_mlp.parallel import _mpi
-            _mpi.get_mpi()
+            if name == "no_mpi":
+                from sksparse_mlp.parallel import _mpi
+                _mpi.get_mpi()
+            import numpy as np
+            from sksparse_mlp import TrulySparseMLPClassifier
+            X = np.random.default_rng(0).random((40, 3))
+            TrulySparseMLPClassifier(max_iter=1, n_workers=2).fit(X, X[:, 0] > 0.5)
         else:
             raise SystemExit("unknown scenario " + name)
         out["exc"] = out.get("exc")

@@ -222,9 +222,10 @@ def test_missing_mpiexec_on_path_is_handled():
     assert res["exc"] is None and res["again"] == "ok"
 
 
-@pytest.mark.timeout(30)
-def test_missing_mpi_gives_install_message():
-    res = run_scenario("no_mpi")
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", ["no_mpi", "no_mpi_fit"])
+def test_missing_mpi_gives_install_message(name):
+    res = run_scenario(name)
     assert res["exc"] == "ImportError"
     assert "pip install" in res["msg"] and "[mpi]" in res["msg"]
 
@@ -505,6 +506,15 @@ def test_worker_dies_after_goodbye_is_noticed():
         assert i > 0 or res["next_fit"] == "ok", _brief(res)
         assert res["again"] == "ok" or "MPIUnusableError" in res["again"], _brief(res)
         assert (res["again"] == "ok") == (not res["warnings"]), _brief(res)
+
+
+@pytest.mark.timeout(150)
+def test_fit_whose_worker_dies_after_goodbye_warns_and_next_fit_works():
+    res = run_scenario("fit_die_after_bye", timeout=140)
+    assert res["exc"] is None and res["n_iter_"] == 2, _brief(res)
+    assert any("died while exiting" in w or "failed during shutdown" in w
+               for w in res["warnings"]), _brief(res)
+    assert res["again"] == "ok", _brief(res)
 
 
 @pytest.mark.timeout(60 + 90 * REPEAT)

@@ -15,12 +15,15 @@ script.py``, workers placed by that launcher) runs the server in-process instead
 only it holds the launcher's connection; there a hard worker death still leaves MPI
 unusable for the rest of the process (:class:`MPIUnusableError`).
 """
+import builtins
+import importlib.util
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import warnings
 
 from . import _procs, _testing
 from . import _protocol as P
@@ -58,12 +61,19 @@ def fit_wasap(plan, network, optimizer, rng, on_epoch_end=None):
         A worker raised, died or stalled; no process of the fit is left behind.
     """
     plan.check()
+    if importlib.util.find_spec("mpi4py") is None:     # say so before starting a helper
+        from ._mpi import MPI_INSTALL_HELP
+        raise ImportError("mpi4py is not installed.\n" + MPI_INSTALL_HELP)
     hooks = dict(_testing.hooks)
     if P.launched_by_mpiexec():
         from ._server import train
         stats = train(plan, network, optimizer, rng, on_epoch_end, hooks)
     else:
         stats = _Helper().run(plan, network, optimizer, rng, on_epoch_end, hooks)
+        for category, message in stats.pop("warnings", ()):
+            cat = getattr(builtins, category, None)
+            warnings.warn(message, cat if isinstance(cat, type) and issubclass(cat, Warning)
+                          else RuntimeWarning, stacklevel=2)
     _testing.last_stats.clear()
     _testing.last_stats.update(stats)
     return network

@@ -18,6 +18,7 @@ import pickle
 import shutil
 import signal
 import sys
+import warnings
 
 from . import _protocol as P
 
@@ -69,7 +70,12 @@ def main(argv):
     code = 0
     try:
         from ._server import train
-        stats = train(plan, network, optimizer, rng, on_epoch_end, hooks)
+        # warnings (a worker that died after the training completed, ...) go to the caller,
+        # where the user's warning filters apply
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            stats = train(plan, network, optimizer, rng, on_epoch_end, hooks)
+        stats["warnings"] = [(w.category.__name__, str(w.message)) for w in caught]
         stats["helper_imports_sklearn"] = "sklearn" in sys.modules
         ch.send((P.HELPER_DONE, network, optimizer, rng, stats))
     except BaseException as e:          # KeyboardInterrupt (forwarded Ctrl-C) too
