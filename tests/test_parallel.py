@@ -78,22 +78,20 @@ def test_under_mpiexec_n_1():
     mpiexec = os.path.join(sysconfig.get_path("scripts"), "mpiexec")
     if not os.path.exists(mpiexec):
         pytest.skip("no mpiexec next to this Python (system MPI?)")
-    proc = subprocess.run([mpiexec, "-n", "1", sys.executable, SCENARIOS, "healthy"],
-                          capture_output=True, text=True, timeout=100, cwd=ROOT,
-                          start_new_session=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    res = json.loads(lines[-1][len("RESULT "):])
+
+    def under_mpiexec(name):
+        proc = subprocess.run([mpiexec, "-n", "1", sys.executable, SCENARIOS, name],
+                              capture_output=True, text=True, timeout=100, cwd=ROOT,
+                              start_new_session=True)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+        return json.loads(lines[-1][len("RESULT "):])
+    res = under_mpiexec("healthy")
     assert res["exc"] is None and res["again"] == "ok" and res["launched_by_mpiexec"]
     assert not _wait_gone([p for p in res["pids"]], 5.0)
     # a fit under mpiexec runs its server in the caller (which holds the launcher's
     # connection), not in a helper process
-    proc = subprocess.run([mpiexec, "-n", "1", sys.executable, SCENARIOS, "tiny_fit"],
-                          capture_output=True, text=True, timeout=100, cwd=ROOT,
-                          start_new_session=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
-    res = json.loads(lines[-1][len("RESULT "):])
+    res = under_mpiexec("tiny_fit")
     assert res["again"] == "ok" and res["mpi_in_caller"] and res["launched_by_mpiexec"], res
 
 

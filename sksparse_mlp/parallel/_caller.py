@@ -166,7 +166,7 @@ class _Helper:
         """SIGKILL the helper and its local workers; its launcher (hydra) ends by the
         shim's tee, which watches the helper."""
         proc = self.proc
-        workers = _procs.started_for(proc.pid)
+        workers = _procs.started_with("--ppid", proc.pid)
         try:
             proc.kill()
         except OSError:

@@ -207,7 +207,7 @@ class Pool:
             if info != MPI.INFO_NULL:
                 info.Free()
         self.last_seen = [time.monotonic()] * self.n
-        self._unranked = set(_procs.token_pids(self.token))
+        self._unranked = set(_procs.started_with("--pool", self.token))
         try:
             hellos = [self.recv(r, TAG_HELLO, timeout=self._start_left()) for r in range(self.n)]
         except KeyboardInterrupt:
@@ -242,7 +242,7 @@ class Pool:
     def _start_failed(self, exc_type, msg, log0, seen):
         """A start-up failure: kill what was started, mark MPI unusable (MPICH cannot
         recover from a Spawn that never returns), quote the launcher's message."""
-        _procs.kill_pids(set(seen) | set(_procs.token_pids(self.token)))
+        _procs.kill_pids(set(seen) | set(_procs.started_with("--pool", self.token)))
         _mpi.poison("MPI Spawn failed")
         log = _mpi.launcher_log_since(log0).strip()
         if log:
@@ -280,7 +280,7 @@ class Pool:
         th.start()
         try:
             while not done.wait(0.03):
-                seen.update(_procs.token_pids(self.token))
+                seen.update(_procs.started_with("--pool", self.token))
                 dead = [p for p in seen if not _procs.pid_alive(p)]
                 if dead:
                     raise self._start_failed(
@@ -307,7 +307,7 @@ class Pool:
             last_start_interrupt.update(finished=finished, comm="comm" in box,
                                         err=repr(box.get("err")), hit=d.hit)
             if not finished or "comm" not in box or d.hit > 1:
-                _procs.kill_pids(seen | set(_procs.token_pids(self.token)))
+                _procs.kill_pids(seen | set(_procs.started_with("--pool", self.token)))
                 if not finished or "comm" in box:
                     _mpi.poison("MPI Spawn interrupted")
                 self.broken = True

@@ -5,6 +5,13 @@ import signal
 import time
 
 
+def _pids():
+    try:
+        return [int(n) for n in os.listdir("/proc") if n.isdigit()]
+    except OSError:
+        return []
+
+
 def proc_state(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -30,14 +37,7 @@ def own_launchers():
     """Children of this process that lead their own process group: the hydra launcher(s)
     started through our mpiexec shim (MPICH singleton). Exited ones (zombies) too."""
     me, out = os.getpid(), []
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return out
-    for n in names:
-        if not n.isdigit():
-            continue
-        pid = int(n)
+    for pid in _pids():
         try:
             with open("/proc/%d/stat" % pid) as f:
                 s = f.read()
@@ -67,24 +67,19 @@ def reap(pids, timeout=1.0):
             time.sleep(0.01)
 
 
-def token_pids(token):
-    """Live local processes started with ``--pool TOKEN`` (this pool's workers)."""
-    key = b"\0--pool\0" + token.encode() + b"\0"
+def started_with(flag, value):
+    """Live local processes whose command line holds ``flag value`` (``--pool TOKEN``:
+    a pool's workers; ``--ppid PID``: the helper's workers, the caller's helper)."""
+    key = b"\0%s\0%s\0" % (flag.encode(), str(value).encode())
     out = []
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return out
-    for n in names:
-        if not n.isdigit():
-            continue
+    for pid in _pids():
         try:
-            with open("/proc/%s/cmdline" % n, "rb") as f:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
                 cmd = f.read()
         except OSError:
             continue
-        if key in cmd and pid_alive(int(n)):
-            out.append(int(n))
+        if key in cmd and pid_alive(pid):
+            out.append(pid)
     return out
 
 
@@ -94,18 +89,3 @@ def kill_pids(pids):
             os.kill(p, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-
-
-def started_for(pid):
-    """Live processes started with ``--ppid PID`` (a helper's workers and their kin)."""
-    key = b"\0--ppid\0%d\0" % pid
-    out = []
-    for n in os.listdir("/proc"):
-        if n.isdigit():
-            try:
-                with open("/proc/%s/cmdline" % n, "rb") as f:
-                    if key in f.read() and pid_alive(int(n)):
-                        out.append(int(n))
-            except OSError:
-                pass
-    return out
