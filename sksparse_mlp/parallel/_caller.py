@@ -135,7 +135,7 @@ class _Helper:
                                   "signal %d" % -code if code < 0 else "exit status %d" % code)
                                ) from None
         finally:
-            self._end(orderly=not finished)
+            self._end(interrupted=not finished)
 
     def _wait(self, limit):
         try:
@@ -143,19 +143,19 @@ class _Helper:
         except subprocess.TimeoutExpired:
             return None
 
-    def _end(self, orderly):
+    def _end(self, interrupted):
         """Close the socket and see the helper gone. After an interruption (Ctrl-C, an
         exception in ``on_epoch_end``) it gets SIGINT first, which stops its workers in
         order; a second Ctrl-C while we wait, or no exit within HELPER_STOP_S, kills it."""
         proc = self.proc
         self.ch.close()
         try:
-            if orderly and proc.poll() is None:
+            if interrupted and proc.poll() is None:
                 try:
                     proc.send_signal(signal.SIGINT)
                 except OSError:
                     pass
-            if self._wait(HELPER_STOP_S if orderly else 10.0) is not None:
+            if self._wait(HELPER_STOP_S if interrupted else 10.0) is not None:
                 return
         except KeyboardInterrupt:
             self._kill()
