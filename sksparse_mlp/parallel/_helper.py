@@ -15,7 +15,6 @@ the caller dies.
 """
 import os
 import pickle
-import shutil
 import signal
 import sys
 import warnings
@@ -33,16 +32,14 @@ def _portable(exc):
 
 
 def _exit(code):
-    """Leave without MPI_Finalize when a worker died hard (MPICH segfaults or aborts in
-    it then); otherwise the normal interpreter exit finalizes MPI."""
+    """Finalize MPI (not after a hard worker death: MPICH segfaults or aborts in it then),
+    remove the launcher folder and leave at once: the caller waits for this exit, and the
+    interpreter's own teardown (numba, scipy) took up to a second on a busy machine."""
     from . import _mpi
-    if _mpi.poisoned() is not None:
-        if _mpi._shim_dir is not None:
-            shutil.rmtree(_mpi._shim_dir, ignore_errors=True)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _mpi._finalize()                    # also removes the launcher folder
+    os._exit(code)
 
 
 def main(argv):
@@ -54,7 +51,7 @@ def main(argv):
     try:
         kind, plan, network, optimizer, rng, hooks = ch.recv()
     except (P.ChannelClosed, KeyboardInterrupt):
-        return 1
+        os._exit(1)
     assert kind == P.CALLER_PLAN, kind
     from . import _mpi
     _mpi.use_multi_host_defaults(plan.mpi_info)      # before MPI is loaded
@@ -84,4 +81,4 @@ def main(argv):
             ch.send((P.HELPER_ERROR, _portable(e)))
         except (P.ChannelClosed, KeyboardInterrupt):
             pass                        # the caller gave up on us: nobody to tell
-    return _exit(code)
+    _exit(code)
