@@ -42,7 +42,7 @@ def _pool_overhead(reps):
 
 
 def _run(Est, params, Xtr, ytr, Xte, yte):
-    from sksparse_mlp import parallel
+    from sksparse_mlp.parallel import _testing
     clf = Est(**params)
     trace = []
     state = {"eval_s": 0.0}
@@ -57,13 +57,13 @@ def _run(Est, params, Xtr, ytr, Xte, yte):
         state["eval_s"] += t1 - t0
 
     clf.set_params(callback=record)
-    parallel.last_stats.clear()
+    _testing.last_stats.clear()
     t_start[0] = time.perf_counter()
     clf.fit(Xtr, ytr)
     wall = time.perf_counter() - t_start[0] - state["eval_s"]
     clf.set_params(callback=None)
     return {"wall_s": wall, "trace": trace, "final_acc": float(clf.score(Xte, yte)),
-            "stats": dict(parallel.last_stats), "n_connections": clf.n_connections_}
+            "stats": dict(_testing.last_stats), "n_connections": clf.n_connections_}
 
 
 def main(argv=None):

@@ -11,9 +11,11 @@ caller. For each run the soak records
 * orphans: worker, launcher or proxy processes of that caller still alive 5 s after it
   ended (or, for Ctrl-C runs, while the caller was still alive);
 * the exception and the fault-to-exception time;
-* the next fit: ``ok`` (a new n_workers=2 pool/fit in the same process worked),
-  ``refused`` (a clean MPIUnusableError "restart Python": MPICH after a hard worker death),
-  or anything else (a failure);
+* the next fit: ``ok`` (a new n_workers=2 estimator fit in the same process worked),
+  ``refused`` (a clean MPIUnusableError "restart Python"), or anything else (a failure).
+  Pool-level scenarios run the pool in the scenario process itself (as the fit's helper
+  process does), so MPI there may be unusable after a hard death; the next fit goes
+  through a fresh helper process and must work all the same;
 * left-over launcher directories (``sksparse-mpi-<pid>-*`` in the temporary folder).
 
 Usage::
@@ -59,16 +61,18 @@ _alive = procs.alive
 
 
 def _ours(ppid):
-    """Live processes that belong to caller ``ppid``: workers (``--ppid``) and hydra
-    launchers/proxies started for it (``--singleton-pid`` of its launcher, or its child)."""
+    """Live processes that belong to caller ``ppid``: its fits' helper processes and their
+    workers (``--ppid``, transitively), and hydra launchers/proxies started for the caller
+    or a helper (``--singleton-pid`` of its launcher, or its child)."""
     out = procs.workers_of(ppid)
+    owners = {ppid} | set(out)
     for pid, cmd in procs.command_lines():
         try:
             with open("/proc/%d/stat" % pid) as f:
                 ppid_n = int(f.read().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-        if ppid_n == ppid and cmd[0].endswith(b"mpiexec.hydra") and _alive(pid):
+        if ppid_n in owners and cmd[0].endswith(b"mpiexec.hydra") and _alive(pid):
             out.append(pid)                       # its launcher
             out.extend(_proxies(pid))
     return out
@@ -80,14 +84,16 @@ def _proxies(hydra):
             if any(argv[i:i + 2] == key for i in range(len(argv) - 1)) and _alive(pid)]
 
 
-def _launcher_dirs(pid):
-    tmp = tempfile.gettempdir()
-    return [n for n in os.listdir(tmp) if n.startswith("sksparse-mpi-%d-" % pid)]
+def _launcher_dirs(pids):
+    """Launcher folders of the processes ``pids`` (callers, helpers)."""
+    prefixes = tuple("sksparse-mpi-%d-" % p for p in pids)
+    return [n for n in os.listdir(tempfile.gettempdir()) if n.startswith(prefixes)]
 
 
 def run_one(name, timeout, python):
     env = dict(os.environ)
     env["SKSPARSE_SCENARIO_DUMP_AFTER"] = str(max(1, timeout - 10))
+    env["SKSPARSE_NEXT_FIT"] = "1"           # every scenario tries the next fit
     real = "fit_interrupt_random" if name == "parent_kill" else name
     t0 = time.monotonic()
     proc = subprocess.Popen([python, SCENARIOS, real], stdout=subprocess.PIPE,
@@ -149,10 +155,11 @@ def run_one(name, timeout, python):
         except (ProcessLookupError, PermissionError):
             pass
     time.sleep(0.3)
-    rec["dirs_left"] = _launcher_dirs(proc.pid)
+    rec["owners"] = sorted({proc.pid} | seen | set(res.get("pids", [])))
+    rec["dirs_left"] = _launcher_dirs(rec["owners"])
     rec["exc"] = res.get("exc")
     rec["detect_s"] = res.get("detect_s", res.get("stop_s"))
-    again = res.get("again")
+    again = res.get("next_fit", res.get("again"))
     if again is None:
         rec["next"] = "n/a" if name == "parent_kill" else "missing"
     elif again == "ok":
@@ -209,8 +216,20 @@ def main():
     ap.add_argument("--timeout", type=float, default=90.0)
     ap.add_argument("--only", default=None, help="comma-separated scenarios")
     ap.add_argument("--python", default=sys.executable)
-    ap.add_argument("--out", default=None, help="write the markdown table (and a .json)")
+    ap.add_argument("--out", default=None, help="write the markdown table (and a .json, "
+                    "updated after every run)")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="only write the table of the runs in these .json files to --out")
     a = ap.parse_args()
+    if a.merge:
+        recs = [r for path in a.merge for r in json.load(open(path))]
+        md = table(recs)
+        print(md)
+        if a.out:
+            with open(a.out, "w") as f:
+                f.write("Soak: %d faults (%s)\n\n%s\n" % (len(recs), ", ".join(
+                    os.path.basename(p) for p in a.merge), md))
+        return 0
     random.seed(a.seed)
     names = a.only.split(",") if a.only else list(MIX)
     # every scenario at least once, then weighted random picks
@@ -234,11 +253,14 @@ def main():
             print("   orphans:", rec["orphan_info"], rec.get("exc"), flush=True)
         if rec.get("stderr_tail"):
             print(rec["stderr_tail"], flush=True)
+        if a.out:                        # a stopped soak keeps what it measured
+            with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
+                json.dump(recs, f, indent=1)
     md = table(recs)
     # a caller SIGKILLed before its first Spawn has no launcher to remove its folder: the
     # next caller's first spawn does. After one more (healthy) run, what is left?
     run_one("healthy", a.timeout, a.python)
-    left = [d for r in recs for d in _launcher_dirs(r["pid"])]
+    left = [d for r in recs for d in _launcher_dirs(r["owners"])]
     md += ("\n\nLauncher folders left after a final healthy run: %d (of %d runs that left one "
            "right after they ended)." % (len(left), sum(bool(r["dirs_left"]) for r in recs)))
     print()

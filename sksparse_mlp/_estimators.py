@@ -392,15 +392,16 @@ class _BaseTrulySparseMLP(BaseEstimator):
         self.__dict__.pop("_best_network", None)
 
     def _fit_parallel(self, X, Y, sample_weight, batch_size, max_epochs, validation):
-        from .parallel import fit_wasap  # imports mpi4py: only when asked for
+        from .parallel import TrainingPlan, fit_wasap  # MPI itself runs in a helper process
 
-        with _kernel_guard():  # the server trains in this process
+        plan = TrainingPlan(
+            X, Y, sample_weight, config=self._training_config(), batch_size=batch_size,
+            max_epochs=max_epochs, shuffle=self.shuffle, n_workers=self.n_workers,
+            mode=self.worker_mode, phase1_fraction=self.phase1_fraction,
+            timeout=self.worker_timeout, mpi_info=self.mpi_info, epochs_done=self._epochs)
+        with _kernel_guard():  # the server may train in this process (under mpiexec)
             self.network_ = fit_wasap(
-                self.network_, X, Y, sample_weight, config=self._training_config(),
-                optimizer=self._optimizer, batch_size=batch_size, max_epochs=max_epochs,
-                shuffle=self.shuffle, n_workers=self.n_workers, mode=self.worker_mode,
-                phase1_fraction=self.phase1_fraction, timeout=self.worker_timeout,
-                mpi_info=self.mpi_info, rng=self._rng, epochs_done=self._epochs,
+                plan, self.network_, self._optimizer, self._rng,
                 on_epoch_end=lambda loss: self._end_epoch(loss, X.shape[0], *validation))
         if validation[0] is not None and hasattr(self, "_best_network"):
             self.network_ = self._best_network

@@ -28,13 +28,13 @@ def _pool_module():
 
 def _related_pids(pool):
     """Workers, our hydra launcher(s) and their children (proxies)."""
-    from sksparse_mlp.parallel._pool import _own_launchers, _proc_state
+    from sksparse_mlp.parallel._procs import own_launchers, proc_state
     pids = set(pool.pids.values())
-    launchers = _own_launchers()
+    launchers = own_launchers()
     pids.update(launchers)
     for n in os.listdir("/proc"):
         if n.isdigit():
-            st = _proc_state(int(n))
+            st = proc_state(int(n))
             if st is not None and (st[1] in launchers or st[2] in launchers):
                 pids.add(int(n))
     return sorted(pids)
@@ -54,7 +54,7 @@ def _setup(pool, fault=None):
 
 
 def _run_work(pool, n_steps, step_s):
-    from sksparse_mlp.parallel._pool import TAG_HB, TAG_RES
+    from sksparse_mlp.parallel._protocol import TAG_HB, TAG_RES
     for r in range(pool.n):
         pool.send(("work", n_steps, step_s), r)
     done = 0
@@ -74,6 +74,49 @@ def _try_again(_pool):
         return "ok"
     except Exception as e:
         return "%s: %s" % (type(e).__name__, str(e)[:200])
+
+
+# pool-level scenarios after which the next estimator fit is always tried (the others
+# when SKSPARSE_NEXT_FIT is set): hard deaths leave MPI unusable in this process, the
+# next fit must work anyway (its MPI world is a fresh helper process)
+NEXT_FIT = ("kill", "abort", "sigkill", "start_die", "bad_host", "die_after_bye")
+
+
+def _next_fit():
+    """After a fault: does the next n_workers=2 fit in this process work? (It runs in a
+    fresh helper process whatever MPI state this process is in.)"""
+    try:
+        import numpy as np
+        from sksparse_mlp import TrulySparseMLPClassifier
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((200, 6))
+        y = (X[:, 0] > 0).astype(int)
+        clf = TrulySparseMLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0,
+                                       n_workers=2, worker_timeout=30.0).fit(X, y)
+        return "ok" if clf.n_iter_ == 2 else "n_iter_=%d" % clf.n_iter_
+    except Exception as e:
+        return "%s: %s" % (type(e).__name__, str(e)[:200])
+
+
+def _fault_thread(action, delay, seen, timeout=60.0):
+    """Once this process's fit has spawned its workers (through its helper), wait
+    ``delay`` s and call ``action(workers)`` unless the fit ended first."""
+    import threading
+
+    def run():
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and seen.get("running", True):
+            w = procs.local_workers_of_caller(os.getpid())
+            if len(w) >= 2:
+                helper = procs.helper_of(os.getpid()) or 0
+                seen["pids"] = sorted(set(w + [helper] + procs.children_of(helper)))
+                time.sleep(delay)
+                if seen.get("running", True):
+                    seen["t"] = time.monotonic()
+                    action(w)
+                return
+            time.sleep(0.005)
+    threading.Thread(target=run, daemon=True).start()
 
 
 def main(name):
@@ -110,33 +153,23 @@ def main(name):
                                            n_workers=2, worker_timeout=60, tol=0.0,
                                            n_iter_no_change=10 ** 6)
             seen = {}
-            orig = _pool.Pool.__init__
-
-            def spy(self, *a, **k):
-                orig(self, *a, **k)
-                seen["pids"] = _related_pids(self)
-
-                def interrupter():
-                    time.sleep(2.0)
-                    seen["t"] = time.monotonic()
-                    os.kill(os.getpid(), signal.SIGINT)
-                threading.Thread(target=interrupter, daemon=True).start()
-            _pool.Pool.__init__ = spy
+            _fault_thread(lambda w: os.kill(os.getpid(), signal.SIGINT), 2.0, seen)
             try:
                 clf.fit(X, y)
             except KeyboardInterrupt:
                 out["exc"] = "KeyboardInterrupt"
                 out["stop_s"] = time.monotonic() - seen["t"]
                 out["where"] = __import__("traceback").format_exc()[-3000:]
-            finally:
-                _pool.Pool.__init__ = orig
+            seen["running"] = False
+            time.sleep(0.5)
+            out["left_while_alive"] = procs.workers_of(os.getpid())
             try:
                 check_is_fitted(clf)
                 out["fitted"] = True
             except Exception:
                 out["fitted"] = False
             pids = seen.get("pids", [])
-            out["again"] = _try_again(_pool)
+            out["again"] = _next_fit()
         elif name in ("raise", "exit", "kill", "abort"):
             with _pool.Pool(2, timeout=30) as pool:
                 pids = _related_pids(pool)
@@ -159,7 +192,7 @@ def main(name):
             # while an Irecv is posted: close() must retire both, then Disconnect normally
             import warnings
             import numpy as np
-            from sksparse_mlp.parallel._pool import TAG_HB
+            from sksparse_mlp.parallel._protocol import TAG_HB
             with warnings.catch_warnings(record=True) as w:
                 warnings.simplefilter("always")
                 with _pool.Pool(2, timeout=30, close_timeout=5.0) as pool:
@@ -329,18 +362,20 @@ def main(name):
             # estimator level: start-up failures are reported within worker_timeout (3 s),
             # not after a fixed 180 s
             from sklearn.datasets import make_classification
-            from sksparse_mlp import TrulySparseMLPClassifier, parallel
+            from sksparse_mlp import TrulySparseMLPClassifier
+            from sksparse_mlp.parallel import _testing
             X, y = make_classification(n_samples=300, n_features=10, random_state=0)
             flag = "--die-before-init" if name == "fit_start_die" else "--hang-before-init"
-            parallel._test_hooks["worker_flags"] = [flag]
+            _testing.hooks["worker_flags"] = [flag]
             clf = TrulySparseMLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0,
                                            n_workers=2, worker_timeout=3.0)
             t_fail = time.monotonic()
             try:
                 clf.fit(X, y)
             finally:
-                parallel._test_hooks["worker_flags"] = None
+                _testing.hooks["worker_flags"] = None
                 out["left_while_alive"] = procs.workers_of(os.getpid())
+                out["again"] = _next_fit()
         elif name in ("fit_kill_random", "fit_stop_random", "fit_interrupt_random"):
             # a real WASAP-SGD fit; at a random moment (set-up, data sending, phase 1,
             # phase 2) a worker gets SIGKILL or SIGSTOP, or the caller gets SIGINT. Then: is
@@ -357,51 +392,31 @@ def main(name):
                                            tol=0.0, n_iter_no_change=10 ** 6)
             delay = random.uniform(0.0, float(os.environ.get("SKSPARSE_FAULT_WINDOW", "3.0")))
             out["delay"] = delay
-            seen = {}
-            orig = _pool.Pool.__init__
+            seen = {"running": True}
 
-            def spy(self, *a, **k):
-                orig(self, *a, **k)
-                seen["pids"] = _related_pids(self)
-                victim = random.choice(sorted(self.pids.values()))
-
-                def fault():
-                    time.sleep(delay)
-                    if not seen.get("running"):
-                        return                   # the fit ended first: no fault
-                    seen["t"] = time.monotonic()
-                    if name == "fit_interrupt_random":
-                        os.kill(os.getpid(), signal.SIGINT)
-                    else:
-                        os.kill(victim, signal.SIGKILL if name == "fit_kill_random"
-                                else signal.SIGSTOP)
-                threading.Thread(target=fault, daemon=True).start()
-            _pool.Pool.__init__ = spy
+            def fault(workers):
+                if name == "fit_interrupt_random":
+                    os.kill(os.getpid(), signal.SIGINT)
+                else:
+                    os.kill(random.choice(sorted(workers)),
+                            signal.SIGKILL if name == "fit_kill_random" else signal.SIGSTOP)
+            _fault_thread(fault, delay, seen)
             try:
-                try:
-                    seen["running"] = True
-                    clf.fit(X, y)
-                    seen["running"] = False
-                    out["exc"] = None
-                except BaseException as e:        # KeyboardInterrupt too
-                    seen["running"] = False
-                    out["exc"] = type(e).__name__
-                    out["msg"] = str(e)[:500]
-                    if "t" in seen:
-                        out["detect_s"] = time.monotonic() - seen["t"]
-            finally:
-                _pool.Pool.__init__ = orig
+                clf.fit(X, y)
+                seen["running"] = False
+                out["exc"] = None
+            except BaseException as e:        # KeyboardInterrupt too
+                seen["running"] = False
+                out["exc"] = type(e).__name__
+                out["msg"] = str(e)[:500]
+                if "t" in seen:
+                    out["detect_s"] = time.monotonic() - seen["t"]
             out["fault_fired"] = "t" in seen
             out["fitted"] = hasattr(clf, "coefs_")
             pids = seen.get("pids", [])
             time.sleep(0.5)
             out["left_while_alive"] = procs.workers_of(os.getpid())
-            try:
-                TrulySparseMLPClassifier(hidden_layer_sizes=(16,), max_iter=2, random_state=0,
-                                         n_workers=2, worker_timeout=30.0).fit(X[:400], y[:400])
-                out["again"] = "ok"
-            except Exception as e:
-                out["again"] = "%s: %s" % (type(e).__name__, str(e)[:200])
+            out["again"] = _next_fit()
             print("RESULT " + json.dumps(dict(out, pids=pids)), flush=True)
             return
         elif name == "env_check":
@@ -474,11 +489,47 @@ def main(name):
             _setup(pool)
             print("PIDS " + json.dumps(_related_pids(pool)), flush=True)
             time.sleep(600)
+        elif name == "fit_die_after_bye":
+            # a worker dies after its goodbye: the fit completes, its warning reaches this
+            # process (from the helper), and the next fit works
+            import warnings
+            import numpy as np
+            from sksparse_mlp import TrulySparseMLPClassifier
+            from sksparse_mlp.parallel import _testing
+            X = np.random.default_rng(0).random((200, 6))
+            _testing.hooks["fault"] = {"rank": 1, "kind": "kill", "where": "disconnected"}
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                try:
+                    clf = TrulySparseMLPClassifier(hidden_layer_sizes=(8,), max_iter=2,
+                                                   n_workers=2).fit(X, X[:, 0] > 0.5)
+                finally:
+                    _testing.hooks["fault"] = None
+            out["n_iter_"] = clf.n_iter_
+            out["warnings"] = [str(x.message) for x in w if issubclass(x.category, RuntimeWarning)]
+            out["again"] = _next_fit()
+        elif name == "tiny_fit":
+            # under mpiexec: the server runs in this process (no helper)
+            out["again"] = _next_fit()
+            out["mpi_in_caller"] = "mpi4py.MPI" in sys.modules
+            out["launched_by_mpiexec"] = __import__("sksparse_mlp.parallel._protocol",
+                                                    fromlist=["x"]).launched_by_mpiexec()
+        elif name == "fit_parent_dies":
+            # the test kills this process (SIGKILL) during a fit, once the workers run
+            import numpy as np
+            from sksparse_mlp import TrulySparseMLPClassifier
+            X = np.random.default_rng(0).random((400, 8))
+            seen = {}
+            _fault_thread(lambda w: print("PIDS " + json.dumps(seen["pids"]), flush=True),
+                          0.2, seen)
+            TrulySparseMLPClassifier(hidden_layer_sizes=(16,), max_iter=10 ** 6, tol=0.0,
+                                     n_iter_no_change=10 ** 9, n_workers=2).fit(X, X[:, 0] > 0.5)
         elif name in ("fit_kill", "fit_stall", "fit_raise"):
             # estimator level: a fitted model, then a failing n_workers=2 fit
             import numpy as np
             from sklearn.datasets import make_classification
-            from sksparse_mlp import TrulySparseMLPClassifier, parallel
+            from sksparse_mlp import TrulySparseMLPClassifier
+            from sksparse_mlp.parallel import _testing
             X, y = make_classification(n_samples=600, n_features=10, random_state=0)
             clf = TrulySparseMLPClassifier(hidden_layer_sizes=(16,), max_iter=3, random_state=0,
                                            n_workers=2, worker_timeout=2.0 if name == "fit_stall" else 60.0)
@@ -487,7 +538,7 @@ def main(name):
             kind = name[4:]
             import tempfile
             stamp = os.path.join(tempfile.mkdtemp(), "stamp")
-            parallel._test_hooks["fault"] = {"rank": 1, "kind": kind, "where": "step", "after": 5,
+            _testing.hooks["fault"] = {"rank": 1, "kind": kind, "where": "step", "after": 5,
                                              "stamp": stamp}
             clf.set_params(max_iter=50)
             t_fail = None
@@ -500,7 +551,7 @@ def main(name):
                 out["fit_elapsed"] = t - t0
                 with open(stamp) as f:
                     out["detect_s"] = time.time() - float(f.read())
-            parallel._test_hooks["fault"] = None
+            _testing.hooks["fault"] = None
             out["kept_state"] = all(np.array_equal(a, W.toarray()) for a, W in zip(before, clf.coefs_))
             out["n_iter_"] = clf.n_iter_
             try:
@@ -510,11 +561,16 @@ def main(name):
                 out["refit2"] = "%s: %s" % (type(e).__name__, str(e)[:300])
             clf.set_params(n_workers=1).fit(X, y)
             out["refit1"] = "ok"
-            out["stats"] = {k: v for k, v in parallel.last_stats.items() if k.endswith("_s")}
-        elif name == "no_mpi":
+            out["stats"] = {k: v for k, v in _testing.last_stats.items() if k.endswith("_s")}
+        elif name in ("no_mpi", "no_mpi_fit"):
             sys.modules["mpi4py"] = None                   # as if mpi4py were not installed
-            from sksparse_mlp.parallel import _mpi
-            _mpi.get_mpi()
+            if name == "no_mpi":
+                from sksparse_mlp.parallel import _mpi
+                _mpi.get_mpi()
+            import numpy as np
+            from sksparse_mlp import TrulySparseMLPClassifier
+            X = np.random.default_rng(0).random((40, 3))
+            TrulySparseMLPClassifier(max_iter=1, n_workers=2).fit(X, X[:, 0] > 0.5)
         else:
             raise SystemExit("unknown scenario " + name)
         out["exc"] = out.get("exc")
@@ -532,6 +588,8 @@ def main(name):
                     "import_error", "kill_in_transfer", "start_die", "start_killed",
                     "bad_host", "unreachable_host"):
             out["again"] = _try_again(_pool)
+    if name in NEXT_FIT or os.environ.get("SKSPARSE_NEXT_FIT"):
+        out["next_fit"] = _next_fit()
     out["pids"] = pids
     print("RESULT " + json.dumps(out), flush=True)
 

@@ -25,8 +25,50 @@ def command_lines():
 
 
 def workers_of(ppid):
-    """Live processes started as workers of ``ppid`` (``--ppid PPID`` in their argv)."""
+    """Live processes started for ``ppid`` with ``--ppid PPID`` in their argv, and for
+    those, and so on: the helper process of a fit (``--helper``), its workers and their
+    watchdogs."""
+    found, todo = [], [str(ppid).encode()]
+    table = [(pid, argv) for pid, argv in command_lines() if b"--ppid" in argv]
+    while todo:
+        me = todo.pop()
+        for pid, argv in table:
+            if argv[argv.index(b"--ppid") + 1:][:1] == [me] and pid not in found:
+                found.append(pid)
+                todo.append(str(pid).encode())
+    return [pid for pid in found if alive(pid)]
+
+
+def helper_of(ppid):
+    """Pid of the live helper process of caller ``ppid`` (None when there is none)."""
     me = str(ppid).encode()
+    for pid, argv in command_lines():
+        if (b"--helper" in argv and b"--ppid" in argv
+                and argv[argv.index(b"--ppid") + 1:][:1] == [me] and alive(pid)):
+            return pid
+    return None
+
+
+def local_workers_of_caller(ppid):
+    """Pids of the spawned workers of caller ``ppid``'s helper (not the watchdogs)."""
+    h = helper_of(ppid)
+    if h is None:
+        return []
+    me = str(h).encode()
     return [pid for pid, argv in command_lines()
-            if b"--ppid" in argv and argv[argv.index(b"--ppid") + 1:][:1] == [me]
-            and alive(pid)]
+            if b"--pool" in argv and b"--ppid" in argv
+            and argv[argv.index(b"--ppid") + 1:][:1] == [me] and alive(pid)]
+
+
+def children_of(ppid):
+    """Live direct children of ``ppid`` (a helper's launcher, hydra)."""
+    out = []
+    for n in os.listdir("/proc"):
+        if n.isdigit():
+            try:
+                with open("/proc/%s/stat" % n) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == ppid:
+                        out.append(int(n))
+            except (OSError, ValueError, IndexError):
+                continue
+    return [p for p in out if alive(p)]

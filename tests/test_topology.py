@@ -8,19 +8,17 @@ import scipy.sparse as sp
 
 from sksparse_mlp import _topology as T
 from sksparse_mlp._topology import (
-    average_union,
     drop_columns,
     drop_rows,
     erdos_renyi_density,
     importance_prune_mask,
     init_values,
     neuron_importance,
-    project_to_pattern,
     prune_and_regrow,
-    prune_to_nnz,
     random_layer,
     sample_pattern,
 )
+from sksparse_mlp.parallel._merge import average_union, project_to_pattern, prune_to_nnz
 
 
 # ---------------------------------------------------------------- helpers

@@ -1,7 +1,9 @@
-"""Bootstrap of a spawned worker: ``python .../sksparse_mlp/parallel/_boot.py PKG_PARENT_DIR ARGS``.
+"""Bootstrap of the helper process and of a spawned worker:
+``python .../sksparse_mlp/parallel/_boot.py PKG_DIR [--helper FD] ARGS``.
 
-``from mpi4py import MPI`` runs first (MPI_Init: Spawn returns as early as possible and
-later import errors can be reported to the parent). The top-level ``sksparse_mlp/__init__``
+In a worker ``from mpi4py import MPI`` runs first (MPI_Init: Spawn returns as early as
+possible and later import errors can be reported to the parent); the helper (``--helper``)
+loads MPI later, through ``_mpi``. The top-level ``sksparse_mlp/__init__``
 (which imports scikit-learn, ~1.4 s) is not executed: the package is registered as a bare
 namespace so that only the modules the worker needs are loaded. ``--env K=V`` arguments
 are applied to the environment before MPI_Init (unless K is already set). (The script is passed as a
@@ -60,10 +62,40 @@ def _start_watchdog(argv):
         pass
 
 
+def _parent_death_signal(ppid):
+    """Linux: SIGKILL this process as soon as the caller dies (the watchdog process above
+    is the fallback elsewhere); exit at once when the caller is already gone."""
+    import os
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)      # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != ppid:
+        os._exit(70)
+
+
+def _bare_package():
+    """Register ``sksparse_mlp`` as a bare namespace (its ``__init__`` imports scikit-learn)."""
+    import os
+    import types
+    del sys.path[0]                  # this directory: its modules are not top-level modules
+    if "sksparse_mlp" not in sys.modules:
+        pkg = types.ModuleType("sksparse_mlp")
+        pkg.__path__ = [sys.argv[1]]
+        sys.modules["sksparse_mlp"] = pkg
+    sys.path.insert(0, os.path.dirname(sys.argv[1]))
+
+
 def _boot():
     import os
     argv = sys.argv
     _start_watchdog(argv)
+    if "--helper" in argv:
+        _parent_death_signal(int(argv[argv.index("--ppid") + 1]))
+        _bare_package()
+        from sksparse_mlp.parallel._helper import main as helper_main
+        return helper_main(argv[2:])
     for i, a in enumerate(argv):
         if a == "--env" and i + 1 < len(argv) and "=" in argv[i + 1]:
             # transport settings of the caller (UCX_TLS, ...): before MPI_Init; a value set
@@ -76,15 +108,13 @@ def _boot():
             import time
             time.sleep(3600)
     from mpi4py import MPI  # noqa: F401  (first: MPI_Init)
-    import types
-    del sys.path[0]                  # this directory: its modules are not top-level modules
-    if "sksparse_mlp" not in sys.modules:
-        pkg = types.ModuleType("sksparse_mlp")
-        pkg.__path__ = [sys.argv[1]]
-        sys.modules["sksparse_mlp"] = pkg
-    sys.path.insert(0, os.path.dirname(sys.argv[1]))
+    _bare_package()
     from sksparse_mlp.parallel._worker import main
-    return main(sys.argv[2:])
+
+    def handlers():
+        from sksparse_mlp.parallel._wasap_worker import HANDLERS
+        return HANDLERS
+    return main(sys.argv[2:], handlers)
 
 
 if __name__ == "__main__":

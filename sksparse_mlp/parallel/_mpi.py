@@ -24,9 +24,12 @@ group, which would otherwise be the caller's (pytest, the CI shell, ...).
 import atexit
 import os
 import shutil
+import socket
 import sys
 import sysconfig
 import tempfile
+
+from ._protocol import MPIUnusableError, launched_by_mpiexec
 
 __all__ = ["get_mpi", "prepare_spawn_env", "poison", "poisoned", "check_usable",
            "launched_by_mpiexec", "MPI_INSTALL_HELP"]
@@ -47,6 +50,12 @@ MPI_INSTALL_HELP = (
 # and tcp transports, where a dead peer is an ordinary error the pool turns into WorkerDied.
 # MPICH builds that use another network module (ofi) ignore UCX_* variables.
 TRANSPORT_DEFAULTS = {"UCX_TLS": "^cma"}
+# With workers placed on other hosts (``mpi_info`` names a host other than this one, or a
+# hostfile), UCX's TCP transport instead: workers on a second host (a network namespace
+# with its own sshd and hostname, scripts/multinode_netns.sh) failed in MPI_Init
+# ("leader_exchange ... Operation timed out") under the defaults and under ^cma, and
+# worked with tcp,self, one worker per host as well as all workers remote.
+MULTI_HOST_DEFAULTS = {"UCX_TLS": "tcp,self"}
 # transport choices of the user that workers started by another launcher should see too
 PASS_ON = ("UCX_TLS", "UCX_NET_DEVICES", "MPIR_CVAR_CH4_NETMOD", "FI_PROVIDER")
 _applied_env = {}       # the defaults that were applied in this process (not set by the user)
@@ -56,10 +65,6 @@ _OWN_FINALIZE = False
 _poisoned = None        # reason (str) once MPI became unusable in this process
 _env_ready = False
 _shim_dir = None
-
-
-class MPIUnusableError(RuntimeError):
-    """MPI cannot be used again in this process (a worker died hard before)."""
 
 
 def _load():
@@ -85,6 +90,25 @@ def _load():
     _MPI = MPI
     atexit.register(_finalize)
     return MPI
+
+
+def places_on_other_hosts(mpi_info):
+    """True when Spawn Info keys ``mpi_info`` may place workers on another host."""
+    info = dict(mpi_info or {})
+    if info.get("hostfile"):
+        return True
+    me = socket.gethostname()
+    local = {"localhost", "127.0.0.1", me, me.split(".")[0]}
+    names = ",".join(str(info.get(k, "")) for k in ("host", "hosts")).split(",")
+    return any(n.split(":")[0].strip() not in local for n in names if n.strip())
+
+
+def use_multi_host_defaults(mpi_info):
+    """Before MPI is loaded: take :data:`MULTI_HOST_DEFAULTS` as the transport defaults
+    when ``mpi_info`` places workers on other hosts (the helper process of a fit does
+    this; a user's own setting still wins)."""
+    if _MPI is None and places_on_other_hosts(mpi_info):
+        TRANSPORT_DEFAULTS.update(MULTI_HOST_DEFAULTS)
 
 
 def apply_transport_defaults(environ=None):
@@ -145,12 +169,6 @@ def check_usable():
         raise MPIUnusableError(
             "MPI cannot be used again in this Python process since an earlier worker failure "
             "(%s); restart Python to train with n_workers > 1 again." % _poisoned)
-
-
-def launched_by_mpiexec():
-    """True when this process was itself started by mpiexec (not a singleton)."""
-    return any(k in os.environ for k in ("PMI_FD", "PMI_PORT", "PMI_RANK", "PMIX_RANK",
-                                         "OMPI_COMM_WORLD_SIZE", "HYDI_CONTROL_FD"))
 
 
 def vendor():

@@ -29,36 +29,15 @@ import threading
 import time
 import warnings
 
-from . import _mpi
+from . import _mpi, _procs
+from ._protocol import (CMD_STOP, TAG_ALIVE, TAG_BUF, TAG_BYE, TAG_CMD, TAG_END, TAG_ERR,
+                        TAG_HELLO, TAG_RES, WorkerDied, WorkerError, WorkerFailure,
+                        WorkerTimeout)
 
-__all__ = ["Pool", "WorkerError", "WorkerDied", "WorkerTimeout", "WorkerFailure",
-           "TAG_HELLO", "TAG_CMD", "TAG_ERR", "TAG_RES", "TAG_BUF", "TAG_BYE", "TAG_HB",
-           "TAG_GH", "TAG_GD", "TAG_MH", "TAG_MD", "TAG_END"]
-
-# message tags (shared with _worker.py)
-TAG_HELLO, TAG_CMD, TAG_ERR, TAG_RES, TAG_BUF, TAG_BYE, TAG_HB = 1, 2, 3, 4, 5, 6, 7
-TAG_GH, TAG_GD, TAG_MH, TAG_MD = 8, 9, 10, 11     # gradient header/data, model header/data
-TAG_END = 12     # last message of the parent's close(): everything before it must be received
-TAG_ALIVE = 13   # a worker's heartbeat during set-up commands
+__all__ = ["Pool"]
 
 # Workers start through ``_boot.py`` (see there): MPI first, no scikit-learn import.
 _BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_boot.py")
-
-
-class WorkerFailure(RuntimeError):
-    """Base class: training over MPI workers failed."""
-
-
-class WorkerError(WorkerFailure):
-    """A worker raised an exception (its traceback is in the message)."""
-
-
-class WorkerDied(WorkerFailure):
-    """A worker process disappeared (killed, crashed, exited)."""
-
-
-class WorkerTimeout(WorkerFailure, TimeoutError):
-    """A worker stayed silent for longer than the timeout, or Spawn did not return."""
 
 
 _FT_ERRORS = None
@@ -73,68 +52,6 @@ def _ft_errors(MPI):
     return _FT_ERRORS
 
 
-def _proc_state(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            s = f.read()
-    except FileNotFoundError:
-        return None
-    except OSError:
-        try:
-            os.kill(pid, 0)
-            return "R"
-        except ProcessLookupError:
-            return None
-    r = s.rsplit(")", 1)[1].split()
-    return r[0], int(r[1]), int(r[2])        # state, ppid, pgrp
-
-
-def pid_alive(pid):
-    st = _proc_state(pid)
-    return st is not None and st[0] not in ("Z", "X")
-
-
-def _own_launchers():
-    """Children of this process that lead their own process group: the hydra launcher(s)
-    started through our mpiexec shim (MPICH singleton). Exited ones (zombies) too."""
-    me, out = os.getpid(), []
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return out
-    for n in names:
-        if not n.isdigit():
-            continue
-        pid = int(n)
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                s = f.read()
-        except OSError:
-            continue
-        head, _, tail = s.rpartition(")")
-        r = tail.split()
-        if len(r) < 3 or int(r[1]) != me or int(r[2]) != pid:
-            continue
-        comm = head.partition("(")[2]
-        if "mpiexec" in comm or "hydra" in comm:
-            out.append(pid)
-    return out
-
-
-def _reap(pids, timeout=1.0):
-    end = time.monotonic() + timeout
-    pending = set(pids)
-    while pending and time.monotonic() < end:
-        for p in list(pending):
-            try:
-                if os.waitpid(p, os.WNOHANG)[0] == p:
-                    pending.discard(p)
-            except ChildProcessError:
-                pending.discard(p)
-        if pending:
-            time.sleep(0.01)
-
-
 _launchers_seen = set()     # hydra launchers started by this process (MPICH singleton)
 _pool_ids = iter(range(1, 1 << 62))
 last_start_interrupt = {}   # what the last Ctrl-C during Spawn found (tests, soak)
@@ -144,30 +61,9 @@ def launcher_exits():
     """Launchers of ours that exited since they were first seen. MPICH's singleton keeps
     one hydra for the life of the process; when it is gone (it kills its process group
     after an abnormal worker exit, or gives up on a bad host) MPI cannot spawn again."""
-    for p in _own_launchers():
+    for p in _procs.own_launchers():
         _launchers_seen.add(p)
-    return sorted(p for p in _launchers_seen if not pid_alive(p))
-
-
-def _token_pids(token):
-    """Live local processes started with ``--pool TOKEN`` (this pool's workers)."""
-    key = b"\0--pool\0" + token.encode() + b"\0"
-    out = []
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return out
-    for n in names:
-        if not n.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % n, "rb") as f:
-                cmd = f.read()
-        except OSError:
-            continue
-        if key in cmd and pid_alive(int(n)):
-            out.append(int(n))
-    return out
+    return sorted(p for p in _launchers_seen if not _procs.pid_alive(p))
 
 
 def _settle_log(log0, limit=1.5):
@@ -193,14 +89,6 @@ def _block_sigint():
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     except (AttributeError, ValueError, OSError):
         pass
-
-
-def _kill_pids(pids):
-    for p in pids:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def _cap(nbytes):
@@ -306,6 +194,12 @@ class Pool:
         t0 = time.perf_counter()
         self._t_start = time.monotonic()
         self._spawn_timeout = spawn_timeout
+        self._transport_hint = ""
+        if _mpi.places_on_other_hosts(mpi_info):
+            self._transport_hint = (
+                "; workers on other hosts that hang in MPI_Init often need another transport "
+                "(in effect: UCX_TLS=%s; try UCX_TLS=tcp,self or MPIR_CVAR_CH4_NETMOD=ofi "
+                "FI_PROVIDER=tcp)" % os.environ.get("UCX_TLS", "(UCX's default)"))
         info = _make_info(MPI, mpi_info)
         try:
             self.comm = self._spawn(args, info)
@@ -313,7 +207,7 @@ class Pool:
             if info != MPI.INFO_NULL:
                 info.Free()
         self.last_seen = [time.monotonic()] * self.n
-        self._unranked = set(_token_pids(self.token))
+        self._unranked = set(_procs.started_with("--pool", self.token))
         try:
             hellos = [self.recv(r, TAG_HELLO, timeout=self._start_left()) for r in range(self.n)]
         except KeyboardInterrupt:
@@ -331,7 +225,7 @@ class Pool:
             self.hosts[r] = h["host"]
             if h["host"] == me:
                 self.pids[r] = h["pid"]
-                st = _proc_state(h["pid"])
+                st = _procs.proc_state(h["pid"])
                 if st is not None:
                     self._proxies.add(st[1])
         self._unranked = set()
@@ -348,7 +242,7 @@ class Pool:
     def _start_failed(self, exc_type, msg, log0, seen):
         """A start-up failure: kill what was started, mark MPI unusable (MPICH cannot
         recover from a Spawn that never returns), quote the launcher's message."""
-        _kill_pids(set(seen) | set(_token_pids(self.token)))
+        _procs.kill_pids(set(seen) | set(_procs.started_with("--pool", self.token)))
         _mpi.poison("MPI Spawn failed")
         log = _mpi.launcher_log_since(log0).strip()
         if log:
@@ -386,8 +280,8 @@ class Pool:
         th.start()
         try:
             while not done.wait(0.03):
-                seen.update(_token_pids(self.token))
-                dead = [p for p in seen if not pid_alive(p)]
+                seen.update(_procs.started_with("--pool", self.token))
+                dead = [p for p in seen if not _procs.pid_alive(p)]
                 if dead:
                     raise self._start_failed(
                         WorkerDied, "worker process(es) %s died while starting (before "
@@ -401,7 +295,8 @@ class Pool:
                     raise self._start_failed(
                         WorkerTimeout, "MPI Spawn of %d worker(s) did not finish within %.1f s "
                         "(worker_timeout); a worker may have failed before MPI_Init, or the "
-                        "launcher cannot reach a host" % (n, timeout), log0, seen)
+                        "launcher cannot reach a host%s" % (n, timeout, self._transport_hint),
+                        log0, seen)
         except KeyboardInterrupt:
             # Ctrl-C during Spawn: let the spawn finish (it normally takes well under a
             # second), then close the new pool in order; if it does not finish soon, kill
@@ -412,7 +307,7 @@ class Pool:
             last_start_interrupt.update(finished=finished, comm="comm" in box,
                                         err=repr(box.get("err")), hit=d.hit)
             if not finished or "comm" not in box or d.hit > 1:
-                _kill_pids(seen | set(_token_pids(self.token)))
+                _procs.kill_pids(seen | set(_procs.started_with("--pool", self.token)))
                 if not finished or "comm" in box:
                     _mpi.poison("MPI Spawn interrupted")
                 self.broken = True
@@ -441,8 +336,8 @@ class Pool:
             self.close()                       # orderly if possible, hard otherwise
             raise WorkerError("worker %d raised an exception while the server waited for %s:\n%s"
                               % (err["rank"], what, err["tb"]))
-        dead = [r for r, p in self.pids.items() if r not in self.done and not pid_alive(p)]
-        dead += ["pid %d" % p for p in self._unranked if not pid_alive(p)]
+        dead = [r for r, p in self.pids.items() if r not in self.done and not _procs.pid_alive(p)]
+        dead += ["pid %d" % p for p in self._unranked if not _procs.pid_alive(p)]
         if dead:
             self._kill("worker(s) %s died" % dead)
             raise WorkerDied("worker process(es) %s died while the server waited for %s "
@@ -602,17 +497,17 @@ class Pool:
         self.broken = True
         if poison and _mpi.vendor() != "Open MPI":
             _mpi.poison(why)
-        _kill_pids(list(self.pids.values()) + list(self._unranked))
+        _procs.kill_pids(list(self.pids.values()) + list(self._unranked))
         if poison and _mpi.poisoned() is not None and not _mpi.launched_by_mpiexec():
             # MPICH singleton: hydra (started through our shim, its own process group) is
             # of no further use; take its whole group down so no launcher/proxy lingers.
-            launchers = _own_launchers()
+            launchers = _procs.own_launchers()
             for p in launchers:
                 try:
                     os.killpg(p, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
-            _reap(launchers)
+            _procs.reap(launchers)
         self.comm = None             # never Disconnect(): collective, blocks on dead peers
         self._pending = []
         self._recvs = []
@@ -644,7 +539,7 @@ class Pool:
                     # "stop", then "end": a worker receives (and discards) everything we
                     # sent before "end", so every send of ours completes, even those the
                     # worker never posted a receive for (it was interrupted mid-exchange)
-                    stops.append((comm.isend(("stop",), dest=r, tag=TAG_CMD), None))
+                    stops.append((comm.isend((CMD_STOP,), dest=r, tag=TAG_CMD), None))
                     stops.append((comm.isend(("end",), dest=r, tag=TAG_END), None))
             self._pending.extend(stops)
             m = self._matched[0] if self._matched else None
@@ -675,7 +570,7 @@ class Pool:
                 # _check would raise on TAG_ERR; during close errors are expected: drain them.
                 if test():
                     break
-                if any(not pid_alive(p) for r, p in self.pids.items() if r not in self.done):
+                if any(not _procs.pid_alive(p) for r, p in self.pids.items() if r not in self.done):
                     raise WorkerDied("a worker died during shutdown")
                 if time.monotonic() > deadline:
                     raise WorkerTimeout("workers did not stop within %.1f s" % self.timeout)
@@ -721,9 +616,9 @@ class Pool:
             return
         pids = list(self.pids.values())
         end = time.monotonic() + min(limit, 5.0)
-        while time.monotonic() < end and any(pid_alive(p) for p in pids):
+        while time.monotonic() < end and any(_procs.pid_alive(p) for p in pids):
             time.sleep(0.005)
-        if any(pid_alive(p) for p in pids):
+        if any(_procs.pid_alive(p) for p in pids):
             return                      # slow exit: the next Pool() checks the launcher
         end = time.monotonic() + 0.06          # hydra reacts within a few ms
         while not launcher_exits() and time.monotonic() < end:

@@ -1,4 +1,5 @@
-"""WASAP-SGD parameter server: runs in the calling process, drives the spawned workers.
+"""WASAP-SGD parameter server: runs in the helper process (``_helper``; in the caller itself
+when that was started by ``mpiexec``) and drives the spawned workers.
 
 Phase 1 (the first ``phase1_fraction`` of the epochs): every worker computes the gradient
 of one batch of its shard on its copy of the model and sends it; the server applies a
@@ -32,9 +33,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._network import SparseLayer, evolve_topology
-from .._topology import _make_csr, average_union, project_to_pattern, prune_to_nnz
+from .._topology import _make_csr
+from ._merge import average_union, project_to_pattern, prune_to_nnz
+from . import _protocol as P
 from . import _wire
-from ._pool import TAG_GD, TAG_GH, TAG_MD, TAG_MH, TAG_RES, Pool
+from ._pool import Pool
 
 WARMUP_EPOCHS = 5
 SETUP_TIMEOUT = 180.0     # start-up deadline (Spawn + hellos) when worker_timeout is None
@@ -110,46 +113,46 @@ class _Server:
 
     def send_model(self, r, with_velocity):
         pool = self.pool
-        pool.send(("model", {"n_layers": len(self.net.layers), "version": self.version,
+        pool.send((P.CMD_MODEL, {"n_layers": len(self.net.layers), "version": self.version,
                              "with_velocity": with_velocity}), r)
         meta, arrays = _wire.structure_arrays(self.net)
         for a in [meta] + arrays:
-            pool.isend_async(a, r, TAG_MD)
-        pool.isend_async(self.values(), r, TAG_MD)
+            pool.isend_async(a, r, P.TAG_MD)
+        pool.isend_async(self.values(), r, P.TAG_MD)
         if with_velocity:
-            pool.isend_async(_wire.pack_velocity(self.net), r, TAG_MD)
+            pool.isend_async(_wire.pack_velocity(self.net), r, P.TAG_MD)
         self.worker_version[r] = self.version
 
     def reply(self, r, end=False):
         pool = self.pool
         if end:
-            pool.isend_async(np.array([_wire.END, self.version, 0, 0], dtype=np.int64), r, TAG_MH)
+            pool.isend_async(np.array([P.END, self.version, 0, 0], dtype=np.int64), r, P.TAG_MH)
             return
         if self.worker_version[r] == self.version:
-            pool.isend_async(np.array([_wire.VALUES, self.version, 0, 0], dtype=np.int64),
-                             r, TAG_MH)
+            pool.isend_async(np.array([P.VALUES, self.version, 0, 0], dtype=np.int64),
+                             r, P.TAG_MH)
         else:
-            pool.isend_async(np.array([_wire.STRUCTURE, self.version, 0, 0], dtype=np.int64),
-                             r, TAG_MH)
+            pool.isend_async(np.array([P.STRUCTURE, self.version, 0, 0], dtype=np.int64),
+                             r, P.TAG_MH)
             if self._struct is None:
                 self._struct = _wire.structure_arrays(self.net)
             meta, arrays = self._struct
             for a in [meta] + arrays:
-                pool.isend_async(a, r, TAG_MD)
-        pool.isend_async(self.values(), r, TAG_MD)
+                pool.isend_async(a, r, P.TAG_MD)
+        pool.isend_async(self.values(), r, P.TAG_MD)
         self.worker_version[r] = self.version
 
     def recv_gradient(self, ranks):
         """Next gradient from any of ``ranks``: (rank, version, loss, total, n, buffer)."""
         pool = self.pool
-        src, _, m = pool.wait_any([TAG_GH], ranks)
-        hdr = np.empty(5, dtype=np.float64)
+        src, _, m = pool.wait_any([P.TAG_GH], ranks)
+        hdr = np.empty(P.GRAD_HEADER, dtype=np.float64)
         m.Recv(hdr)
         ver, loss, total, nb, size = int(hdr[0]), float(hdr[1]), float(hdr[2]), int(hdr[3]), int(hdr[4])
         buf = None
         if size:
             buf = np.empty(size, dtype=self.net.dtype)
-            pool.Recv(buf, src, TAG_GD)
+            pool.Recv(buf, src, P.TAG_GD)
         pool.trim()
         return src, ver, loss, total, nb, buf
 
@@ -261,23 +264,23 @@ class _Server:
         for k in range(n_epochs):
             done = self.epochs_done + self.epochs
             for r in range(n):
-                pool.send(("epoch", {"lr": self.opt.learning_rate, "evolve": done > 0,
+                pool.send((P.CMD_EPOCH, {"lr": self.opt.learning_rate, "evolve": done > 0,
                                      "epochs_done": done}), r)
             results = {}
             L = len(net.layers)
             while len(results) < n:
-                src, _, m = pool.wait_any([TAG_RES], [r for r in range(n) if r not in results])
+                src, _, m = pool.wait_any([P.TAG_RES], [r for r in range(n) if r not in results])
                 info = m.recv()
-                meta = np.empty(_wire.meta_len(L), dtype=np.int64)
-                pool.Recv(meta, src, TAG_GD)
+                meta = np.empty(P.meta_len(L), dtype=np.int64)
+                pool.Recv(meta, src, P.TAG_GD)
                 arrays = _wire.empty_structure(meta)
                 for a in arrays:
-                    pool.Recv(a, src, TAG_GD)
+                    pool.Recv(a, src, P.TAG_GD)
                 n_vals = int(sum(meta[3::3]) + sum(meta[2::3]))
                 vals = np.empty(n_vals, dtype=net.dtype)
                 vel = np.empty(n_vals, dtype=net.dtype)
-                pool.Recv(vals, src, TAG_GD)
-                pool.Recv(vel, src, TAG_GD)
+                pool.Recv(vals, src, P.TAG_GD)
+                pool.Recv(vel, src, P.TAG_GD)
                 results[src] = (info, meta, arrays, vals, vel)
             t0 = time.perf_counter()
             self._merge([results[r] for r in range(n)], target)
@@ -319,46 +322,29 @@ class _Server:
         net.layers[:] = new_layers
 
 
-def fit_wasap(network, X, Y, sample_weight, *, config, optimizer, batch_size, max_epochs,
-              shuffle=True, n_workers=2, mode="async", phase1_fraction=0.7, timeout=60.0,
-              mpi_info=None, rng, on_epoch_end=None, epochs_done=0):
-    """Train ``network`` in place with WASAP-SGD over ``n_workers`` spawned MPI workers.
+def train(plan, network, optimizer, rng, on_epoch_end=None, hooks=None):
+    """Train ``network`` in place with WASAP-SGD as ``plan`` says; returns run statistics.
 
     Parameters
     ----------
+    plan : TrainingPlan
     network : SparseMLP
         Model to train; it is updated in place (its ``layers`` list) after every server
         step / epoch, so ``on_epoch_end`` sees the current model.
-    X : ndarray or CSR matrix of shape (n_samples, n_features)
-    Y : ndarray of shape (n_samples, n_outputs)
-    sample_weight : ndarray of shape (n_samples,) or None
-    config : TrainingConfig
     optimizer : MomentumSGD
         Used by the server in phase 1 (it owns the momentum); its current learning rate
         goes to the workers in phase 2. Schedules driven by ``on_epoch_end`` apply.
-    batch_size : int
-    max_epochs : int
-    shuffle : bool
-        Reshuffle each worker's shard every pass.
-    n_workers : int
-    mode : {"async", "sync"}
-    phase1_fraction : float in [0, 1]
-        Share of the epochs in the parameter-server phase.
-    timeout : float or None
-        Seconds of silence from a worker that owes a message before it is declared stalled.
-    mpi_info : dict or None
-        MPI Info keys passed to Spawn (``{"hosts": "a,b"}``, ``{"hostfile": path}``).
     rng : numpy.random.Generator
         Drives the shards, the workers' seeds and the server's topology changes.
     on_epoch_end : callable(loss) -> bool or None
         Called after every epoch with its mean training loss; returning True stops.
-    epochs_done : int
-        Epochs trained before this call (warm start): the importance-pruning schedule.
+    hooks : dict or None
+        Test hooks (``_testing.hooks``).
 
     Returns
     -------
-    network : SparseMLP
-        The same object, trained.
+    stats : dict
+        Timings and byte counts of the run.
 
     Raises
     ------
@@ -367,49 +353,44 @@ def fit_wasap(network, X, Y, sample_weight, *, config, optimizer, batch_size, ma
     WorkerError, WorkerDied, WorkerTimeout
         A worker raised, died or stalled; no worker process is left behind.
     """
-    from . import _test_hooks, last_stats
-
+    hooks = hooks or {}
+    plan.check()
+    X, Y, sample_weight, config = plan.X, plan.Y, plan.sample_weight, plan.config
     t_start = time.perf_counter()
     n = X.shape[0]
-    n_workers = int(n_workers)
-    if n_workers < 2:
-        raise ValueError("fit_wasap needs n_workers >= 2, got %d" % n_workers)
-    if n < n_workers:
-        raise ValueError("n_workers=%d is more than the %d training samples" % (n_workers, n))
-    if mode not in ("async", "sync"):
-        raise ValueError("mode must be 'async' or 'sync', got %r" % (mode,))
-    batch_size = int(batch_size)
-    n1 = int(round(float(phase1_fraction) * max_epochs))
-    n2 = int(max_epochs) - n1
+    n_workers, mode, timeout = int(plan.n_workers), plan.mode, plan.timeout
+    batch_size, max_epochs = int(plan.batch_size), int(plan.max_epochs)
+    n1 = int(round(float(plan.phase1_fraction) * max_epochs))
+    n2 = max_epochs - n1
     seeds = rng.integers(0, np.iinfo(np.int64).max, size=n_workers)
     shards = np.array_split(rng.permutation(n), n_workers)
     cores = _cores()
-    flags = ((["--fail-import"] if _test_hooks.get("fail_import") else [])
-             + list(_test_hooks.get("worker_flags") or ()))
+    flags = ((["--fail-import"] if hooks.get("fail_import") else [])
+             + list(hooks.get("worker_flags") or ()))
     stats = {"n_workers": n_workers, "mode": mode}
-    # set-up (imports, numba kernels from the on-disk cache, or compiled on a cold cache,
-    # data shards) may legitimately be silent for longer than a training step
-    # workers send heartbeats while they run set-up commands, so set-up is watched with the
-    # same worker_timeout as training
+    # workers send heartbeats while they run set-up commands (imports, numba kernels from
+    # the on-disk cache or compiled on a cold cache, data shards), so set-up is watched
+    # with the same worker_timeout as training; start-up (Spawn and every worker's hello)
+    # must also finish within worker_timeout: a worker that dies while starting, or a
+    # launcher that cannot reach a host, is reported then (or as soon as the launcher or
+    # a started worker exits)
     setup_timeout = None if timeout is None else float(timeout)
-    # start-up (Spawn and every worker's hello) must finish within worker_timeout: a worker
-    # that dies while starting, or a launcher that cannot reach a host, is reported then
-    # (or as soon as the launcher or a started worker exits)
-    with Pool(n_workers, timeout=setup_timeout, mpi_info=mpi_info, worker_flags=flags,
+    with Pool(n_workers, timeout=setup_timeout, mpi_info=plan.mpi_info, worker_flags=flags,
               spawn_timeout=SETUP_TIMEOUT if timeout is None else float(timeout)) as pool:
         stats["spawn_s"] = pool.stats["spawn_s"]
+        stats["worker_hosts"] = [pool.hosts[r] for r in range(n_workers)]
         t_setup = time.perf_counter()
         for r in range(n_workers):
-            pool.send(("setup", {"fault": _test_hooks.get("fault"),
-                                 "numba_threads": max(1, cores // n_workers)}), r)
+            pool.send((P.CMD_SETUP, {"fault": hooks.get("fault"),
+                                     "numba_threads": max(1, cores // n_workers)}), r)
         for r in range(n_workers):
             pool.recv(r)
         cfg = {"config": {f: getattr(config, f) for f in config.__dataclass_fields__},
-               "batch_size": batch_size, "shuffle": bool(shuffle),
+               "batch_size": batch_size, "shuffle": bool(plan.shuffle),
                "proto": _wire.proto_of(network), "momentum": optimizer.momentum,
                "nesterov": optimizer.nesterov}
         for r in range(n_workers):
-            pool.send(("init", dict(cfg, seed=int(seeds[r]), sparse_X=sp.issparse(X))), r)
+            pool.send((P.CMD_INIT, dict(cfg, seed=int(seeds[r]), sparse_X=sp.issparse(X))), r)
         for r in range(n_workers):
             pool.recv(r)
         for r in range(n_workers):
@@ -418,7 +399,7 @@ def fit_wasap(network, X, Y, sample_weight, *, config, optimizer, batch_size, ma
             pool.recv(r)
         pool.timeout = timeout
         pool.touch()
-        server = _Server(pool, network, config, optimizer, rng, on_epoch_end, epochs_done)
+        server = _Server(pool, network, config, optimizer, rng, on_epoch_end, plan.epochs_done)
         stats["setup_s"] = time.perf_counter() - t_setup
         t_train = time.perf_counter()
         wait0, out0, in0 = pool.stats["wait_s"], pool.stats["bytes_out"], pool.stats["bytes_in"]
@@ -429,7 +410,7 @@ def fit_wasap(network, X, Y, sample_weight, *, config, optimizer, batch_size, ma
             for r in range(n_workers):
                 pool.recv(r)
             for r in range(n_workers):
-                pool.send(("phase1", {}), r)
+                pool.send((P.CMD_PHASE1, {}), r)
             if mode == "async":
                 server.phase1_async(n1, max(1, math.ceil(n / batch_size)))
             else:
@@ -442,7 +423,7 @@ def fit_wasap(network, X, Y, sample_weight, *, config, optimizer, batch_size, ma
         stats["train_s"] = time.perf_counter() - t_train
         stats["workers"] = []
         for r in range(n_workers):
-            pool.send(("stats",), r)
+            pool.send((P.CMD_STATS,), r)
             stats["workers"].append(pool.recv(r))
         stats["server_compute_s"] = server.compute_s
         stats["server_wait_s"] = pool.stats["wait_s"] - wait0
@@ -452,9 +433,7 @@ def fit_wasap(network, X, Y, sample_weight, *, config, optimizer, batch_size, ma
         t_close = time.perf_counter()
     stats["close_s"] = time.perf_counter() - t_close
     stats["total_s"] = time.perf_counter() - t_start
-    last_stats.clear()
-    last_stats.update(stats)
-    return network
+    return stats
 
 
 def _send_shard(pool, r, X, Y, sample_weight, idx):
@@ -477,7 +456,7 @@ def _send_shard(pool, r, X, Y, sample_weight, idx):
     arrays.append(Ys)
     if sample_weight is not None:
         arrays.append(np.ascontiguousarray(sample_weight[idx], dtype=np.float64))
-    pool.send(("shard", meta), r)
+    pool.send((P.CMD_SHARD, meta), r)
     for a in arrays:
-        pool.isend_async(a, r, TAG_MD)
+        pool.isend_async(a, r, P.TAG_MD)
     pool.flush()

@@ -1,4 +1,5 @@
-"""Worker side of WASAP-SGD (imported by ``_worker`` on the first training command).
+"""Worker side of WASAP-SGD: the handlers of the training commands (:data:`HANDLERS`),
+loaded by the generic worker loop (``_worker``) on the first command it does not know.
 
 Uses the core's training code: ``SparseMLP.loss_and_gradients`` for the phase-1
 gradients, and ``run_epoch`` / ``evolve_topology`` for the phase-2 local epochs.
@@ -12,8 +13,9 @@ import scipy.sparse as sp
 
 from .._network import TrainingConfig, _normalised_weights, evolve_topology, run_epoch
 from .._optimizers import MomentumSGD
+from . import _protocol as P
 from . import _wire
-from ._worker import TAG_GD, TAG_GH, TAG_MD, TAG_MH, TAG_RES
+from ._protocol import TAG_GD, TAG_GH, TAG_MD, TAG_MH, TAG_RES
 
 
 class State:
@@ -52,26 +54,16 @@ class State:
         return idx
 
 
-def dispatch(w, cmd):
-    name = cmd[0]
-    if name == "init":
-        w.state = State(cmd[1])
-        _warm_up(w.state, cmd[1].get("sparse_X", False))
-        w.ch.send(("ok", w.ch.rank), TAG_RES)
-    elif name == "shard":
-        recv_shard(w, cmd[1])
-    elif name == "model":
-        recv_model(w, cmd[1])
-    elif name == "phase1":
-        phase1(w, cmd[1])
-    elif name == "epoch":
-        local_epoch(w, cmd[1])
-    elif name == "stats":
-        s = w.state
-        w.ch.send({"compute_s": s.compute_s if s else 0.0, "comm_s": w.ch.comm_s,
-                   "steps": s.steps if s else 0}, TAG_RES)
-    else:
-        raise ValueError("unknown command %r" % (name,))
+def init(w, cfg):
+    w.state = State(cfg)
+    _warm_up(w.state, cfg.get("sparse_X", False))
+    w.ch.send(("ok", w.ch.rank), TAG_RES)
+
+
+def stats(w):
+    s = w.state
+    w.ch.send({"compute_s": s.compute_s if s else 0.0, "comm_s": w.ch.comm_s,
+               "steps": s.steps if s else 0}, TAG_RES)
 
 
 def _warm_up(s, sparse_X):
@@ -120,7 +112,7 @@ def recv_shard(w, meta):
 
 
 def _recv_structure(ch, n_layers):
-    meta = np.empty(_wire.meta_len(n_layers), dtype=np.int64)
+    meta = np.empty(P.meta_len(n_layers), dtype=np.int64)
     ch.Recv(meta, TAG_MD)
     arrays = _wire.empty_structure(meta)
     for a in arrays:
@@ -150,8 +142,8 @@ def phase1(w, params):
     ch, s = w.ch, w.state
     cfg = s.config
     L = len(s.net.layers)
-    hdr = np.empty(5, dtype=np.float64)
-    rhdr = np.empty(4, dtype=np.int64)
+    hdr = np.empty(P.GRAD_HEADER, dtype=np.float64)
+    rhdr = np.empty(P.REPLY_HEADER, dtype=np.int64)
     gbuf = np.empty(_wire.value_size(s.net), dtype=s.dtype)
     while True:
         w.faults.check("step")
@@ -178,9 +170,9 @@ def phase1(w, params):
         ch.Recv(rhdr, TAG_MH)          # watches for "stop" while waiting
         ch.flush()                      # the server got our gradient before it replied
         kind, version = int(rhdr[0]), int(rhdr[1])
-        if kind == _wire.END:
+        if kind == P.END:
             break
-        if kind == _wire.STRUCTURE:
+        if kind == P.STRUCTURE:
             meta, arrays = _recv_structure(ch, L)
             L = int(meta[0])
             n_vals = int(sum(meta[3::3]) + sum(meta[2::3]))
@@ -214,3 +206,8 @@ def local_epoch(w, params):
     ch.Isend(_wire.pack_values(s.net), TAG_GD)
     ch.Isend(_wire.pack_velocity(s.net), TAG_GD)
     ch.flush()
+
+
+# command name -> handler(worker, *arguments); the worker loop runs them
+HANDLERS = {P.CMD_INIT: init, P.CMD_SHARD: recv_shard, P.CMD_MODEL: recv_model,
+            P.CMD_PHASE1: phase1, P.CMD_EPOCH: local_epoch, P.CMD_STATS: stats}

@@ -1,17 +1,13 @@
-"""Wire format of a sparse network between the server and the workers (no scikit-learn).
+"""Packing a sparse network into the buffers of the wire format (``_protocol``) and back.
 
-Between topology changes only the values travel, as one flat buffer per message with the
-layout ``[W_0.data, ..., W_{L-1}.data, b_0, ..., b_{L-1}]`` (gradients use the same
-layout). The structure (shape and CSR ``indptr`` / ``indices`` of every layer) is sent only
-after it changed. All of it goes through buffer-based (upper-case) MPI calls.
+Between topology changes only the values travel, as one flat buffer; the structure (shape
+and CSR ``indptr`` / ``indices`` of every layer) is sent only after it changed. All of it
+goes through buffer-based (upper-case) MPI calls. No scikit-learn is imported here.
 """
 import numpy as np
 
 from .._network import SparseLayer, SparseMLP
 from .._topology import _make_csr
-
-# reply kinds of the server to a worker's gradient
-VALUES, STRUCTURE, END = 0, 1, 2
 
 
 def value_size(net):
@@ -62,10 +58,6 @@ def structure_arrays(net):
         arrays.append(np.ascontiguousarray(W.indptr, dtype=np.int64))
         arrays.append(np.ascontiguousarray(W.indices, dtype=np.int64))
     return np.asarray(meta, dtype=np.int64), arrays
-
-
-def meta_len(n_layers):
-    return 1 + 3 * n_layers
 
 
 def empty_structure(meta):

@@ -1,7 +1,10 @@
-"""Worker process of the WASAP-SGD backend.
+"""The generic worker loop of the MPI backend (commands, faults, heartbeats, shutdown).
 
-Started by :class:`sksparse_mlp.parallel._pool.Pool` with ``MPI.COMM_SELF.Spawn``
-(``python -m sksparse_mlp.parallel._worker --ppid PID --phost HOST`` works too).
+Started by :class:`sksparse_mlp.parallel._pool.Pool` with ``MPI.COMM_SELF.Spawn`` through
+``_boot.py``. The loop knows the generic commands (``setup``, ``ping``, ``work``, ``echo``,
+``getenv``, ``stop``); the training commands are handlers that ``_boot.py`` hands in
+(``_wasap_worker.HANDLERS``, loaded on the first such command), so the loop and the
+WASAP-SGD side do not import each other.
 It imports no scikit-learn. ``from mpi4py import MPI`` runs first; every later import
 that may fail is reported to the parent in the hello message instead of killing the
 process before the parent can notice.
@@ -21,10 +24,8 @@ import threading
 import time
 import traceback
 
-TAG_HELLO, TAG_CMD, TAG_ERR, TAG_RES, TAG_BUF, TAG_BYE, TAG_HB = 1, 2, 3, 4, 5, 6, 7
-TAG_GH, TAG_GD, TAG_MH, TAG_MD = 8, 9, 10, 11
-TAG_END = 12
-TAG_ALIVE = 13    # heartbeats while a set-up command runs (imports, kernel loading, data)
+from ._protocol import (CMD_INIT, CMD_SETUP, CMD_SHARD, CMD_STOP, TAG_ALIVE, TAG_BUF,
+                        TAG_BYE, TAG_CMD, TAG_END, TAG_ERR, TAG_HB, TAG_HELLO, TAG_RES)
 
 
 MPI = None     # mpi4py.MPI, imported in main() (importing this module must not initialise MPI)
@@ -75,7 +76,7 @@ class Channel:
                     m = self.comm.improbe(0, TAG_CMD, status=st)
                     if m is not None:
                         cmd = m.recv()
-                        if cmd[0] == "stop":
+                        if cmd[0] == CMD_STOP:
                             raise Stop()
                         self.stash.append(cmd)
                 time.sleep(s)
@@ -90,7 +91,7 @@ class Channel:
         """Between units of work: raise :class:`Stop` if the parent asked us to stop."""
         if self.comm.iprobe(0, TAG_CMD):
             cmd = self.comm.recv(source=0, tag=TAG_CMD)
-            if cmd[0] == "stop":
+            if cmd[0] == CMD_STOP:
                 raise Stop()
             self.stash.append(cmd)
 
@@ -247,8 +248,13 @@ class Heartbeat:
 
 
 class Worker:
-    def __init__(self, ch):
+    """Runs commands until ``stop``; ``load_handlers()`` returns the table of the commands
+    that are not generic (called once, on the first such command)."""
+
+    def __init__(self, ch, load_handlers=None):
         self.ch = ch
+        self._load_handlers = load_handlers
+        self.handlers = None
         self.cfg = {}
         self.faults = Faults(None, ch.rank)
         self.state = None
@@ -257,7 +263,7 @@ class Worker:
         ch = self.ch
         while True:
             cmd = ch.next_cmd()
-            if cmd[0] == "stop":
+            if cmd[0] == CMD_STOP:
                 break
             try:
                 self.dispatch(cmd)
@@ -279,14 +285,14 @@ class Worker:
 
     def dispatch(self, cmd):
         name = cmd[0]
-        if name in ("setup", "init", "shard"):
+        if name in (CMD_SETUP, CMD_INIT, CMD_SHARD):
             with Heartbeat(self.ch):
                 return self._dispatch(cmd)
         return self._dispatch(cmd)
 
     def _dispatch(self, cmd):
         name = cmd[0]
-        if name == "setup":
+        if name == CMD_SETUP:
             self.setup(cmd[1])
         elif name == "ping":
             self.ch.send(("pong", self.ch.rank, cmd[1]), TAG_RES)
@@ -297,8 +303,11 @@ class Worker:
         elif name == "getenv":
             self.ch.send({k: os.environ.get(k) for k in cmd[1]}, TAG_RES)
         else:
-            from . import _wasap_worker
-            _wasap_worker.dispatch(self, cmd)
+            if self.handlers is None:
+                self.handlers = self._load_handlers() if self._load_handlers else {}
+            if name not in self.handlers:
+                raise ValueError("unknown command %r" % (name,))
+            self.handlers[name](self, *cmd[1:])
 
     def setup(self, cfg):
         self.cfg = dict(cfg)
@@ -350,7 +359,8 @@ def _parse(argv):
     return opts
 
 
-def main(argv=None):
+def main(argv=None, load_handlers=None):
+    """Entry point of a spawned worker; ``load_handlers`` as for :class:`Worker`."""
     global MPI
     from mpi4py import MPI      # first: MPI_Init, so that Spawn returns and errors can be reported
     opts = _parse(sys.argv[1:] if argv is None else argv)
@@ -372,15 +382,12 @@ def main(argv=None):
     ch.send({"pid": os.getpid(), "host": socket.gethostname(), "import_error": import_error},
             TAG_HELLO)
     if import_error:
-        while ch.next_cmd()[0] != "stop":
+        while ch.next_cmd()[0] != CMD_STOP:
             pass
         ch.drain_to_end()
         ch.send("bye", TAG_BYE)
         parent.Disconnect()
         return 1
-    Worker(ch).run()
+    Worker(ch, load_handlers).run()
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

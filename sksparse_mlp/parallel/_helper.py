@@ -1,0 +1,84 @@
+"""The helper process: the MPI world of one ``n_workers > 1`` fit lives here.
+
+The caller (``_caller``) starts ``python .../parallel/_boot.py PKG --helper FD --ppid PID``
+for every fit and talks to it over a Unix socket (``_protocol.Channel``). The helper
+loads MPI, spawns the workers and runs the parameter server (``_server.train``); after
+every epoch it sends the model to the caller, which runs the estimator's epoch bookkeeping
+(loss curve, early stopping, callback) and answers whether to stop. When the fit ends,
+well or not, the helper exits and the MPI world goes with it: a worker that died hard
+leaves MPICH unusable in *this* process only, and the caller's next fit starts a fresh one.
+
+The helper imports no scikit-learn. It runs in its own session, so a Ctrl-C typed in the
+terminal reaches the caller only, which forwards it (SIGINT) when it wants the world to
+stop in an orderly way; a watchdog process and ``PR_SET_PDEATHSIG`` end the helper when
+the caller dies.
+"""
+import os
+import pickle
+import signal
+import sys
+import warnings
+
+from . import _protocol as P
+
+
+def _portable(exc):
+    """``exc`` if it survives pickling, else a RuntimeError that says what it was."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return RuntimeError("%s: %s" % (type(exc).__name__, exc))
+
+
+def _exit(code):
+    """Finalize MPI (not after a hard worker death: MPICH segfaults or aborts in it then),
+    remove the launcher folder and leave at once: the caller waits for this exit, and the
+    interpreter's own teardown (numba, scipy) took up to a second on a busy machine."""
+    from . import _mpi
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _mpi._finalize()                    # also removes the launcher folder
+    os._exit(code)
+
+
+def main(argv):
+    """Serve one training plan received on the socket ``argv[argv.index("--helper") + 1]``."""
+    # the caller forwards Ctrl-C as SIGINT; a background caller may have left it ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    fd = int(argv[argv.index("--helper") + 1])
+    ch = P.Channel.from_fd(fd)
+    try:
+        kind, plan, network, optimizer, rng, hooks = ch.recv()
+    except (P.ChannelClosed, KeyboardInterrupt):
+        os._exit(1)
+    assert kind == P.CALLER_PLAN, kind
+    from . import _mpi
+    _mpi.use_multi_host_defaults(plan.mpi_info)      # before MPI is loaded
+
+    def on_epoch_end(loss):
+        ch.send((P.HELPER_EPOCH, loss, network, optimizer, rng))
+        kind, stop, opt, gen = ch.recv()
+        # the caller's schedules may have changed the learning rate; keep both in step
+        optimizer.__dict__.update(opt.__dict__)
+        rng.bit_generator.state = gen.bit_generator.state
+        return stop
+
+    code = 0
+    try:
+        from ._server import train
+        # warnings (a worker that died after the training completed, ...) go to the caller,
+        # where the user's warning filters apply
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            stats = train(plan, network, optimizer, rng, on_epoch_end, hooks)
+        stats["warnings"] = [(w.category.__name__, str(w.message)) for w in caught]
+        stats["helper_imports_sklearn"] = "sklearn" in sys.modules
+        ch.send((P.HELPER_DONE, network, optimizer, rng, stats))
+    except BaseException as e:          # KeyboardInterrupt (forwarded Ctrl-C) too
+        code = 1
+        try:
+            ch.send((P.HELPER_ERROR, _portable(e)))
+        except (P.ChannelClosed, KeyboardInterrupt):
+            pass                        # the caller gave up on us: nobody to tell
+    _exit(code)

@@ -1,0 +1,17 @@
+"""Test hooks and run statistics of the MPI backend (not a public API).
+
+``hooks`` travel with the training plan to the helper process and from there to the
+workers in their setup message:
+
+* ``fault``: ``dict(rank=int|list, kind="raise"|"exit"|"abort"|"kill"|"stall",
+  where="setup"|"step"|"phase2"|"bye"|"after_bye"|"disconnected", after=int,
+  stamp=path)``: a worker fails on purpose (``_worker.Faults``);
+* ``fail_import``: the workers fail to import their modules;
+* ``worker_flags``: extra command-line flags of the workers (``--die-before-init``, ...).
+
+``last_stats`` is filled by the last completed ``fit_wasap`` with timings and byte
+counts (the benchmarks read it).
+"""
+
+hooks = {"fault": None, "fail_import": False, "worker_flags": None}
+last_stats = {}
