@@ -163,6 +163,22 @@ def test_every_estimator_parameter_is_a_flag():
         assert "--" + name.replace("_", "-") in flags, name
 
 
+def test_flag_help_comes_from_the_parameter_entries():
+    # no docstring is parsed: the text is the entry's summary, the default the signature's
+    from sksparse_mlp import _docstrings
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    actions = {a.dest: a for a in sub.choices["train"]._actions}
+    for name, default in _docstrings.signature_defaults(TrulySparseMLPClassifier).items():
+        if name == "callback":
+            continue
+        text = actions[name].help.replace("%%", "%")
+        assert text.startswith(_docstrings.PARAMETERS[name].summary.replace("``", "")), name
+        assert f"(default: {default!r}" in text, name
+    assert "with --regression: 'relu'" in actions["activation"].help
+
+
 def test_flag_values_are_parsed(toy_csv):
     args = cli.build_parser().parse_args(
         ["train", toy_csv, "--hidden-layer-sizes", "32,16", "--density", "0.25",
