@@ -19,6 +19,7 @@ import zipfile
 
 import numpy as np
 
+
 class DataError(ValueError):
     """A user file cannot be used; the message is one line and names the file."""
 
@@ -104,7 +105,7 @@ def load_data(path, target=None, *, format="auto", require_target=True):
     >>> load_data(path, target="class")
     Traceback (most recent call last):
     ...
-    sksparse_mlp.cli._loaders.DataError: ...toy.csv: no target column 'class'; columns are: a, b, label
+    sksparse_mlp.cli._loaders.DataError: ...: no target column 'class'; columns are: a, b, label
     """
     path = os.fspath(path)
     format = resolve_format(path, format)

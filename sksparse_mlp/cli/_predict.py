@@ -79,7 +79,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
                     y = y.astype(np.int64)
                 try:
-                    score = float(np.mean(np.asarray(pred).astype(str) == np.asarray(y).astype(str)))
+                    same = np.asarray(pred).astype(str) == np.asarray(y).astype(str)
+                    score = float(np.mean(same))
                     print(f"accuracy against column {data.target!r}: {score:.4f}", file=sys.stderr)
                 except Exception:  # pragma: no cover
                     pass

@@ -27,7 +27,7 @@ def epoch_callback(estimator, callback):
 
 
 class Progress:
-    """One status line per epoch: a live ``\\r``-updated line on a terminal, plain lines otherwise."""
+    """One status line per epoch: live (``\\r``-updated) on a terminal, plain lines otherwise."""
 
     def __init__(self, max_iter, stream=None, holdout=None, scorer_name="score",
                  enabled=True):

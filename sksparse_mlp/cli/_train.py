@@ -55,8 +55,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Run ``train``: fit on the file, save the model and the metrics; 0 on success."""
     import scipy.sparse as sp
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.metrics import (accuracy_score, balanced_accuracy_score, mean_absolute_error,
-                                 mean_squared_error, r2_score)
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        mean_absolute_error,
+        mean_squared_error,
+        r2_score,
+    )
     from sklearn.model_selection import train_test_split
     from sklearn.pipeline import Pipeline
 
@@ -174,7 +179,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                           balanced_accuracy=balanced_accuracy_score(y_te, pred))
     for split in ("train", "holdout"):
         if split in metrics:
-            summary.append(split + " " + ", ".join(f"{k} {v:.4f}" for k, v in metrics[split].items()))
+            scores = ", ".join(f"{k} {v:.4f}" for k, v in metrics[split].items())
+            summary.append(f"{split} {scores}")
 
     model = est if scaler is None else Pipeline([("scale", scaler), ("mlp", est)])
     model_path = args.output or _default_model_path(args.data)
@@ -216,11 +222,13 @@ def add_command(sub, with_estimator_flags: bool = True) -> None:
     train.add_argument("--format", choices=("auto", "csv", "svmlight", "npz"), default="auto",
                        help="file format (default: auto = from the extension, else sniffed)")
     train.add_argument("--regression", action="store_true",
-                       help="fit TrulySparseMLPRegressor (numeric target) instead of the classifier")
+                       help="fit TrulySparseMLPRegressor (numeric target) instead of the "
+                            "classifier")
     train.add_argument("--test-size", type=float, default=0.2,
                        help="held-out fraction (or count if >= 1) for the evaluation; 0 = none "
                             "(default: 0.2)")
-    train.add_argument("--split-seed", type=int, default=0, help="seed of the held-out split (default: 0)")
+    train.add_argument("--split-seed", type=int, default=0,
+                       help="seed of the held-out split (default: 0)")
     train.add_argument("--scale", choices=("auto", "standard", "minmax", "maxabs", "none"),
                        default="auto",
                        help="feature scaling fitted on the training split and saved with the "
