@@ -24,16 +24,10 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
-from . import _docstrings, _topology
+from . import _docstrings, _topology, config
 from ._activations import HIDDEN_ACTIVATIONS
 from ._network import NetworkBackup, SparseMLP, TrainingConfig, evolve_topology, run_epoch
 from ._optimizers import MomentumSGD
-
-# Batch size of the authors' runs; "auto" caps it at the number of samples.
-_AUTO_BATCH_SIZE = 128
-# Rows of the training data whose outputs are checked for overflow after every epoch
-# (at most _fastpath._CSR_PREDICT: a large model then needs no transposed copy).
-_PROBE_ROWS = 32
 
 # numba's workqueue threading layer (what numba falls back to without TBB or an
 # OpenMP runtime) aborts the process when two threads enter parallel kernels at
@@ -313,13 +307,13 @@ class _BaseTrulySparseMLP(BaseEstimator):
         sample_weight = self._relative_weights(sample_weight)
         n = X.shape[0]
         if self.batch_size == "auto":
-            batch_size = min(_AUTO_BATCH_SIZE, n)
+            batch_size = min(config.AUTO_BATCH_SIZE, n)
         else:
             if self.batch_size > n:
                 warnings.warn("Got `batch_size` larger than sample size (%d > %d). It is going "
                               "to be clipped" % (self.batch_size, n))
             batch_size = min(self.batch_size, n)
-        self._probe_X = X[:_PROBE_ROWS]
+        self._probe_X = X[:config.PROBE_ROWS]
         max_epochs = 1 if incremental else self.max_iter
         validation = (X_val, y_val, sw_val)
         if self.n_workers > 1:

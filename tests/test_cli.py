@@ -20,14 +20,6 @@ from sksparse_mlp import TrulySparseMLPClassifier, cli
 FAST = ["--hidden-layer-sizes", "16", "--max-iter", "4", "--random-state", "0"]
 
 
-def _env():
-    env = dict(os.environ, MPLBACKEND="Agg")
-    # numba's parallel kernels oversubscribe a busy 2-core CI machine; one
-    # thread keeps these tiny runs fast and their timing predictable
-    env.setdefault("NUMBA_NUM_THREADS", "1")
-    return env
-
-
 @pytest.fixture(scope="module")
 def toy_csv(tmp_path_factory):
     rng = np.random.default_rng(0)
@@ -258,25 +250,25 @@ def test_no_command_prints_help(capsys):
 
 
 # ------------------------------------------------------------------ real entry points
-def test_python_m_help():
+def test_python_m_help(subprocess_env):
     r = subprocess.run([sys.executable, "-m", "sksparse_mlp", "--help"], capture_output=True,
-                       text=True, timeout=120, env=_env())
+                       text=True, timeout=120, env=subprocess_env)
     assert r.returncode == 0
     assert "demo" in r.stdout and "train" in r.stdout and "predict" in r.stdout
 
 
-def test_console_script_end_to_end(toy_csv, tmp_path):
+def test_console_script_end_to_end(toy_csv, tmp_path, subprocess_env):
     exe = shutil.which("sksparse-mlp", path=os.path.dirname(sys.executable))
     cmd = [exe] if exe else [sys.executable, "-m", "sksparse_mlp"]
     model = str(tmp_path / "m.joblib")
     r = subprocess.run(cmd + ["train", toy_csv, "--target", "label", "-o", model, *FAST],
-                       capture_output=True, text=True, timeout=180, env=_env())
+                       capture_output=True, text=True, timeout=180, env=subprocess_env)
     assert r.returncode == 0, r.stderr
     r = subprocess.run(cmd + ["predict", model, toy_csv, "-o", str(tmp_path / "p.csv")],
-                       capture_output=True, text=True, timeout=120, env=_env())
+                       capture_output=True, text=True, timeout=120, env=subprocess_env)
     assert r.returncode == 0, r.stderr
     r = subprocess.run(cmd + ["train", str(tmp_path / "missing.csv"), "-t", "y"],
-                       capture_output=True, text=True, timeout=120, env=_env())
+                       capture_output=True, text=True, timeout=120, env=subprocess_env)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         f"sksparse-mlp: error: {tmp_path / 'missing.csv'}: no such file"]

@@ -9,7 +9,6 @@ import inspect
 import re
 import warnings
 
-import numpy as np
 import pandas as pd
 import pytest
 from numpydoc.docscrape import ClassDoc
@@ -80,10 +79,10 @@ def _public_fitted_attributes(est):
 
 
 @pytest.mark.parametrize("cls", ESTIMATORS)
-def test_attributes_section_lists_the_fitted_attributes(cls):
-    rng = np.random.default_rng(0)
-    X = pd.DataFrame(rng.normal(size=(40, 3)), columns=["a", "b", "c"])
-    y = np.arange(40) % 2 if cls is TrulySparseMLPClassifier else rng.normal(size=40)
+def test_attributes_section_lists_the_fitted_attributes(cls, small_classification,
+                                                       small_regression):
+    X, y = small_classification if cls is TrulySparseMLPClassifier else small_regression
+    X = pd.DataFrame(X, columns=list("abcde"))  # feature_names_in_ too
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         est = cls(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(X, y)

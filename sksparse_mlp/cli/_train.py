@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from .. import config
 from ._bundle import save_model
 from ._flags import add_estimator_flags, estimator_from_args
 from ._loaders import DataError, load_data
@@ -111,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         X_te = scaler.transform(X_te) if X_te is not None else None
     holdout = None
     if X_te is not None and not args.quiet:
-        k = min(X_te.shape[0], 5000)
+        k = min(X_te.shape[0], config.PROGRESS_HOLDOUT_ROWS)
         holdout = (X_te[:k], y_te[:k])
     metric_name = "r2" if args.regression else "acc"
     max_iter = est.get_params()["max_iter"]
