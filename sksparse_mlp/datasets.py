@@ -36,8 +36,9 @@ __all__ = [
 # --------------------------------------------------------------------------
 # generators
 # --------------------------------------------------------------------------
-def make_madelon(n_train=2000, n_test=600, *, n_features=500, n_informative=5,
-                 n_redundant=15, flip_y=0.01, class_sep=1.0, random_state=None):
+def make_madelon(n_train: int = 2000, n_test: int = 600, *, n_features: int = 500,
+                 n_informative: int = 5, n_redundant: int = 15, flip_y: float = 0.01,
+                 class_sep: float = 1.0, random_state=None) -> list:
     """Madelon-like two-class problem from Guyon's generator, split into train/test.
 
     Madelon (NIPS 2003 feature-selection challenge) places 32 Gaussian clusters
@@ -98,8 +99,8 @@ def make_madelon(n_train=2000, n_test=600, *, n_features=500, n_informative=5,
                             test_size=n_test, stratify=y, random_state=rs)
 
 
-def make_fashion_like(n_train=6000, n_test=1000, *, n_classes=10, noise=0.08,
-                      random_state=None):
+def make_fashion_like(n_train: int = 6000, n_test: int = 1000, *, n_classes: int = 10,
+                      noise: float = 0.08, random_state=None) -> tuple:
     """A generated set with the shape of Fashion-MNIST: 784 features in [0, 1], 10 classes.
 
     Each class is drawn from a few "styles"; a style is a non-negative mix of
@@ -196,8 +197,8 @@ def make_fashion_like(n_train=6000, n_test=1000, *, n_classes=10, noise=0.08,
 LUNG_CLASS_SIZES = (139, 17, 21, 20, 6)
 
 
-def make_lung_like(n_samples=203, n_features=3312, *, n_informative=300,
-                   n_factors=20, effect=1.0, random_state=None):
+def make_lung_like(n_samples: int = 203, n_features: int = 3312, *, n_informative: int = 300,
+                   n_factors: int = 20, effect: float = 1.0, random_state=None) -> tuple:
     """A generated set with the shape of the Lung microarray set: 203 x 3312, 5 classes.
 
     Samples are log2-expression-like values: a per-gene baseline, a low-rank

@@ -250,6 +250,7 @@ def test_no_command_prints_help(capsys):
 
 
 # ------------------------------------------------------------------ real entry points
+@pytest.mark.slow
 def test_python_m_help(subprocess_env):
     r = subprocess.run([sys.executable, "-m", "sksparse_mlp", "--help"], capture_output=True,
                        text=True, timeout=120, env=subprocess_env)
@@ -257,6 +258,7 @@ def test_python_m_help(subprocess_env):
     assert "demo" in r.stdout and "train" in r.stdout and "predict" in r.stdout
 
 
+@pytest.mark.slow
 def test_console_script_end_to_end(toy_csv, tmp_path, subprocess_env):
     exe = shutil.which("sksparse-mlp", path=os.path.dirname(sys.executable))
     cmd = [exe] if exe else [sys.executable, "-m", "sksparse_mlp"]
@@ -274,6 +276,7 @@ def test_console_script_end_to_end(toy_csv, tmp_path, subprocess_env):
         f"sksparse-mlp: error: {tmp_path / 'missing.csv'}: no such file"]
 
 
+@pytest.mark.slow
 def test_demo_runs_small(tmp_path, capsys):
     code, out, err = run(["demo", "--dataset", "wine", "--epochs", "3",
                           "--hidden-layer-sizes", "16", "--output-dir", str(tmp_path),
@@ -311,6 +314,7 @@ def test_svmlight_index_convention_is_kept(tmp_path, capsys):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_warm_up_fits_a_copy_and_never_raises():
     from sksparse_mlp import TrulySparseMLPRegressor
     est = TrulySparseMLPClassifier(hidden_layer_sizes=(300, 300), max_iter=7)

@@ -49,6 +49,7 @@ def test_every_non_default_setting_is_an_instance():
             assert any(defaults[k] != v for k, v in params.items() if k != "random_state")
 
 
+@pytest.mark.slow
 @parametrize_with_checks(
     ESTIMATORS,
     expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS.get(type(est).__name__, {}),

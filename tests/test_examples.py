@@ -18,6 +18,7 @@ def test_examples_are_listed():
         assert os.path.basename(path) in readme, path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXAMPLES, ids=[os.path.basename(p) for p in EXAMPLES])
 def test_example_smoke(path, tmp_path, subprocess_env):
     source = open(path).read()

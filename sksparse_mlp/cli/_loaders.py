@@ -62,7 +62,8 @@ _FORMATS = {
 }
 
 
-def load_data(path, target=None, *, format="auto", require_target=True):
+def load_data(path, target: str | None = None, *, format: str = "auto",
+              require_target: bool = True) -> Dataset:
     """Load a user file: CSV with a named target column, svmlight/libsvm, or ``.npz``.
 
     Parameters
@@ -164,7 +165,8 @@ def _read_text(path):
         raise DataError(f"{path}: not a text file (byte {exc.start} is not UTF-8)") from None
 
 
-def load_csv(path, target=None, *, delimiter=None, require_target=True):
+def load_csv(path, target: str | None = None, *, delimiter: str | None = None,
+             require_target: bool = True) -> Dataset:
     """Read a CSV file with a header row; every column but the target must be numeric.
 
     Parameters
@@ -294,7 +296,7 @@ def _first_bad_cell(cells):
     return 0, 0, ""  # pragma: no cover
 
 
-def load_svmlight(path, *, n_features=None, zero_based="auto"):
+def load_svmlight(path, *, n_features: int | None = None, zero_based="auto") -> Dataset:
     """Read an svmlight / libsvm file (``label index:value ...`` per line).
 
     Parameters
@@ -381,7 +383,7 @@ def _svmlight_problem(text):
     return None
 
 
-def load_npz(path, target="y", *, require_target=True):
+def load_npz(path, target: str = "y", *, require_target: bool = True) -> Dataset:
     """Read a numpy ``.npz`` archive holding an ``X`` array and a target array.
 
     Parameters

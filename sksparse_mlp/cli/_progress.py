@@ -29,7 +29,7 @@ def epoch_callback(estimator, callback):
 class Progress:
     """One status line per epoch: live (``\\r``-updated) on a terminal, plain lines otherwise."""
 
-    def __init__(self, max_iter, stream=None, holdout=None, scorer_name="score",
+    def __init__(self, max_iter: int, stream=None, holdout=None, scorer_name: str = "score",
                  enabled=True):
         self.max_iter = max_iter
         self.stream = stream if stream is not None else sys.stderr
@@ -42,7 +42,7 @@ class Progress:
         self.overhead = 0.0  # seconds spent scoring the hold-out set (not training)
         self._last_len = 0
 
-    def __call__(self, est):
+    def __call__(self, est) -> None:
         elapsed = time.perf_counter() - self.start
         n = est.n_iter_
         parts = [f"epoch {n:>{len(str(self.max_iter))}}/{self.max_iter}"]
@@ -79,13 +79,13 @@ class Progress:
             self.stream.write(line + "\n")
         self.stream.flush()
 
-    def close(self):
+    def close(self) -> None:
         if self.enabled and self.live and self._last_len:
             self.stream.write("\n")
             self.stream.flush()
 
 
-def warm_up(est, sparse_input=False, stream=None):
+def warm_up(est, sparse_input: bool = False, stream=None) -> float:
     """Fit a tiny copy of ``est`` so that numba compiles (first run after installing)
     or loads its kernels now, not inside a timed fit or the progress line's clock."""
     from sklearn.base import clone, is_classifier

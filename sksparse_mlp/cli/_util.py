@@ -14,7 +14,7 @@ PROG = "sksparse-mlp"
 class CLIError(Exception):
     """An error reported as one line on stderr; ``status`` is the exit code."""
 
-    def __init__(self, message, status=2):
+    def __init__(self, message: str, status: int = 2):
         super().__init__(message)
         self.status = status
 
@@ -29,24 +29,29 @@ class NullStream:
         pass
 
 
-def one_line(exc):
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (its type name when it has none)."""
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.split())
 
 
-def fmt_int(n):
+def fmt_int(n) -> str:
+    """``1234567`` as ``1,234,567``."""
     return f"{int(n):,}"
 
 
-def dense_params(sizes):
+def dense_params(sizes) -> int:
+    """Weights of the dense network with these layer sizes (biases excluded)."""
     return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
-def as_tuple(sizes):
+def as_tuple(sizes) -> tuple:
+    """``hidden_layer_sizes`` as a tuple (it may be one int)."""
     return (sizes,) if isinstance(sizes, (int, np.integer)) else tuple(sizes)
 
 
-def print_table(rows, headers, stream=None):
+def print_table(rows: list, headers: list, stream=None) -> None:
+    """A Markdown table: first column left-aligned, the others right-aligned."""
     stream = stream or sys.stdout
     cols = [headers] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cols) for i in range(len(headers))]
@@ -63,6 +68,7 @@ def print_table(rows, headers, stream=None):
 
 
 def json_safe(value):
+    """``value`` with numpy types, tuples and non-finite floats made JSON-writable."""
     if isinstance(value, dict):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
