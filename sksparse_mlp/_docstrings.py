@@ -131,7 +131,8 @@ PARAMETERS = {
 
 ATTRIBUTES = {
     "classes_": Entry(
-        "ndarray or list of ndarray", "Class labels (one array per output for multilabel)."),
+        "ndarray of shape (n_classes,)",
+        "Class labels; for a multilabel indicator ``y``, its column indices."),
     "coefs_": Entry(
         "list of scipy.sparse.csr_array",
         "Weight matrix of shape ``(n_in, n_out)`` of each layer."),
@@ -198,9 +199,10 @@ def signature_defaults(cls: type) -> dict:
     return {p.name: p.default for p in sig.parameters.values() if p.name != "self"}
 
 
-def document(attributes: tuple):
-    """Class decorator: put the Parameters and the ``attributes`` sections into the docstring.
+def document(without: tuple = ()):
+    """Class decorator: put the Parameters and Attributes sections into the docstring.
 
+    Every entry of :data:`ATTRIBUTES` is listed but those named in ``without``.
     The docstring names the place with a ``%(sections)s`` line; the defaults come
     from the class's own ``__init__``, so they cannot drift from the signature.
     """
@@ -210,7 +212,7 @@ def document(attributes: tuple):
         defaults = {k: v for k, v in signature_defaults(cls).items() if k in PARAMETERS}
         sections = "\n\n".join([
             _section("Parameters", {k: PARAMETERS[k] for k in defaults}, defaults),
-            _section("Attributes", {k: ATTRIBUTES[k] for k in attributes})])
+            _section("Attributes", {k: v for k, v in ATTRIBUTES.items() if k not in without})])
         doc = inspect.cleandoc(cls.__doc__)
         cls.__doc__ = doc.replace("%(sections)s", sections)
         return cls

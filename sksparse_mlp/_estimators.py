@@ -487,7 +487,7 @@ class _BaseTrulySparseMLP(BaseEstimator):
         return tags
 
 
-@_docstrings.document(attributes=tuple(_docstrings.ATTRIBUTES))
+@_docstrings.document()
 class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
     """Multilayer perceptron classifier whose weights are sparse throughout training.
 
@@ -680,7 +680,7 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
         return tags
 
 
-@_docstrings.document(attributes=tuple(_docstrings.ATTRIBUTES)[1:])
+@_docstrings.document(without=("classes_",))
 class TrulySparseMLPRegressor(RegressorMixin, _BaseTrulySparseMLP):
     """Multilayer perceptron regressor whose weights are sparse throughout training.
 
