@@ -51,7 +51,7 @@ for label, activation in activations.items():
                                    allrelu_slope=0.5, epsilon=10, batch_size=32,
                                    random_state=0)
     start, scores = time.perf_counter(), []
-    for epoch in range(EPOCHS):
+    for _ in range(EPOCHS):
         clf.partial_fit(X_train, y_train, classes=[0, 1])
         scores.append(clf.score(X_test, y_test))
     curves[label] = np.array(scores)

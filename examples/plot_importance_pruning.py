@@ -47,7 +47,7 @@ baseline = TrulySparseMLPClassifier(importance_pruning=False, **settings)
 history = {"pruned": [], "baseline": []}
 for name, model in (("pruned", pruned), ("baseline", baseline)):
     start = time.perf_counter()
-    for epoch in range(EPOCHS):
+    for _ in range(EPOCHS):
         model.partial_fit(X_train, y_train, classes=classes)
         history[name].append(dict(accuracy=model.score(X_test, y_test),
                                   neurons=list(model.n_neurons_[1:-1]),

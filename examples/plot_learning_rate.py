@@ -53,7 +53,7 @@ common = dict(hidden_layer_sizes=HIDDEN, momentum=0.9, alpha=1e-4, batch_size=12
 
 def accuracy_per_epoch(model):
     scores = []
-    for epoch in range(EPOCHS):
+    for _ in range(EPOCHS):
         model.partial_fit(X_train, y_train, classes=classes)
         scores.append(model.score(X_test, y_test))
     return scores

@@ -52,7 +52,7 @@ models = {
 curves, summary = {}, {}
 for label, model in models.items():
     start, scores = time.perf_counter(), []
-    for epoch in range(EPOCHS):
+    for _ in range(EPOCHS):
         model.partial_fit(X_train, y_train, classes=classes)
         scores.append(model.score(X_test, y_test))
     seconds = time.perf_counter() - start

@@ -5,6 +5,6 @@ evolutionary training (SET), the All-ReLU activation, importance pruning of
 hidden neurons and WASAP-SGD data-parallel training over MPI.
 """
 from ._estimators import TrulySparseMLPClassifier, TrulySparseMLPRegressor
+from ._version import __version__
 
-__all__ = ["TrulySparseMLPClassifier", "TrulySparseMLPRegressor"]
-__version__ = "0.1.0"
+__all__ = ["TrulySparseMLPClassifier", "TrulySparseMLPRegressor", "__version__"]

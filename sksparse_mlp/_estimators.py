@@ -6,7 +6,6 @@ training lives in :mod:`.parallel`.
 """
 import copy
 import threading
-import types
 import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
@@ -25,16 +24,10 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 
-from . import _topology
+from . import _docstrings, _topology, config
 from ._activations import HIDDEN_ACTIVATIONS
 from ._network import NetworkBackup, SparseMLP, TrainingConfig, evolve_topology, run_epoch
 from ._optimizers import MomentumSGD
-
-# Batch size of the authors' runs; "auto" caps it at the number of samples.
-_AUTO_BATCH_SIZE = 128
-# Rows of the training data whose outputs are checked for overflow after every epoch
-# (at most _fastpath._CSR_PREDICT: a large model then needs no transposed copy).
-_PROBE_ROWS = 32
 
 # numba's workqueue threading layer (what numba falls back to without TBB or an
 # OpenMP runtime) aborts the process when two threads enter parallel kernels at
@@ -314,13 +307,13 @@ class _BaseTrulySparseMLP(BaseEstimator):
         sample_weight = self._relative_weights(sample_weight)
         n = X.shape[0]
         if self.batch_size == "auto":
-            batch_size = min(_AUTO_BATCH_SIZE, n)
+            batch_size = min(config.AUTO_BATCH_SIZE, n)
         else:
             if self.batch_size > n:
                 warnings.warn("Got `batch_size` larger than sample size (%d > %d). It is going "
                               "to be clipped" % (self.batch_size, n))
             batch_size = min(self.batch_size, n)
-        self._probe_X = X[:_PROBE_ROWS]
+        self._probe_X = X[:config.PROBE_ROWS]
         max_epochs = 1 if incremental else self.max_iter
         validation = (X_val, y_val, sw_val)
         if self.n_workers > 1:
@@ -511,6 +504,7 @@ class _BaseTrulySparseMLP(BaseEstimator):
         return tags
 
 
+@_docstrings.document()
 class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
     """Multilayer perceptron classifier whose weights are sparse throughout training.
 
@@ -522,119 +516,7 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
     default activation is All-ReLU. Parameters shared with
     :class:`sklearn.neural_network.MLPClassifier` have its meaning.
 
-    Parameters
-    ----------
-    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
-        Neurons of each hidden layer.
-    activation : {"allrelu", "relu", "leaky_relu", "tanh", "logistic", "identity"}, default="allrelu"
-        Hidden activation. All-ReLU is ``x`` for ``x > 0`` and ``-s x`` / ``+s x``
-        otherwise in odd / even hidden layers.
-    allrelu_slope : float, default=0.6
-        Slope magnitude ``s`` of All-ReLU and leaky ReLU for ``x <= 0``.
-    epsilon : float, default=20
-        Erdős–Rényi sparsity: a layer gets about ``epsilon * (n_in + n_out)``
-        connections (dense when that exceeds ``n_in * n_out``).
-    density : float in (0, 1], default=None
-        Fraction of connections of every layer; overrides ``epsilon``.
-    zeta : float in [0, 1), default=0.3
-        Fraction of positive and of negative weights that SET replaces after
-        every epoch in the hidden weight matrices; 0 keeps the topology static.
-    init : {"sparse_he", "he", "xavier"}, default="sparse_he"
-        Uniform initialisation. ``"sparse_he"`` uses He's bound on the actual
-        mean fan-in of each sparse hidden and output layer (so training does
-        not sit at chance for the first epochs) and Glorot's bound on the
-        input layer; ``"he"`` and ``"xavier"`` are the paper's dense bounds.
-    regrow : {"pruned", "init"}, default="pruned"
-        Values of the connections SET adds: uniform within the largest
-        magnitude it just removed from the layer, so new connections start on
-        par with the weakest ones and evolution does not disturb what was
-        learned; or drawn by ``init`` as in the paper, which perturbs the
-        network after every epoch (slower, noisier convergence).
-    dropout : float in [0, 1), default=0.0
-        Inverted dropout rate on the hidden activations during training (the
-        paper used 0.3).
-    importance_pruning : bool, default=False
-        Remove the least important hidden neurons during training.
-    pruning_start : int, default=50
-        Epochs before importance pruning starts.
-    pruning_interval : int, default=10
-        Epochs between two importance prunings.
-    pruning_percentile : float in (0, 100), default=20
-        Neurons whose importance (sum of ``|incoming weights|``) is at or below
-        this percentile of their layer are removed.
-    alpha : float, default=1e-4
-        L2 penalty.
-    batch_size : int or "auto", default="auto"
-        Minibatch size; ``"auto"`` is ``min(128, n_samples)``. A larger value
-        warns and is clipped to the number of samples.
-    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
-        Learning-rate schedule.
-    learning_rate_init : float, default=0.01
-    power_t : float, default=0.5
-        Exponent of the ``"invscaling"`` schedule.
-    max_iter : int, default=200
-        Maximum number of epochs.
-    shuffle : bool, default=True
-    random_state : int, RandomState instance or None, default=None
-        Drives initialisation, SET regrowth, dropout, shuffling and the
-        validation split (and the workers' seeds).
-    tol : float, default=1e-4
-    verbose : bool, default=False
-    warm_start : bool, default=False
-        Continue from the previous solution (same classes required); the SET
-        and pruning schedules go on counting epochs.
-    momentum : float, default=0.9
-    nesterovs_momentum : bool, default=True
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` (stratified for classification), stop
-        when its score (weighted by ``sample_weight``) stops improving and keep
-        the best model. Not supported by ``partial_fit``.
-    validation_fraction : float, default=0.1
-    n_iter_no_change : int or np.inf, default=10
-    dtype : {"float32", "float64"}, default="float32"
-        Floating-point type of weights and activations.
-    n_workers : int, default=1
-        With more than one, train with WASAP-SGD over that many MPI worker
-        processes spawned by ``fit`` (needs ``pip install "sksparse_mlp[mpi]"``).
-    worker_mode : {"async", "sync"}, default="async"
-        Asynchronous WASAP-SGD, or synchronous averaged gradients (reproducible).
-    phase1_fraction : float in [0, 1], default=0.7
-        Share of the epochs trained in the parameter-server phase of WASAP-SGD.
-    worker_timeout : float or None, default=60.0
-        Seconds of silence after which a worker is declared stalled.
-    mpi_info : dict or None, default=None
-        MPI Info keys passed to ``Spawn`` (for example ``{"hosts": "node1,node2"}``).
-    callback : callable or None, default=None
-        Called as ``callback(estimator)`` after every epoch, once ``n_iter_``,
-        ``loss_curve_`` and (with early stopping) ``validation_scores_`` include
-        it; training stops when it returns True. For progress display, logging or
-        a time budget; with ``n_workers > 1`` it runs in the calling process.
-
-    Attributes
-    ----------
-    classes_ : ndarray or list of ndarray
-    coefs_ : list of scipy.sparse.csr_array
-    intercepts_ : list of ndarray
-    loss_ : float
-    loss_curve_ : list of float
-    best_loss_ : float or None
-    validation_scores_ : list of float or None
-    best_validation_score_ : float or None
-    n_iter_ : int
-        Epochs of the last call to ``fit`` or ``partial_fit``.
-    t_ : int
-        Training samples seen.
-    n_layers_ : int
-    n_outputs_ : int
-    out_activation_ : str
-    n_features_in_ : int
-    feature_names_in_ : ndarray of shape (n_features_in_,)
-    n_connections_ : list of int
-    density_ : list of float
-    n_neurons_ : list of int
-    feature_importances_ : ndarray of shape (n_features_in_,)
-    network_ : SparseMLP
-        The trained network.
+    %(sections)s
 
     Examples
     --------
@@ -657,6 +539,7 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input samples.
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Labels, or a binary indicator matrix for multilabel classification.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -666,15 +549,35 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
 
         Returns
         -------
-        self
+        self : TrulySparseMLPClassifier
+            The fitted estimator.
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
-        """One epoch over ``(X, y)``; ``classes`` is required on the first call.
+        """Train one epoch over ``(X, y)``; ``classes`` is required on the first call.
 
         Labels of ``y`` outside ``classes`` (or ``classes_``) raise a ValueError;
         a batch may miss classes. ``early_stopping=True`` is not supported.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input samples.
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Labels, or a binary indicator matrix for multilabel classification.
+        classes : array-like of shape (n_classes,), default=None
+            Every class of the whole training run. Required on the first call,
+            and if given later, it must be the same.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative, with a positive sum. Relative: rescaled to mean 1 over
+            the samples trained on, so a batch of zero-weight samples is an SGD
+            step without data gradient.
+
+        Returns
+        -------
+        self : TrulySparseMLPClassifier
+            The updated estimator.
         """
         if not hasattr(self, "network_"):
             if classes is None:
@@ -767,18 +670,51 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
         return accuracy_score(y, self._decode(out), sample_weight=sample_weight)
 
     def predict(self, X):
-        """Predicted class labels (an indicator matrix for multilabel)."""
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input samples.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            Predicted labels; an indicator matrix for multilabel models.
+        """
         return self._decode(self._forward(X))
 
     def predict_proba(self, X):
-        """Class probabilities, shape ``(n_samples, n_classes)``."""
+        """Predict class probabilities.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input samples.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probability of each class, in the order of ``classes_``.
+        """
         P = self._forward(X)
         if self._label_binarizer.y_type_ == "binary":
             return np.hstack([1 - P, P])
         return P
 
     def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`."""
+        """Predict the logarithm of the class probabilities.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input samples.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Logarithm of :meth:`predict_proba`.
+        """
         return np.log(self.predict_proba(X))
 
     def __sklearn_tags__(self):
@@ -787,29 +723,20 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
         return tags
 
 
-def _init_with_defaults(init, activation, learning_rate_init):
-    """A copy of the shared ``__init__`` with other defaults for two parameters.
-
-    scikit-learn reads parameters and their defaults from the signature, so the
-    regressor needs its own function object rather than a wrapper.
-    """
-    new = types.FunctionType(init.__code__, init.__globals__, init.__name__,
-                             (init.__defaults__[0], activation), init.__closure__)
-    new.__kwdefaults__ = dict(init.__kwdefaults__, learning_rate_init=learning_rate_init)
-    return new
-
-
+@_docstrings.document(without=("classes_",))
 class TrulySparseMLPRegressor(RegressorMixin, _BaseTrulySparseMLP):
     """Multilayer perceptron regressor whose weights are sparse throughout training.
 
-    Same parameters and attributes as :class:`TrulySparseMLPClassifier` (without
-    ``classes_``); the output layer is linear and the loss is half the mean
+    The parameters and attributes are those of :class:`TrulySparseMLPClassifier`
+    (but ``classes_``); the output layer is linear and the loss is half the mean
     squared error, as in :class:`sklearn.neural_network.MLPRegressor`. The
     default hidden activation is ``"relu"`` and the default
     ``learning_rate_init`` is 0.001, as in MLPRegressor: All-ReLU passes the
     magnitude of negative pre-activations on, and with a larger step plain SGD
     diverges on unscaled regression targets (the paper used All-ReLU for
     classification only).
+
+    %(sections)s
 
     Examples
     --------
@@ -824,8 +751,33 @@ class TrulySparseMLPRegressor(RegressorMixin, _BaseTrulySparseMLP):
 
     _loss = "squared_error"
     out_activation_ = "identity"
-    __init__ = _init_with_defaults(_BaseTrulySparseMLP.__init__, activation="relu",
-                                   learning_rate_init=0.001)
+
+    # the signature is the base's but for the defaults of ``activation`` and
+    # ``learning_rate_init``: scikit-learn reads parameters and defaults from it
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, allrelu_slope=0.6,
+                 epsilon=20, density=None, zeta=0.3, init="sparse_he", regrow="pruned", dropout=0.0,
+                 importance_pruning=False, pruning_start=50, pruning_interval=10,
+                 pruning_percentile=20.0, alpha=1e-4, batch_size="auto",
+                 learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
+                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, dtype="float32", n_workers=1,
+                 worker_mode="async", phase1_fraction=0.7, worker_timeout=60.0, mpi_info=None,
+                 callback=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation,
+            allrelu_slope=allrelu_slope, epsilon=epsilon, density=density, zeta=zeta, init=init,
+            regrow=regrow, dropout=dropout, importance_pruning=importance_pruning,
+            pruning_start=pruning_start, pruning_interval=pruning_interval,
+            pruning_percentile=pruning_percentile, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
+            max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
+            verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
+            dtype=dtype, n_workers=n_workers, worker_mode=worker_mode,
+            phase1_fraction=phase1_fraction, worker_timeout=worker_timeout, mpi_info=mpi_info,
+            callback=callback)
 
     def fit(self, X, y, sample_weight=None):
         """Fit the model to ``X`` (dense or sparse) and targets ``y``.
@@ -833,7 +785,9 @@ class TrulySparseMLPRegressor(RegressorMixin, _BaseTrulySparseMLP):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input samples.
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Target values.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative, with a positive sum. Relative: rescaled to mean 1 over
             the samples trained on, so a batch of zero-weight samples is an SGD
@@ -841,12 +795,32 @@ class TrulySparseMLPRegressor(RegressorMixin, _BaseTrulySparseMLP):
 
         Returns
         -------
-        self
+        self : TrulySparseMLPRegressor
+            The fitted estimator.
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
     def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over ``(X, y)``."""
+        """Train one epoch over ``(X, y)``.
+
+        ``early_stopping=True`` is not supported.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input samples.
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Target values; the number of targets must stay the same.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative, with a positive sum. Relative: rescaled to mean 1 over
+            the samples trained on, so a batch of zero-weight samples is an SGD
+            step without data gradient.
+
+        Returns
+        -------
+        self : TrulySparseMLPRegressor
+            The updated estimator.
+        """
         return self._fit(X, y, sample_weight, incremental=True)
 
     def _validate_training_data(self, X, y, incremental, first, classes):
@@ -869,7 +843,18 @@ class TrulySparseMLPRegressor(RegressorMixin, _BaseTrulySparseMLP):
         return r2_score(y, out, sample_weight=sample_weight)
 
     def predict(self, X):
-        """Predicted targets, shape ``(n_samples,)`` or ``(n_samples, n_targets)``."""
+        """Predict targets.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input samples.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_targets)
+            Predicted values.
+        """
         P = self._forward(X)
         return P.ravel() if P.shape[1] == 1 else P
 

@@ -20,14 +20,6 @@ from sksparse_mlp import TrulySparseMLPClassifier, cli
 FAST = ["--hidden-layer-sizes", "16", "--max-iter", "4", "--random-state", "0"]
 
 
-def _env():
-    env = dict(os.environ, MPLBACKEND="Agg")
-    # numba's parallel kernels oversubscribe a busy 2-core CI machine; one
-    # thread keeps these tiny runs fast and their timing predictable
-    env.setdefault("NUMBA_NUM_THREADS", "1")
-    return env
-
-
 @pytest.fixture(scope="module")
 def toy_csv(tmp_path_factory):
     rng = np.random.default_rng(0)
@@ -163,6 +155,22 @@ def test_every_estimator_parameter_is_a_flag():
         assert "--" + name.replace("_", "-") in flags, name
 
 
+def test_flag_help_comes_from_the_parameter_entries():
+    # no docstring is parsed: the text is the entry's summary, the default the signature's
+    from sksparse_mlp import _docstrings
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    actions = {a.dest: a for a in sub.choices["train"]._actions}
+    for name, default in _docstrings.signature_defaults(TrulySparseMLPClassifier).items():
+        if name == "callback":
+            continue
+        text = actions[name].help.replace("%%", "%")
+        assert text.startswith(_docstrings.PARAMETERS[name].summary.replace("``", "")), name
+        assert f"(default: {default!r}" in text, name
+    assert "with --regression: 'relu'" in actions["activation"].help
+
+
 def test_flag_values_are_parsed(toy_csv):
     args = cli.build_parser().parse_args(
         ["train", toy_csv, "--hidden-layer-sizes", "32,16", "--density", "0.25",
@@ -242,30 +250,33 @@ def test_no_command_prints_help(capsys):
 
 
 # ------------------------------------------------------------------ real entry points
-def test_python_m_help():
+@pytest.mark.slow
+def test_python_m_help(subprocess_env):
     r = subprocess.run([sys.executable, "-m", "sksparse_mlp", "--help"], capture_output=True,
-                       text=True, timeout=120, env=_env())
+                       text=True, timeout=120, env=subprocess_env)
     assert r.returncode == 0
     assert "demo" in r.stdout and "train" in r.stdout and "predict" in r.stdout
 
 
-def test_console_script_end_to_end(toy_csv, tmp_path):
+@pytest.mark.slow
+def test_console_script_end_to_end(toy_csv, tmp_path, subprocess_env):
     exe = shutil.which("sksparse-mlp", path=os.path.dirname(sys.executable))
     cmd = [exe] if exe else [sys.executable, "-m", "sksparse_mlp"]
     model = str(tmp_path / "m.joblib")
     r = subprocess.run(cmd + ["train", toy_csv, "--target", "label", "-o", model, *FAST],
-                       capture_output=True, text=True, timeout=180, env=_env())
+                       capture_output=True, text=True, timeout=180, env=subprocess_env)
     assert r.returncode == 0, r.stderr
     r = subprocess.run(cmd + ["predict", model, toy_csv, "-o", str(tmp_path / "p.csv")],
-                       capture_output=True, text=True, timeout=120, env=_env())
+                       capture_output=True, text=True, timeout=120, env=subprocess_env)
     assert r.returncode == 0, r.stderr
     r = subprocess.run(cmd + ["train", str(tmp_path / "missing.csv"), "-t", "y"],
-                       capture_output=True, text=True, timeout=120, env=_env())
+                       capture_output=True, text=True, timeout=120, env=subprocess_env)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         f"sksparse-mlp: error: {tmp_path / 'missing.csv'}: no such file"]
 
 
+@pytest.mark.slow
 def test_demo_runs_small(tmp_path, capsys):
     code, out, err = run(["demo", "--dataset", "wine", "--epochs", "3",
                           "--hidden-layer-sizes", "16", "--output-dir", str(tmp_path),
@@ -303,6 +314,7 @@ def test_svmlight_index_convention_is_kept(tmp_path, capsys):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_warm_up_fits_a_copy_and_never_raises():
     from sksparse_mlp import TrulySparseMLPRegressor
     est = TrulySparseMLPClassifier(hidden_layer_sizes=(300, 300), max_iter=7)

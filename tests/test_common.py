@@ -1,31 +1,73 @@
-"""scikit-learn's estimator checks over every estimator, configured in one place."""
+"""scikit-learn's estimator checks over every estimator, configured in one place.
+
+As imbalanced-learn's instance generator does, a table gives each estimator
+the instances the checks run on: the defaults (with a fixed seed) and the
+settings that change what ``fit`` does, so that importance pruning, dropout
+and a fixed density meet the checks too.
+"""
+import warnings
+
+import pytest
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sksparse_mlp import TrulySparseMLPClassifier, TrulySparseMLPRegressor
 
-# Both estimators run the checks with their defaults except a fixed seed.
-ESTIMATORS = [TrulySparseMLPClassifier(random_state=0), TrulySparseMLPRegressor(random_state=0)]
+# Non-default settings every estimator is also checked with. Pruning starts early
+# enough to remove neurons in the checks' fits, and is mild enough that a 200-epoch
+# fit keeps the capacity the accuracy checks ask for (every 2 epochs, 10 % each
+# time, left the regressor too few neurons for check_regressors_train's R2 > 0.5).
+NON_DEFAULT = [
+    dict(importance_pruning=True, pruning_start=5, pruning_interval=10, pruning_percentile=5.0),
+    dict(dropout=0.2),
+    dict(density=0.3, zeta=0.1),
+]
+INSTANCES = {
+    cls: [dict(random_state=0)] + [dict(params, random_state=0) for params in NON_DEFAULT]
+    for cls in (TrulySparseMLPClassifier, TrulySparseMLPRegressor)
+}
+ESTIMATORS = [cls(**params) for cls, table in INSTANCES.items() for params in table]
 
 _SAMPLE_WEIGHT_REASON = (
     "stochastic minibatch training: a sample with weight 2 scales its gradient inside one "
     "batch, while a repeated sample lands in other batches and shifts the shuffling, "
     "dropout and SET draws, so the two models differ (MLPClassifier xfails this too)")
 
+# Checks expected to fail, per estimator class (every instance of it).
 EXPECTED_FAILED_CHECKS = {
-    "TrulySparseMLPClassifier": {
+    cls.__name__: {
         "check_sample_weight_equivalence_on_dense_data": _SAMPLE_WEIGHT_REASON,
         "check_sample_weight_equivalence_on_sparse_data": _SAMPLE_WEIGHT_REASON,
-    },
-    "TrulySparseMLPRegressor": {
-        "check_sample_weight_equivalence_on_dense_data": _SAMPLE_WEIGHT_REASON,
-        "check_sample_weight_equivalence_on_sparse_data": _SAMPLE_WEIGHT_REASON,
-    },
+    }
+    for cls in INSTANCES
 }
 
 
+def test_every_non_default_setting_is_an_instance():
+    # each row of the table must differ from the defaults, or it checks nothing new
+    for cls, table in INSTANCES.items():
+        defaults = cls().get_params()
+        for params in table[1:]:
+            assert any(defaults[k] != v for k, v in params.items() if k != "random_state")
+
+
+@pytest.mark.slow
 @parametrize_with_checks(
     ESTIMATORS,
     expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS.get(type(est).__name__, {}),
 )
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("cls", list(INSTANCES))
+def test_pruning_instance_prunes_in_the_checks_budget(cls, small_classification,
+                                                      small_regression):
+    # the pruning row is only worth its time if pruning happens on a check-sized fit
+    X, y = small_classification if cls is TrulySparseMLPClassifier else small_regression
+    row = INSTANCES[cls][1]
+    est = cls(**row, max_iter=row["pruning_start"] + 1, n_iter_no_change=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    assert est.n_neurons_[1] < 100

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sksparse_mlp.datasets import (DataError, load_csv, load_data, load_npz, load_svmlight,
-                                   make_fashion_like, make_lung_like, make_madelon)
+from sksparse_mlp import datasets
+from sksparse_mlp.cli._loaders import DataError, load_csv, load_data, load_npz, load_svmlight
+from sksparse_mlp.datasets import make_fashion_like, make_lung_like, make_madelon
 
 
 def test_madelon_shapes_and_determinism():
@@ -174,3 +175,12 @@ def test_npz_errors(tmp_path):
         load_data(bad)
     with pytest.raises(DataError, match="empty file"):
         load_data(_write(tmp_path, "g.npz", ""))
+
+
+def test_loaders_old_names_warn_and_work(tmp_path):
+    # 0.1.0 exported the loaders from sksparse_mlp.datasets
+    for name, new in [("load_data", load_data), ("load_csv", load_csv), ("DataError", DataError)]:
+        with pytest.warns(DeprecationWarning, match=f"datasets.{name} is deprecated"):
+            assert getattr(datasets, name) is new
+    with pytest.raises(AttributeError, match="no attribute 'load_everything'"):
+        datasets.load_everything  # noqa: B018

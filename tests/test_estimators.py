@@ -197,6 +197,7 @@ def _grid_data(Est):
     return X, y / y.std()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("grid", [("epsilon", [1, 5]), ("density", [0.1, 0.5])],
                          ids=["epsilon", "density"])
 @pytest.mark.parametrize("Est", ESTIMATORS, ids=EST_IDS)
@@ -888,16 +889,19 @@ def _cv_accuracy(X, y):
     return cross_val_score(pipe, X, y, cv=cv)
 
 
+@pytest.mark.slow
 def test_quality_digits():
     scores = _cv_accuracy(*load_digits(return_X_y=True))
     assert scores.mean() >= 0.95, scores
 
 
+@pytest.mark.slow
 def test_quality_breast_cancer():
     scores = _cv_accuracy(*load_breast_cancer(return_X_y=True))
     assert scores.mean() >= 0.95, scores
 
 
+@pytest.mark.slow
 def test_quality_madelon_like_not_worse_than_mlp():
     """Madelon's shape (500 features, 5 informative, 15 redundant; 2000 train, 600 test).
 

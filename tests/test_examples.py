@@ -18,16 +18,13 @@ def test_examples_are_listed():
         assert os.path.basename(path) in readme, path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXAMPLES, ids=[os.path.basename(p) for p in EXAMPLES])
-def test_example_smoke(path, tmp_path):
+def test_example_smoke(path, tmp_path, subprocess_env):
     source = open(path).read()
     assert source.startswith('"""\n'), "sphinx-gallery needs a title docstring first"
     assert "# %%" in source
-    env = dict(os.environ, SKSPARSE_MLP_SMOKE="1", MPLBACKEND="Agg",
-               SKSPARSE_MLP_OUTPUT_DIR=str(tmp_path))
-    # numba's parallel kernels oversubscribe a busy 2-core CI machine; one
-    # thread keeps these tiny runs fast and their timing predictable
-    env.setdefault("NUMBA_NUM_THREADS", "1")
+    env = dict(subprocess_env, SKSPARSE_MLP_SMOKE="1", SKSPARSE_MLP_OUTPUT_DIR=str(tmp_path))
     r = subprocess.run([sys.executable, path], cwd=str(tmp_path), env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]

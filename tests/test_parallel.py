@@ -16,6 +16,7 @@ import pytest
 import procs
 
 pytest.importorskip("mpi4py")
+pytestmark = [pytest.mark.mpi, pytest.mark.slow]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCENARIOS = os.path.join(HERE, "mpi_scenarios.py")

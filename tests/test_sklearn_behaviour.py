@@ -164,6 +164,7 @@ def test_zero_weight_batches_are_steps_not_skipped(Est):
         assert close == same, momentum
 
 
+@pytest.mark.slow
 def test_early_stopping_validation_score_is_weighted():
     """Half of iris gets random labels and weight zero: the weighted validation
     accuracy measures the clean half only (scikit-learn 1.9 weights it too)."""
@@ -370,6 +371,7 @@ _THREADS_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("layer", ["workqueue", "omp", "tbb"])
 def test_concurrent_predict_from_threads_on_every_threading_layer(layer):
