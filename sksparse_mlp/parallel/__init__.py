@@ -11,8 +11,7 @@ handlers), ``_wire`` (network <-> buffers), ``_boot`` (process bootstrap), ``_te
 (test hooks, run statistics).
 """
 from ._plan import TrainingPlan
-from ._protocol import (MPIUnusableError, WorkerDied, WorkerError, WorkerFailure,
-                        WorkerTimeout)
+from ._protocol import MPIUnusableError, WorkerDied, WorkerError, WorkerFailure, WorkerTimeout
 
 __all__ = ["fit_wasap", "TrainingPlan", "WorkerFailure", "WorkerError", "WorkerDied",
            "WorkerTimeout", "MPIUnusableError"]

@@ -30,9 +30,21 @@ import time
 import warnings
 
 from . import _mpi, _procs
-from ._protocol import (CMD_STOP, TAG_ALIVE, TAG_BUF, TAG_BYE, TAG_CMD, TAG_END, TAG_ERR,
-                        TAG_HELLO, TAG_RES, WorkerDied, WorkerError, WorkerFailure,
-                        WorkerTimeout)
+from ._protocol import (
+    CMD_STOP,
+    TAG_ALIVE,
+    TAG_BUF,
+    TAG_BYE,
+    TAG_CMD,
+    TAG_END,
+    TAG_ERR,
+    TAG_HELLO,
+    TAG_RES,
+    WorkerDied,
+    WorkerError,
+    WorkerFailure,
+    WorkerTimeout,
+)
 
 __all__ = ["Pool"]
 

@@ -34,9 +34,9 @@ import scipy.sparse as sp
 
 from .._network import SparseLayer, evolve_topology
 from .._topology import _make_csr
-from ._merge import average_union, project_to_pattern, prune_to_nnz
 from . import _protocol as P
 from . import _wire
+from ._merge import average_union, project_to_pattern, prune_to_nnz
 from ._pool import Pool
 
 WARMUP_EPOCHS = 5
