@@ -35,6 +35,7 @@ __all__ = [
     "forward_tiled",
     "backward_tiled",
     "momentum_step",
+    "adam_step",
     "transpose_pattern",
 ]
 
@@ -74,6 +75,37 @@ def momentum_step(data, velocity, grad, lr, momentum, l2, nesterov):
     wd = t(l2)
     for k in prange(data.shape[0]):
         _step(data, velocity, k, grad[k], lr_, mu, wd, nesterov)
+
+
+@njit(inline="always")
+def _adam_step(data, m, v, k, g, lr_t, b1, b2, wd, eps):
+    """Adam step of connection ``k`` (rule of :func:`adam_step`) from gradient ``g``
+    without the L2 term; returns the old ``data[k] ** 2``."""
+    w = data[k]
+    g = g + wd * w
+    mk = b1 * m[k] + (1 - b1) * g
+    vk = b2 * v[k] + (1 - b2) * (g * g)
+    m[k] = mk
+    v[k] = vk
+    data[k] = w - lr_t * mk / (np.sqrt(vk) + eps)
+    return w * w
+
+
+def adam_rate(lr, beta_1, beta_2, t):
+    """Bias-corrected step size of Adam's ``t``-th step (1-based), as scikit-learn's."""
+    return lr * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+
+
+@njit(parallel=True, **_OPTS)
+def adam_step(data, m, v, grad, lr_t, beta_1, beta_2, l2, eps):
+    """Fused Adam step, in place over the values arrays (scikit-learn's rule).
+
+    ``g = grad + l2 * data; m = beta_1 m + (1 - beta_1) g; v = beta_2 v + (1 - beta_2) g**2;
+    data -= lr_t * m / (sqrt(v) + eps)`` with ``lr_t`` from :func:`adam_rate`.
+    """
+    t = data.dtype.type
+    for k in prange(data.shape[0]):
+        _adam_step(data, m, v, k, grad[k], t(lr_t), t(beta_1), t(beta_2), t(l2), t(eps))
 
 
 @njit(parallel=True, **_OPTS)
@@ -521,6 +553,7 @@ def _deriv(code, a, act, s, inv_scale, scale):
 GRAD_WRITE = 0
 GRAD_ADD = 1
 GRAD_STEP = 2
+GRAD_ADAM = 3
 
 
 # ---------------------------------------------------------------------------------
@@ -544,22 +577,24 @@ SWEEP_WRITE = 0
 SWEEP_ADD = 1
 SWEEP_STEP_ADD = 2
 SWEEP_STEP = 3
+SWEEP_ADAM = 4
+SWEEP_ADAM_ADD = 5
 
 
 def _make_row_sweep(nv, with_delta):
     @intrinsic
-    def row_sweep(typingctx, D, idx, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr,
-                  mu, wd, c1, c2, codes, epilogue, hi, lo):
+    def row_sweep(typingctx, D, idx, data, k0, k1, b0, x, e, grad, goff, mode, velocity, second,
+                  lr, mu, wd, c1, c2, codes, epilogue, hi, lo):
         if not (isinstance(D, types.Array) and D.ndim == 2 and D.layout == "C"
                 and all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
-                        for a in (x, e, grad, velocity))
+                        for a in (x, e, grad, velocity, second))
                 and data.dtype == D.dtype == x.dtype == e.dtype == grad.dtype
-                == velocity.dtype == lr == mu == wd == c1 == c2 == hi == lo
+                == velocity.dtype == second.dtype == lr == mu == wd == c1 == c2 == hi == lo
                 and isinstance(codes, types.Array) and codes.dtype == types.uint8):
             return None
         sig = types.Tuple((types.float64, D.dtype))(D, idx, data, k0, k1, b0, x, e, grad, goff,
-                                                     mode, velocity, lr, mu, wd, c1, c2, codes,
-                                                     epilogue, hi, lo)
+                                                     mode, velocity, second, lr, mu, wd, c1, c2,
+                                                     codes, epilogue, hi, lo)
 
         def codegen(context, builder, signature, args):
             tD, tidx, tdata, tk0, tk1, tb0, tx, te, tgrad, tgoff, tmode = signature.args[:11]
@@ -572,17 +607,19 @@ def _make_row_sweep(nv, with_delta):
             f64 = ir.DoubleType()
             arr = [context.make_array(ty)(context, builder, a)
                    for ty, a in zip(signature.args, args) if isinstance(ty, types.Array)]
-            arr_D, arr_idx, arr_data, arr_x, arr_e, arr_grad, arr_vel, arr_codes = arr
+            arr_D, arr_idx, arr_data, arr_x, arr_e, arr_grad, arr_vel, arr_sec, arr_codes = arr
             k0 = context.cast(builder, args[3], tk0, types.intp)
             k1 = context.cast(builder, args[4], tk1, types.intp)
             b0 = context.cast(builder, args[5], tb0, types.intp)
             goff = context.cast(builder, args[9], tgoff, types.intp)
             mode = context.cast(builder, args[10], tmode, types.intp)
-            lr, mu, wd, c1, c2 = args[12:17]
+            lr, mu, wd, c1, c2 = args[13:18]
             epilogue = builder.icmp_unsigned(
-                "!=", context.cast(builder, args[18], signature.args[18], types.intp),
+                "!=", context.cast(builder, args[19], signature.args[19], types.intp),
                 ir.Constant(i64, 0))
-            hi, lo = args[19], args[20]
+            hi, lo = args[20], args[21]
+            one = ir.Constant(elem, 1.0)
+            sqrt = builder.module.declare_intrinsic("llvm.sqrt", [elem])
             zero_vec = ir.Constant(vec, [0.0] * vec.count)
             row_len = builder.extract_value(arr_D.shape, 1)
 
@@ -640,10 +677,28 @@ def _make_row_sweep(nv, with_delta):
                         v = builder.fadd(lo, hi)
                     g = builder.extract_element(v, ir.Constant(i64, 0))
                     gp = builder.gep(arr_grad.data, [builder.sub(k, goff)])
-                    if m in (SWEEP_ADD, SWEEP_STEP_ADD):
+                    if m in (SWEEP_ADD, SWEEP_STEP_ADD, SWEEP_ADAM_ADD):
                         g = builder.fadd(builder.load(gp), g)
                     if m in (SWEEP_WRITE, SWEEP_ADD):
                         builder.store(g, gp)
+                    elif m in (SWEEP_ADAM, SWEEP_ADAM_ADD):  # _adam_step: mu = beta_1,
+                        # c1 = beta_2, c2 = the constant, lr already bias-corrected
+                        g = builder.fadd(g, builder.fmul(wd, w))
+                        mp = builder.gep(arr_vel.data, [k])
+                        mom = builder.fadd(builder.fmul(mu, builder.load(mp)),
+                                           builder.fmul(builder.fsub(one, mu), g))
+                        builder.store(mom, mp)
+                        sp_ = builder.gep(arr_sec.data, [k])
+                        sec = builder.fadd(builder.fmul(c1, builder.load(sp_)),
+                                           builder.fmul(builder.fsub(one, c1),
+                                                        builder.fmul(g, g)))
+                        builder.store(sec, sp_)
+                        den = builder.fadd(builder.call(sqrt, [sec]), c2)
+                        builder.store(builder.fsub(w, builder.fdiv(builder.fmul(lr, mom), den)),
+                                      wp)
+                        w2 = builder.fmul(w, w)
+                        builder.store(builder.fadd(builder.load(sq), builder.fpext(w2, f64)
+                                                   if width == 4 else w2), sq)
                     else:  # the momentum step of _step, from the whole gradient
                         g = builder.fadd(g, builder.fmul(wd, w))
                         vp = builder.gep(arr_vel.data, [k])
@@ -660,11 +715,21 @@ def _make_row_sweep(nv, with_delta):
             with builder.if_else(builder.icmp_signed(">=", mode, ir.Constant(i64, 2))) \
                     as (step, store):
                 with step:
-                    with builder.if_else(mode_is(SWEEP_STEP_ADD)) as (a, b):
-                        with a:
-                            sweep(SWEEP_STEP_ADD)
-                        with b:
-                            sweep(SWEEP_STEP)
+                    with builder.if_else(builder.icmp_signed(">=", mode,
+                                                             ir.Constant(i64, SWEEP_ADAM))) \
+                            as (adam, momentum):
+                        with adam:
+                            with builder.if_else(mode_is(SWEEP_ADAM_ADD)) as (a, b):
+                                with a:
+                                    sweep(SWEEP_ADAM_ADD)
+                                with b:
+                                    sweep(SWEEP_ADAM)
+                        with momentum:
+                            with builder.if_else(mode_is(SWEEP_STEP_ADD)) as (a, b):
+                                with a:
+                                    sweep(SWEEP_STEP_ADD)
+                                with b:
+                                    sweep(SWEEP_STEP)
                 with store:
                     with builder.if_else(mode_is(SWEEP_ADD)) as (a, b):
                         with a:
@@ -723,36 +788,37 @@ _row_sweep2_delta = _make_row_sweep(2, True)
 
 
 @njit(inline="always")
-def _row_sweep(x, Dp, indices, data, k0, k1, b0, nv, e, grad, goff, mode, velocity, lr, mu,
-               wd, c1, c2, codes, epilogue, hi, lo, do_bwd):
+def _row_sweep(x, Dp, indices, data, k0, k1, b0, nv, e, grad, goff, mode, velocity, second, lr,
+               mu, wd, c1, c2, codes, epilogue, hi, lo, do_bwd):
     """One register block of :func:`_row_sums` (``nv`` vectors from sample ``b0``)."""
     if do_bwd:
         if nv == 8:
             return _row_sweep8_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode,
-                                     velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo)
+                                     velocity, second, lr, mu, wd, c1, c2, codes, epilogue, hi, lo)
         if nv == 4:
             return _row_sweep4_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode,
-                                     velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo)
+                                     velocity, second, lr, mu, wd, c1, c2, codes, epilogue, hi, lo)
         return _row_sweep2_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode,
-                                 velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo)
+                                 velocity, second, lr, mu, wd, c1, c2, codes, epilogue, hi, lo)
     if nv == 8:
-        return _row_sweep8(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr,
-                           mu, wd, c1, c2, codes, epilogue, hi, lo)
+        return _row_sweep8(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, second,
+                           lr, mu, wd, c1, c2, codes, epilogue, hi, lo)
     if nv == 4:
-        return _row_sweep4(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr,
-                           mu, wd, c1, c2, codes, epilogue, hi, lo)
-    return _row_sweep2(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr, mu,
-                       wd, c1, c2, codes, epilogue, hi, lo)
+        return _row_sweep4(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, second,
+                           lr, mu, wd, c1, c2, codes, epilogue, hi, lo)
+    return _row_sweep2(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, second, lr,
+                       mu, wd, c1, c2, codes, epilogue, hi, lo)
 
 
 @njit(inline="always")
 def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity, lr, mu, wd,
-              nesterov, do_bwd, codes, epilogue, hi, lo):
+              nesterov, do_bwd, codes, epilogue, hi, lo, second, adam, b2, aeps):
     """Gradient and, with ``do_bwd``, the delta of one input neuron's connections
     ``k0:k1`` over one panel row ``x``, in register blocks of 8, 4 and 2 vectors.
 
     ``first``: no earlier panel wrote ``grad``; ``last``: the final block takes the
-    momentum step.  With ``epilogue`` (ReLU-like or identity activation below) each
+    momentum step, or with ``adam`` the Adam step of :func:`_adam_step` (``velocity``
+    and ``second`` the moments, ``mu`` beta_1, ``lr`` the bias-corrected rate).  With ``epilogue`` (ReLU-like or identity activation below) each
     block writes its delta, ``e * (hi or lo, by the code's sign bit, or 0 when
     dropped)``, over ``x`` straight from the registers; otherwise the delta sums go
     to ``e`` for the caller.  Returns the L2 sum of the stepped connections, the
@@ -762,8 +828,11 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
     lanes = _VEC_BYTES // x.itemsize
     one = x.dtype.type(1)
     zero = x.dtype.type(0)
-    c1 = mu if nesterov else one
-    c2 = lr if nesterov else zero
+    if adam:  # the Adam sweep reads beta_2 and the constant from c1 and c2
+        c1, c2 = b2, aeps
+    else:
+        c1 = mu if nesterov else one
+        c2 = lr if nesterov else zero
     b0 = 0
     sq = 0.0
     bias = zero
@@ -772,11 +841,15 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
         end = b0 + nv * lanes
         fresh = first and b0 == 0
         if last and end == TB:
-            mode = SWEEP_STEP if fresh else SWEEP_STEP_ADD
+            if adam:
+                mode = SWEEP_ADAM if fresh else SWEEP_ADAM_ADD
+            else:
+                mode = SWEEP_STEP if fresh else SWEEP_STEP_ADD
         else:
             mode = SWEEP_WRITE if fresh else SWEEP_ADD
         q, part = _row_sweep(x, Dp, indices, data, k0, k1, b0, nv, e, grad, goff, mode,
-                             velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo, do_bwd)
+                             velocity, second, lr, mu, wd, c1, c2, codes, epilogue, hi, lo,
+                             do_bwd)
         sq += q
         bias += part
         b0 = end
@@ -791,7 +864,9 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
                 acc += x[b] * d[b]
                 if do_bwd:
                     e[b] += w * d[b]
-            if last:
+            if last and adam:
+                sq += _adam_step(data, velocity, second, k, acc, lr, mu, b2, wd, aeps)
+            elif last:
                 sq += _step(data, velocity, k, acc, lr, mu, wd, nesterov)
             else:
                 grad[k - goff] = acc
@@ -800,13 +875,15 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
 
 @njit(**_OPTS)
 def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s, scale,
-                   bsum, velocity, lr, mu, wd, nesterov, i0, i1, t, gs, e):
+                   bsum, velocity, lr, mu, wd, nesterov, i0, i1, t, gs, e, second, b2, aeps):
     """The work of :func:`backward_tiled` on input neurons ``i0:i1`` of panel ``t``;
     ``gs`` (a row's gradient sums) and ``e`` (a row's delta sums) are the thread's scratch."""
     nt, n_in, TB = A3.shape
     isc = 1 / scale
     # a single panel that steps at once keeps a row's partial sums in the scratch row
-    scratch = nt == 1 and mode == GRAD_STEP
+    step = mode >= GRAD_STEP
+    adam = mode == GRAD_ADAM
+    scratch = nt == 1 and step
     # ReLU-like and identity activations: deltas written by the register epilogue
     epilogue = act == ACT_PIECEWISE or act == ACT_IDENTITY
     lo = s * scale if act == ACT_PIECEWISE else scale
@@ -814,7 +891,7 @@ def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     Ap = A3[t]
     Dp = D3[t]
     first = t == 0 and mode != GRAD_ADD
-    last = t == nt - 1 and mode == GRAD_STEP
+    last = t == nt - 1 and step
     for i in range(i0, i1):
         k0 = indptr[i]
         k1 = indptr[i + 1]
@@ -823,11 +900,11 @@ def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
         if scratch:
             q, acc, b0 = _row_sums(x, Dp, indices, data, k0, k1, e, gs, k0, first, last,
                                    velocity, lr, mu, wd, nesterov, do_bwd, codes, epilogue,
-                                   scale, lo)
+                                   scale, lo, second, adam, b2, aeps)
         else:
             q, acc, b0 = _row_sums(x, Dp, indices, data, k0, k1, e, gbuf[0], 0, first, last,
                                    velocity, lr, mu, wd, nesterov, do_bwd, codes, epilogue,
-                                   scale, lo)
+                                   scale, lo, second, adam, b2, aeps)
         sq += q
         if do_bwd:
             # the rest of the row (all of it without the epilogue) from the sums in e
@@ -844,16 +921,19 @@ def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
 
 @njit(parallel=True, **_OPTS)
 def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s, scale,
-                   bsum, velocity, lr, momentum, l2, nesterov, n_threads):
+                   bsum, velocity, lr, momentum, l2, nesterov, n_threads, second, beta_2,
+                   adam_eps):
     """Fused SDDMM gradient, backward pass and (optionally) optimizer step of one layer.
 
     For every connection ``k`` = (i, j) the gradient is
     ``g = sum_t sum_b A3[t, i, b] * D3[t, j, b]`` over all panels; ``mode`` 0 stores
     it in ``gbuf[0, k]``, 1 adds it there (micro-batches), 2 applies the momentum
     step of :func:`momentum_step` to ``data[k]`` / ``velocity[k]`` at once — after
-    the old weight was used for the backward product, which only reads row ``i``.
-    With more than one panel, modes 0 and 2 use ``gbuf[0]`` for the sums of the
-    earlier panels.
+    the old weight was used for the backward product, which only reads row ``i`` —
+    and 3 the Adam step of :func:`adam_step` instead (moments ``velocity`` and
+    ``second``, ``momentum`` = beta_1, ``lr`` bias-corrected; ``second``, ``beta_2``
+    and ``adam_eps`` are not read by the other modes).  With more than one panel,
+    modes 0, 2 and 3 use ``gbuf[0]`` for the sums of the earlier panels.
 
     With ``do_bwd`` the delta of the layer below, ``(W @ D)[i] * f'(z_i)``,
     *replaces* ``A3[t, i, :]`` (row ``i`` of the activations is only needed by the
@@ -870,7 +950,7 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     connection build up in panel order and are complete, ready for the step, in the
     last panel; that wait is only ever taken for a block taken over from a stalled
     thread.  Returns ``sum(data**2)`` before the step in
-    mode 2 (summed in block order: the same for any thread count and schedule),
+    modes 2 and 3 (summed in block order: the same for any thread count and schedule),
     else 0.
     """
     T = A3.dtype.type
@@ -884,7 +964,7 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     for i in range(n_in):
         longest = max(longest, indptr[i + 1] - indptr[i])
     for own in prange(n_threads):
-        gs = np.empty(longest if nt == 1 and mode == GRAD_STEP else 0, A3.dtype)
+        gs = np.empty(longest if nt == 1 and mode >= GRAD_STEP else 0, A3.dtype)
         e = np.empty(A3.shape[2], A3.dtype)
         while True:
             d, q = _next_task(counters, own, nt * per)
@@ -897,7 +977,8 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
             i0, i1 = _chunk_bounds(indptr, blk, n_blocks)
             block_sq[blk] += _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode,
                                             do_bwd, act, T(s), T(scale), bsum, velocity, T(lr),
-                                            T(momentum), T(l2), nesterov, i0, i1, t, gs, e)
+                                            T(momentum), T(l2), nesterov, i0, i1, t, gs, e,
+                                            second, T(beta_2), T(adam_eps))
             _publish(done, blk, t + 1)
     return block_sq.sum()
 
@@ -966,12 +1047,39 @@ def apply_step(data, velocity, gbuf, n_parts, lr, momentum, l2, nesterov):
     return sq
 
 
+@njit(parallel=True, **_OPTS)
+def apply_adam_step(data, m, v, gbuf, n_parts, lr_t, beta_1, beta_2, l2, eps):
+    """:func:`apply_step` with the rule of :func:`adam_step`."""
+    T = data.dtype.type
+    n = data.shape[0]
+    sq = 0.0
+    for k in prange(n):
+        g = gbuf[0, k]
+        for p in range(1, n_parts):
+            g += gbuf[p, k]
+        sq += _adam_step(data, m, v, k, g, T(lr_t), T(beta_1), T(beta_2), T(l2), T(eps))
+    return sq
+
+
+@njit(**_OPTS)
+def bias_adam_step(bias, m, v, bsum, n_parts, lr_t, beta_1, beta_2, eps):
+    """:func:`bias_step` with the rule of :func:`adam_step` (no weight decay)."""
+    T = bias.dtype.type
+    for j in range(bias.shape[0]):
+        g = bsum[0, j]
+        for p in range(1, n_parts):
+            g += bsum[p, j]
+        _adam_step(bias, m, v, j, g, T(lr_t), T(beta_1), T(beta_2), T(0), T(eps))
+
+
 LOSS_LOG = 0
 LOSS_BINARY = 1
 LOSS_SQUARED = 2
+LOSS_POISSON = 3
 OUT_SOFTMAX = 0
 OUT_LOGISTIC = 1
 OUT_IDENTITY = 2
+OUT_EXP = 3
 
 
 @njit(**_OPTS)
@@ -981,7 +1089,8 @@ def output_loss_delta(Z3, Y, w, B, out_act, loss_kind, eps, D3, bsum, accumulate
     ``Z3`` holds the output pre-activations (overwritten with the outputs ``P``),
     ``Y`` is ``(B, n_out)`` targets in batch order, ``w`` the normalised sample
     weights.  ``D3 = (P - Y) * w`` (divided by ``n_out`` for squared error, as
-    sklearn's loss is half the mean over outputs), zero on padding;
+    sklearn's loss is half the mean over outputs; the half Poisson deviance sums them
+    as sklearn's does), zero on padding;
     ``bsum[0] (+)= D.sum(over samples)`` (other rows of ``bsum`` are zeroed unless
     ``accumulate``).  ``D3`` may be ``Z3`` itself (each output is read before its
     delta is written).  Returns ``sum_b w_b * loss_b`` with the
@@ -1016,6 +1125,9 @@ def output_loss_delta(Z3, Y, w, B, out_act, loss_kind, eps, D3, bsum, accumulate
                     z = Z3[t, j, bb]
                     e = np.exp(-abs(z))
                     Z3[t, j, bb] = (one if z >= 0 else e) / (one + e)
+            elif out_act == OUT_EXP:
+                for j in range(n_out):
+                    Z3[t, j, bb] = np.exp(Z3[t, j, bb])
             wb = w[b]
             ls = 0.0
             for j in range(n_out):
@@ -1027,6 +1139,9 @@ def output_loss_delta(Z3, Y, w, B, out_act, loss_kind, eps, D3, bsum, accumulate
                 elif loss_kind == LOSS_BINARY:
                     pc = min(max(p, eps), 1 - eps)
                     ls -= y * np.log(pc) + (1 - y) * np.log1p(-pc)
+                    d = (p - y) * wb
+                elif loss_kind == LOSS_POISSON:  # half Poisson deviance, with xlogy(y, y / p)
+                    ls += (y * (np.log(y) - np.log(p)) if y > 0 else 0.0) - y + p
                     d = (p - y) * wb
                 else:
                     ls += 0.5 * (p - y) * (p - y) / n_out
