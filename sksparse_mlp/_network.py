@@ -36,17 +36,47 @@ class SparseLayer:
         Weights; training updates ``W.data`` in place.
     bias : ndarray of shape (n_out,)
     velocity : ndarray of shape (W.nnz,), optional
-        Momentum of each connection, aligned with ``W.data``.
+        Momentum of each connection (Adam: its first moment), aligned with ``W.data``.
     bias_velocity : ndarray of shape (n_out,), optional
+    second, bias_second : ndarray or None, optional
+        Adam's second moments, aligned like ``velocity`` / ``bias_velocity``; None
+        with momentum SGD (no memory for a state that is not used).
     """
 
-    __slots__ = ("W", "bias", "velocity", "bias_velocity")
+    __slots__ = ("W", "bias", "velocity", "bias_velocity", "second", "bias_second")
 
-    def __init__(self, W, bias, velocity=None, bias_velocity=None):
+    def __init__(self, W, bias, velocity=None, bias_velocity=None, second=None,
+                 bias_second=None):
         self.W = W
         self.bias = bias
         self.velocity = np.zeros_like(W.data) if velocity is None else velocity
         self.bias_velocity = np.zeros_like(bias) if bias_velocity is None else bias_velocity
+        self.second = second
+        self.bias_second = bias_second
+
+    def state_arrays(self):
+        """The per-connection optimizer state arrays (aligned with ``W.data``)."""
+        return [self.velocity] if self.second is None else [self.velocity, self.second]
+
+    def use_state(self, adam):
+        """Switch to momentum (``adam=False``) or Adam state, zeroed when it changes kind."""
+        if (self.second is not None) == adam:
+            return
+        self.velocity = np.zeros_like(self.W.data)
+        self.bias_velocity = np.zeros_like(self.bias)
+        self.second = np.zeros_like(self.W.data) if adam else None
+        self.bias_second = np.zeros_like(self.bias) if adam else None
+
+    def select_state(self, kept):
+        """Keep the connection state at the old positions ``kept`` (``-1``: new, zero)."""
+        out = []
+        for a in self.state_arrays():
+            b = a[kept]
+            b[kept < 0] = 0
+            out.append(b)
+        self.velocity = out[0]
+        if self.second is not None:
+            self.second = out[1]
 
     @property
     def n_in(self):
@@ -57,13 +87,17 @@ class SparseLayer:
         return self.W.shape[1]
 
     def copy(self):
+        def cp(a):
+            return None if a is None else a.copy()
+
         return SparseLayer(self.W.copy(), self.bias.copy(), self.velocity.copy(),
-                           self.bias_velocity.copy())
+                           self.bias_velocity.copy(), cp(self.second), cp(self.bias_second))
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in self.__slots__}
 
     def __setstate__(self, state):
+        state = dict({"second": None, "bias_second": None}, **state)  # older pickles
         for k, v in state.items():
             setattr(self, k, v)
 
@@ -77,6 +111,7 @@ class TrainingConfig:
     zeta: float = 0.3
     init: str = "sparse_he"
     regrow: str = "pruned"
+    regrow_candidates: float = 4.0
     importance_pruning: bool = False
     pruning_start: int = 50
     pruning_interval: int = 10
@@ -141,7 +176,7 @@ class SparseMLP:
         """Bytes of weights, index arrays, biases and optimizer state."""
         return sum(a.nbytes for layer in self.layers for a in
                    (layer.W.data, layer.W.indices, layer.W.indptr, layer.bias, layer.velocity,
-                    layer.bias_velocity))
+                    layer.bias_velocity, layer.second, layer.bias_second) if a is not None)
 
     def squared_norm(self):
         return float(sum(np.dot(layer.W.data, layer.W.data) for layer in self.layers))
@@ -177,8 +212,10 @@ class SparseMLP:
 
     def apply_gradients(self, grads, optimizer, l2):
         """One optimizer step on every layer; ``l2`` is the weight-decay coefficient."""
+        optimizer.prepare(self)
+        rule = optimizer.next_step()  # one step of the optimizer for all layers
         for layer, (gW, gb) in zip(self.layers, grads):
-            optimizer.update_layer(layer, gW, gb, l2)
+            optimizer.update_layer(layer, gW, gb, l2, rule)
 
     # ------------------------------------------------------------------ topology
     def prune_and_regrow(self, zeta, rng, init, regrow="pruned"):
@@ -190,8 +227,14 @@ class SparseMLP:
         for l, layer in enumerate(self.layers[:-1]):
             if layer.W.nnz >= layer.n_in * layer.n_out:
                 continue
-            layer.W, layer.velocity = _topology.prune_and_regrow(
-                layer.W, layer.velocity, zeta, rng, layer_init(init, l), regrow)
+            if layer.second is None:
+                layer.W, layer.velocity = _topology.prune_and_regrow(
+                    layer.W, layer.velocity, zeta, rng, layer_init(init, l), regrow)
+            else:  # more than one state array: regrow old positions (+1, 0 = new)
+                layer.W, src = _topology.prune_and_regrow(
+                    layer.W, np.arange(1, layer.W.nnz + 1), zeta, rng, layer_init(init, l),
+                    regrow)
+                layer.select_state(src - 1)
 
     def importance_prune(self, percentile):
         """Remove the least important neurons of every hidden layer.
@@ -219,10 +262,12 @@ class SparseMLP:
         hidden_forward(self.activation, const, hidden_layer, self.slope)
         out.bias += (out.W[drop].T @ const[:, 0]).astype(out.bias.dtype)
         inc.W, kept = _topology.drop_columns(inc.W, keep)
-        inc.velocity = inc.velocity[kept]
+        inc.select_state(kept)
         inc.bias, inc.bias_velocity = inc.bias[keep], inc.bias_velocity[keep]
+        if inc.bias_second is not None:
+            inc.bias_second = inc.bias_second[keep]
         out.W, kept = _topology.drop_rows(out.W, keep)
-        out.velocity = out.velocity[kept]
+        out.select_state(kept)
 
 
 def _normalised_weights(sample_weight, n, dtype):
