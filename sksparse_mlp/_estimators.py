@@ -415,7 +415,8 @@ class _BaseTrulySparseMLP(BaseEstimator):
         for _ in range(max_epochs):
             with _kernel_guard():
                 if self._epochs > 0:
-                    evolve_topology(net, self._epochs, config, self._rng)
+                    evolve_topology(net, self._epochs, config, self._rng,
+                                    (X, Y, sample_weight))
                 loss = run_epoch(net, X, Y, sample_weight, batch_size, self._optimizer, config,
                                  self._rng, self.shuffle)
             if self._end_epoch(loss, X.shape[0], *validation):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _fastpath, _topology
+from . import _fastpath, _regrowth, _topology
 from ._activations import hidden_forward
 
 
@@ -218,23 +218,31 @@ class SparseMLP:
             optimizer.update_layer(layer, gW, gb, l2, rule)
 
     # ------------------------------------------------------------------ topology
-    def prune_and_regrow(self, zeta, rng, init, regrow="pruned"):
+    def prune_and_regrow(self, zeta, rng, init, regrow="pruned", signals=None, factor=4.0):
         """SET on every sparse hidden weight matrix (the output matrix does not evolve).
 
         A full layer is skipped: its only empty positions would be the ones just
-        pruned, so SET would merely re-initialise its smallest weights.
+        pruned, so SET would merely re-initialise its smallest weights.  With
+        ``regrow="gradient"`` the new connections are chosen by
+        :func:`._regrowth.prune_and_grow` from ``signals`` (:func:`._regrowth.layer_signals`)
+        with ``factor`` candidates per connection.
         """
         for l, layer in enumerate(self.layers[:-1]):
             if layer.W.nnz >= layer.n_in * layer.n_out:
                 continue
-            if layer.second is None:
-                layer.W, layer.velocity = _topology.prune_and_regrow(
-                    layer.W, layer.velocity, zeta, rng, layer_init(init, l), regrow)
-            else:  # more than one state array: regrow old positions (+1, 0 = new)
-                layer.W, src = _topology.prune_and_regrow(
-                    layer.W, np.arange(1, layer.W.nnz + 1), zeta, rng, layer_init(init, l),
-                    regrow)
-                layer.select_state(src - 1)
+            one = layer.second is None  # one state array: carried by the kernels
+            state = layer.velocity if one else np.arange(1, layer.W.nnz + 1)
+            if regrow == "gradient":
+                W, state = _regrowth.prune_and_grow(layer.W, state, zeta, rng, *signals[l],
+                                                    factor=factor)
+            else:
+                W, state = _topology.prune_and_regrow(layer.W, state, zeta, rng,
+                                                      layer_init(init, l), regrow)
+            layer.W = W
+            if one:
+                layer.velocity = state
+            else:  # the old positions (+1, 0 = new) select every state array
+                layer.select_state(state - 1)
 
     def importance_prune(self, percentile):
         """Remove the least important neurons of every hidden layer.
@@ -300,11 +308,13 @@ def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuf
                                shuffle)
 
 
-def evolve_topology(net, epochs_done, config, rng):
+def evolve_topology(net, epochs_done, config, rng, data=None):
     """Topology changes between two epochs: importance pruning, then SET.
 
     Called before every epoch but the first, so the model a fit returns was
-    always trained after its last topology change.
+    always trained after its last topology change.  ``data = (X, Y, sample_weight)``,
+    the training data, is needed by ``config.regrow == "gradient"``, which scores
+    the candidates on :data:`._regrowth.SCORING_ROWS` random rows of it.
 
     Returns
     -------
@@ -316,7 +326,18 @@ def evolve_topology(net, epochs_done, config, rng):
             and (epochs_done - config.pruning_start) % config.pruning_interval == 0):
         removed = net.importance_prune(config.pruning_percentile)
     if config.zeta > 0:
-        net.prune_and_regrow(config.zeta, rng, config.init, config.regrow)
+        signals = None
+        if config.regrow == "gradient":
+            if data is None:
+                raise ValueError("regrow='gradient' needs the training data")
+            X, Y, sw = data
+            n = X.shape[0]
+            idx = np.sort(rng.choice(n, size=min(n, _regrowth.SCORING_ROWS), replace=False))
+            weights, _ = _normalised_weights(None if sw is None else sw[idx], len(idx),
+                                             net.dtype)
+            signals = _regrowth.layer_signals(net, X[idx], Y[idx], weights)
+        net.prune_and_regrow(config.zeta, rng, config.init, config.regrow, signals,
+                             config.regrow_candidates)
     return removed
 
 
