@@ -552,11 +552,16 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
         otherwise in odd / even hidden layers.
     allrelu_slope : float, default=0.6
         Slope magnitude ``s`` of All-ReLU and leaky ReLU for ``x <= 0``.
-    epsilon : float, default=20
+    epsilon : float or array-like of float, default=20
         Erdős–Rényi sparsity: a layer gets about ``epsilon * (n_in + n_out)``
-        connections (dense when that exceeds ``n_in * n_out``).
-    density : float in (0, 1], default=None
-        Fraction of connections of every layer; overrides ``epsilon``.
+        connections (dense when that exceeds ``n_in * n_out``). One value per
+        weight matrix (``len(hidden_layer_sizes) + 1``) sets each layer's own. This
+        is the paper's sparsity parameter; Adam's numerical constant, which
+        scikit-learn calls ``epsilon``, is ``adam_epsilon`` here.
+    density : float or array-like of float in (0, 1], default=None
+        Fraction of connections of every layer, or one value per weight matrix
+        (so a grid search can range over the first layer's alone); overrides
+        ``epsilon``. ``density_`` reports what was achieved.
     zeta : float in [0, 1), default=0.3
         Fraction of positive and of negative weights that SET replaces after
         every epoch in the hidden weight matrices; 0 keeps the topology static.
@@ -570,7 +575,13 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
         magnitude it just removed from the layer, so new connections start on
         par with the weakest ones and evolution does not disturb what was
         learned; or drawn by ``init`` as in the paper, which perturbs the
-        network after every epoch (slower, noisier convergence).
+        network after every epoch (slower, noisier convergence); or
+        ``"gradient"``: RigL-style growth at the empty positions of largest
+        gradient magnitude among ``regrow_candidates`` random candidates per
+        connection to grow, scored on 256 random training rows and computed
+        at the candidates only (never a dense gradient), new weights at 0.
+    regrow_candidates : float >= 1, default=4.0
+        Candidates scored per connection grown by ``regrow="gradient"``.
     dropout : float in [0, 1), default=0.0
         Inverted dropout rate on the hidden activations during training (the
         paper used 0.3).
@@ -606,6 +617,22 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
         and pruning schedules go on counting epochs.
     momentum : float, default=0.9
     nesterovs_momentum : bool, default=True
+    solver : {"sgd", "adam"}, default="sgd"
+        Momentum SGD (the paper's), or Adam with scikit-learn's rule; either
+        runs fused into the backward kernel, its state kept beside the weights
+        (Adam: two moments per connection) and pruned and regrown with them.
+        ``learning_rate`` schedules and ``momentum`` apply to SGD only.
+    beta_1 : float in [0, 1), default=0.9
+        Adam's decay rate of the first moment estimate.
+    beta_2 : float in [0, 1), default=0.999
+        Adam's decay rate of the second moment estimate.
+    adam_epsilon : float, default=1e-8
+        Adam's numerical constant (scikit-learn's ``epsilon``, renamed here
+        because ``epsilon`` is the Erdős–Rényi sparsity parameter).
+    loss : str, default="log_loss"
+        ``"log_loss"`` for the classifier; the regressor takes
+        ``"squared_error"`` (default) or ``"poisson"`` (half Poisson deviance
+        with an exponential output, as in MLPRegressor; needs ``y >= 0``).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` (stratified for classification), stop
         when its score (weighted by ``sample_weight``) stops improving and keep
@@ -801,7 +828,9 @@ class TrulySparseMLPRegressor(RegressorMixin, _BaseTrulySparseMLP):
 
     Same parameters and attributes as :class:`TrulySparseMLPClassifier` (without
     ``classes_``); the output layer is linear and the loss is half the mean
-    squared error, as in :class:`sklearn.neural_network.MLPRegressor`. The
+    squared error, as in :class:`sklearn.neural_network.MLPRegressor`, or with
+    ``loss="poisson"`` the output is ``exp`` and the loss the half Poisson
+    deviance (``y`` must be non-negative with a positive sum). The
     default hidden activation is ``"relu"`` and the default
     ``learning_rate_init`` is 0.001, as in MLPRegressor: All-ReLU passes the
     magnitude of negative pre-activations on, and with a larger step plain SGD

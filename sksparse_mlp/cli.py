@@ -96,7 +96,8 @@ def _parse_layers(text):
 
 
 def _parse_literal(text):
-    """'none' -> None, 'true'/'false' -> bool, ints, floats, JSON objects, else the string."""
+    """'none' -> None, 'true'/'false' -> bool, ints, floats, JSON objects, comma-separated
+    numbers (per-layer ``density`` / ``epsilon``) as a list, else the string."""
     low = text.strip().lower()
     if low in ("none", "null"):
         return None
@@ -107,6 +108,11 @@ def _parse_literal(text):
     for conv in (int, float):
         try:
             return conv(text)
+        except ValueError:
+            pass
+    if "," in text and not text.strip().startswith(("{", "[")):
+        try:
+            return [float(p) for p in text.split(",")]
         except ValueError:
             pass
     if text.strip().startswith(("{", "[")):
