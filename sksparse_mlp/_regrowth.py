@@ -16,6 +16,7 @@ import scipy.sparse as sp
 
 from . import _topology
 from ._activations import hidden_forward, loss_and_output_delta, output_forward
+from ._kernels import _OPTS
 
 # rows of the training data scored per evolution (one random batch of this size)
 SCORING_ROWS = 256
@@ -97,13 +98,13 @@ def _empty_positions(indptr, indices, keep, ranks, n_out, rows, cols):
         base = end
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True, **_OPTS)
 def candidate_gradients(A, D, rows, cols, out):
     """``out[c] = A[rows[c]] @ D[cols[c]]``: the gradient at the candidate positions only."""
     for c in numba.prange(rows.shape[0]):
         a = A[rows[c]]
         d = D[cols[c]]
-        acc = 0.0
+        acc = A.dtype.type(0)  # in the layer's dtype, so the sum vectorises
         for b in range(a.shape[0]):
             acc += a[b] * d[b]
         out[c] = acc
@@ -155,10 +156,10 @@ def prune_and_grow(W, velocity, zeta, rng, A, D, factor=4.0, return_candidates=F
     rows = np.empty(m, np.int64)
     cols = np.empty(m, np.int64)
     _empty_positions(W.indptr, W.indices, keep, ranks, n_out, rows, cols)
-    grads = np.empty(m, np.float64)
+    grads = np.empty(m, A.dtype)
     candidate_gradients(np.ascontiguousarray(A), np.ascontiguousarray(D), rows, cols, grads)
-    # the k largest |gradient|; ties broken by position (stable sort of the sorted ranks)
-    chosen = np.sort(np.argsort(-np.abs(grads), kind="stable")[:k])
+    # the k largest |gradient| (selection, not a sort), in position order
+    chosen = np.sort(np.argpartition(-np.abs(grads), k - 1)[:k]) if k < m else np.arange(m)
     W_new, vel_new = _topology._rebuild(W, velocity, keep, ranks[chosen],
                                         np.zeros(k, W.dtype))
     if return_candidates:
