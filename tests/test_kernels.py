@@ -287,7 +287,8 @@ def test_backward_tiled(idx, dt, TB, nt):
             np.testing.assert_allclose(v, v_ref, **tol)
             np.testing.assert_allclose(sq, float((data.astype(np.float64) ** 2).sum()),
                                        rtol=1e-5)
-            np.testing.assert_allclose(np.concatenate(list(A), axis=1), delta_ref, **tol)        # GRAD_ADAM: scikit-learn's Adam step (tests/reference.py), from the whole gradient,
+            np.testing.assert_allclose(np.concatenate(list(A), axis=1), delta_ref, **tol)
+        # GRAD_ADAM: scikit-learn's Adam step (tests/reference.py), from the whole gradient,
         # with the old weights in the deltas
         for t in (1, 7):
             d = data.copy()
@@ -297,8 +298,9 @@ def test_backward_tiled(idx, dt, TB, nt):
             R.adam_step(d_ref, m_ref, v_ref, grad_ref, 0.01, 0.9, 0.999, 0.01, 1e-8, t)
             A = A3.copy()
             sq = K.backward_tiled(indptr, indices, d, A, D3, G3, gbuf, K.GRAD_ADAM, True,
-                                  K.ACT_PIECEWISE, s, 1.0, bsum, m, K.adam_rate(0.01, 0.9, 0.999, t),
-                                  0.9, 0.01, False, chunks, v2, 0.999, 1e-8)
+                                  K.ACT_PIECEWISE, s, 1.0, bsum, m,
+                                  K.adam_rate(0.01, 0.9, 0.999, t), 0.9, 0.01, False, chunks,
+                                  v2, 0.999, 1e-8)
             np.testing.assert_allclose(m, m_ref, **tol)
             np.testing.assert_allclose(v2, v_ref, **tol)
             np.testing.assert_allclose(d, d_ref, **tol)

@@ -347,7 +347,8 @@ def fit_wasap(network, X, Y, sample_weight, *, config, optimizer, batch_size, ma
     config : TrainingConfig
     optimizer : MomentumSGD or Adam
         Used by the server in phase 1 (it owns the momentum, or Adam's moments); its
-        current learning rate (and Adam's step count) goes to the workers in phase 2. Schedules driven by ``on_epoch_end`` apply.
+        current learning rate (and Adam's step count) goes to the workers in phase 2.
+        Schedules driven by ``on_epoch_end`` apply.
     batch_size : int
     max_epochs : int
     shuffle : bool
