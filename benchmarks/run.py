@@ -252,7 +252,7 @@ def time_layer_kernels(clf, X, threads, repeats):
             t = now()
             K.backward_tiled(layer.W.indptr, layer.W.indices, layer.W.data, A, D, G, g,
                              K.GRAD_STEP, l > 0, act, s, 1.0, bs, layer.velocity, 0.0, 0.0,
-                             0.0, False, ws.n_threads)
+                             0.0, False, ws.n_threads, layer.velocity, 0.0, 0.0)
             return now() - t
 
         hot_f, hot_b, step_f, step_b = ([np.inf] * L for _ in range(4))
@@ -431,6 +431,32 @@ def _epochs(clf, X, y, repeats, classes):
     return min(ts), float(np.median(ts))
 
 
+def bench_adam(X, y, classes, repeats):
+    """solver="adam" beside the SGD default: epochs alternated (one of each per round,
+    so a load change on the shared machine hits both), best and median of each."""
+    models = {"sgd": ours(), "adam": ours(solver="adam", learning_rate_init=0.001)}
+    times = {k: [] for k in models}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for clf in models.values():
+            clf.partial_fit(X, y, classes=classes)
+        for _ in range(repeats):
+            for k, clf in models.items():
+                t = now()
+                clf.partial_fit(X, y)
+                times[k].append(now() - t)
+    rows = {}
+    for k, ts in times.items():
+        name = f"solver={k!r} (alternated)"
+        rows[name] = {"epoch_s_best": min(ts), "epoch_s_median": float(np.median(ts))}
+        print(f"  {name}: epoch {min(ts):.3f} s (median {np.median(ts):.3f})")
+    adam, sgd = rows["solver='adam' (alternated)"], rows["solver='sgd' (alternated)"]
+    adam["over_sgd"] = adam["epoch_s_best"] / sgd["epoch_s_best"]
+    adam["over_sgd_median"] = adam["epoch_s_median"] / sgd["epoch_s_median"]
+    print(f"  adam / sgd: best {adam['over_sgd']:.3f}x, median {adam['over_sgd_median']:.3f}x")
+    return rows
+
+
 def bench_variants(args, res):
     """What users run besides the benchmark network: float64, sparse X, importance
     pruning on, and a small network (digits) against dense MLPClassifier."""
@@ -454,6 +480,7 @@ def bench_variants(args, res):
         rows[name] = {"epoch_s_best": best, "epoch_s_median": med}
         print(f"  {name}: epoch {best:.3f} s (median {med:.3f})")
     rows["float64"]["over_float32"] = rows["float64"]["epoch_s_best"] / rows["float32"]["epoch_s_best"]
+    rows.update(bench_adam(X, y, classes, 2 * R))
     Xd, yd = load_digits(return_X_y=True)
     Xd = StandardScaler().fit_transform(Xd).astype(np.float32)
     cd = np.unique(yd)
@@ -789,6 +816,8 @@ def table(res):
             extra = ""
             if "over_float32" in r:
                 extra = f", {r['over_float32']:.2f}x float32"
+            if "over_sgd" in r:
+                extra = (f", {r['over_sgd']:.2f}x SGD (median {r['over_sgd_median']:.2f}x)")
             if "speedup_vs_dense" in r:
                 extra = f", dense {r['dense_epoch_s_best'] * 1e3:.1f} ms: {r['speedup_vs_dense']:.1f}x"
             lines.append(f"| {name} | epoch {r['epoch_s_best']:.3f} s (median "

@@ -94,6 +94,8 @@ def output_forward(out_activation, Z):
         Z /= Z.sum(axis=0)
     elif out_activation == "logistic":
         _logistic(Z)
+    elif out_activation == "exp":
+        np.exp(Z, out=Z)
     elif out_activation != "identity":
         raise ValueError("unknown output activation %r" % out_activation)
     return Z
@@ -103,12 +105,13 @@ def loss_and_output_delta(loss, P, Yt, weights):
     """Mean loss over the batch and the delta at the output pre-activations.
 
     With the canonical pairing (softmax + cross-entropy, logistic + binary
-    cross-entropy, identity + squared error) the delta is ``P - Y``, scaled
+    cross-entropy, identity + squared error, exp + Poisson deviance) the delta is
+    ``P - Y``, scaled
     here by the normalised sample weights so that callers need no ``1/B``.
 
     Parameters
     ----------
-    loss : {"log_loss", "binary_log_loss", "squared_error"}
+    loss : {"log_loss", "binary_log_loss", "squared_error", "poisson"}
     P : ndarray of shape (n_outputs, batch)
         Output activations.
     Yt : ndarray of shape (n_outputs, batch)
@@ -132,6 +135,9 @@ def loss_and_output_delta(loss, P, Yt, weights):
         per_sample = 0.5 * ((P - Yt) ** 2).mean(axis=0)
         delta = (P - Yt) * (weights / P.shape[0])
         return float(per_sample @ weights), delta
+    elif loss == "poisson":  # half Poisson deviance (exp output), summed over outputs
+        ratio = np.divide(Yt, P, out=np.ones_like(P), where=Yt > 0)
+        per_sample = (Yt * np.log(ratio) - Yt + P).sum(axis=0)
     else:
         raise ValueError("unknown loss %r" % loss)
     return float(per_sample @ weights), (P - Yt) * weights

@@ -33,12 +33,17 @@ PARAMETERS = {
     "allrelu_slope": Entry(
         "float", "Slope magnitude ``s`` of All-ReLU and leaky ReLU for ``x <= 0``."),
     "epsilon": Entry(
-        "float",
+        "float or array-like of float",
         "Erdős–Rényi sparsity: a layer gets about ``epsilon * (n_in + n_out)`` connections.",
-        "A layer is dense when that exceeds ``n_in * n_out``."),
+        "A layer is dense when that exceeds ``n_in * n_out``. One value per weight matrix "
+        "(``len(hidden_layer_sizes) + 1``) sets each layer's own. This is the paper's "
+        "sparsity parameter; Adam's numerical constant, which scikit-learn calls "
+        "``epsilon``, is ``adam_epsilon`` here."),
     "density": Entry(
-        "float in (0, 1] or None", "Fraction of connections of every layer.",
-        "Overrides ``epsilon`` when given."),
+        "float or array-like of float in (0, 1], or None",
+        "Fraction of connections of every layer, or one value per weight matrix.",
+        "Overrides ``epsilon`` when given; per layer, a grid search can range over the "
+        "first layer's alone. ``density_`` reports what was achieved."),
     "zeta": Entry(
         "float in [0, 1)",
         "Fraction of positive and of negative weights that SET replaces after every epoch.",
@@ -50,11 +55,17 @@ PARAMETERS = {
         "Glorot's bound on the input layer; ``\"he\"`` and ``\"xavier\"`` are the paper's "
         "dense bounds."),
     "regrow": Entry(
-        '{"pruned", "init"}', "Values of the connections SET adds.",
-        '``"pruned"``: uniform within the largest magnitude SET just removed from the '
-        "layer, so new connections start on par with the weakest ones and evolution does "
-        'not disturb what was learned; ``"init"``: drawn by ``init`` as in the paper, '
-        "which perturbs the network after every epoch (slower, noisier convergence)."),
+        '{"pruned", "init", "gradient"}', "Where and with which values SET regrows.",
+        '``"pruned"``: at random positions, uniform within the largest magnitude SET just '
+        "removed from the layer, so new connections start on par with the weakest ones and "
+        'evolution does not disturb what was learned; ``"init"``: at random positions, '
+        "drawn by ``init`` as in the paper, which perturbs the network after every epoch "
+        '(slower, noisier convergence); ``"gradient"``: RigL-style growth at the empty '
+        "positions of largest gradient magnitude among ``regrow_candidates`` random "
+        "candidates per connection to grow, scored on 256 random training rows and computed "
+        "at the candidates only (never a dense gradient), new weights at 0."),
+    "regrow_candidates": Entry(
+        "float >= 1", 'Candidates scored per connection grown by ``regrow="gradient"``.'),
     "dropout": Entry(
         "float in [0, 1)",
         "Inverted dropout rate on the hidden activations during training.",
@@ -78,7 +89,7 @@ PARAMETERS = {
         '``(t + 1) ** power_t`` (``t``: samples seen); ``"adaptive"`` divides the rate by 5 '
         "instead of stopping when the loss (or the validation score) has not improved for "
         "``n_iter_no_change`` epochs, and stops once it is below 1e-6."),
-    "learning_rate_init": Entry("float", "Initial step size of momentum SGD."),
+    "learning_rate_init": Entry("float", "Initial step size (SGD and Adam)."),
     "power_t": Entry("float", 'Exponent of the ``"invscaling"`` schedule.'),
     "max_iter": Entry("int", "Maximum number of epochs."),
     "shuffle": Entry("bool", "Shuffle the samples before every epoch."),
@@ -95,6 +106,21 @@ PARAMETERS = {
         "The classes must be the same; the SET and pruning schedules go on counting epochs."),
     "momentum": Entry("float in [0, 1]", "Momentum of the SGD update."),
     "nesterovs_momentum": Entry("bool", "Use Nesterov's momentum."),
+    "solver": Entry(
+        '{"sgd", "adam"}', "Momentum SGD (the paper's) or Adam with scikit-learn's rule.",
+        "Either runs fused into the backward kernel, its state kept beside the weights "
+        "(Adam: two moments per connection) and pruned and regrown with them. "
+        "``learning_rate`` schedules and ``momentum`` apply to SGD only."),
+    "beta_1": Entry("float in [0, 1)", "Adam's decay rate of the first moment estimate."),
+    "beta_2": Entry("float in [0, 1)", "Adam's decay rate of the second moment estimate."),
+    "adam_epsilon": Entry(
+        "float", "Adam's numerical constant (scikit-learn's ``epsilon``).",
+        "Renamed here because ``epsilon`` is the Erdős–Rényi sparsity parameter."),
+    "loss": Entry(
+        "str", "Loss function.",
+        '``"log_loss"`` for the classifier; the regressor takes ``"squared_error"`` or '
+        '``"poisson"`` (half Poisson deviance with an exponential output, as in '
+        "MLPRegressor; needs ``y >= 0`` with a positive sum)."),
     "early_stopping": Entry(
         "bool",
         "Stop when the score on a held-out validation split stops improving.",

@@ -27,7 +27,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, colu
 from . import _docstrings, _topology, config
 from ._activations import HIDDEN_ACTIVATIONS
 from ._network import NetworkBackup, SparseMLP, TrainingConfig, evolve_topology, run_epoch
-from ._optimizers import MomentumSGD
+from ._optimizers import Adam, MomentumSGD
 
 # numba's workqueue threading layer (what numba falls back to without TBB or an
 # OpenMP runtime) aborts the process when two threads enter parallel kernels at
@@ -86,11 +86,12 @@ class _BaseTrulySparseMLP(BaseEstimator):
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(HIDDEN_ACTIVATIONS))],
         "allrelu_slope": [Interval(Real, 0, None, closed="left")],
-        "epsilon": [Interval(Real, 0, None, closed="neither")],
-        "density": [None, Interval(Real, 0, 1, closed="right")],
+        "epsilon": [Interval(Real, 0, None, closed="neither"), "array-like"],
+        "density": [None, Interval(Real, 0, 1, closed="right"), "array-like"],
         "zeta": [Interval(Real, 0, 1, closed="left")],
         "init": [StrOptions({"sparse_he", "he", "xavier"})],
-        "regrow": [StrOptions({"pruned", "init"})],
+        "regrow": [StrOptions({"pruned", "init", "gradient"})],
+        "regrow_candidates": [Interval(Real, 1, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "importance_pruning": ["boolean"],
         "pruning_start": [Interval(Integral, 0, None, closed="left")],
@@ -109,6 +110,10 @@ class _BaseTrulySparseMLP(BaseEstimator):
         "warm_start": ["boolean"],
         "momentum": [Interval(Real, 0, 1, closed="both")],
         "nesterovs_momentum": ["boolean"],
+        "solver": [StrOptions({"sgd", "adam"})],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "adam_epsilon": [Interval(Real, 0, None, closed="neither")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
@@ -122,12 +127,14 @@ class _BaseTrulySparseMLP(BaseEstimator):
     }
 
     def __init__(self, hidden_layer_sizes=(100,), activation="allrelu", *, allrelu_slope=0.6,
-                 epsilon=20, density=None, zeta=0.3, init="sparse_he", regrow="pruned", dropout=0.0,
+                 epsilon=20, density=None, zeta=0.3, init="sparse_he", regrow="pruned",
+                 regrow_candidates=4.0, dropout=0.0,
                  importance_pruning=False, pruning_start=50, pruning_interval=10,
                  pruning_percentile=20.0, alpha=1e-4, batch_size="auto",
                  learning_rate="constant", learning_rate_init=0.01, power_t=0.5, max_iter=200,
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
-                 momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 momentum=0.9, nesterovs_momentum=True, solver="sgd", beta_1=0.9, beta_2=0.999,
+                 adam_epsilon=1e-8, loss="log_loss", early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, dtype="float32", n_workers=1,
                  worker_mode="async", phase1_fraction=0.7, worker_timeout=60.0, mpi_info=None,
                  callback=None):
@@ -139,6 +146,7 @@ class _BaseTrulySparseMLP(BaseEstimator):
         self.zeta = zeta
         self.init = init
         self.regrow = regrow
+        self.regrow_candidates = regrow_candidates
         self.dropout = dropout
         self.importance_pruning = importance_pruning
         self.pruning_start = pruning_start
@@ -157,6 +165,11 @@ class _BaseTrulySparseMLP(BaseEstimator):
         self.warm_start = warm_start
         self.momentum = momentum
         self.nesterovs_momentum = nesterovs_momentum
+        self.solver = solver
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.adam_epsilon = adam_epsilon
+        self.loss = loss
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -210,13 +223,37 @@ class _BaseTrulySparseMLP(BaseEstimator):
     def _training_config(self):
         return TrainingConfig(
             alpha=self.alpha, dropout=self.dropout, zeta=self.zeta, init=self.init, regrow=self.regrow,
+            regrow_candidates=float(self.regrow_candidates),
             importance_pruning=self.importance_pruning, pruning_start=self.pruning_start,
             pruning_interval=self.pruning_interval, pruning_percentile=self.pruning_percentile)
 
     def _layer_densities(self, sizes):
-        if self.density is not None:
-            return [float(self.density)] * (len(sizes) - 1)
-        return [_topology.erdos_renyi_density(a, b, self.epsilon) for a, b in zip(sizes[:-1], sizes[1:])]
+        """Density of every weight matrix from ``density`` or ``epsilon`` (a number, or
+        one value per weight matrix)."""
+        n = len(sizes) - 1
+        name, value = ("density", self.density) if self.density is not None else (
+            "epsilon", self.epsilon)
+        values = np.asarray(value, dtype=np.float64) if np.ndim(value) else np.full(n, value,
+                                                                                      np.float64)
+        if values.shape != (n,):
+            raise ValueError("%s has %d values, but the network has %d weight matrices (one "
+                             "per hidden layer plus the output layer)." % (name, values.size, n))
+        if name == "density" and not np.all((values > 0) & (values <= 1)):
+            raise ValueError("density values must be in (0, 1], got %r." % (value,))
+        if name == "epsilon" and not np.all(np.isfinite(values) & (values > 0)):
+            raise ValueError("epsilon values must be positive, got %r." % (value,))
+        if name == "density":
+            return [float(d) for d in values]
+        return [_topology.erdos_renyi_density(a, b, e)
+                for a, b, e in zip(sizes[:-1], sizes[1:], values)]
+
+    def _new_optimizer(self, previous):
+        """The optimizer of ``solver``; Adam continues the step count of ``previous``."""
+        if self.solver == "adam":
+            t = previous.t if isinstance(previous, Adam) else 0
+            return Adam(self.learning_rate_init, self.beta_1, self.beta_2, self.adam_epsilon, t)
+        return MomentumSGD(self.learning_rate_init, self.learning_rate, self.momentum,
+                           self.nesterovs_momentum, self.power_t)
 
     def _hidden_sizes(self):
         sizes = self.hidden_layer_sizes
@@ -295,8 +332,8 @@ class _BaseTrulySparseMLP(BaseEstimator):
         self.n_layers_ = len(self.network_.layers) + 1
         self.n_outputs_ = Y.shape[1]
         if first or not hasattr(self, "_optimizer") or not incremental:
-            self._optimizer = MomentumSGD(self.learning_rate_init, self.learning_rate,
-                                          self.momentum, self.nesterovs_momentum, self.power_t)
+            self._optimizer = self._new_optimizer(None if first else
+                                                  getattr(self, "_optimizer", None))
         else:
             self._optimizer = copy.copy(self._optimizer)
 
@@ -371,7 +408,8 @@ class _BaseTrulySparseMLP(BaseEstimator):
         for _ in range(max_epochs):
             with _kernel_guard():
                 if self._epochs > 0:
-                    evolve_topology(net, self._epochs, config, self._rng)
+                    evolve_topology(net, self._epochs, config, self._rng,
+                                    (X, Y, sample_weight))
                 loss = run_epoch(net, X, Y, sample_weight, batch_size, self._optimizer, config,
                                  self._rng, self.shuffle)
             if self._end_epoch(loss, X.shape[0], *validation):
@@ -531,6 +569,8 @@ class TrulySparseMLPClassifier(ClassifierMixin, _BaseTrulySparseMLP):
     True
     """
 
+    _parameter_constraints = {**_BaseTrulySparseMLP._parameter_constraints,
+                              "loss": [StrOptions({"log_loss"})]}
     _loss = "log_loss"
 
     def fit(self, X, y, sample_weight=None):
@@ -729,7 +769,9 @@ class TrulySparseMLPRegressor(RegressorMixin, _BaseTrulySparseMLP):
 
     The parameters and attributes are those of :class:`TrulySparseMLPClassifier`
     (but ``classes_``); the output layer is linear and the loss is half the mean
-    squared error, as in :class:`sklearn.neural_network.MLPRegressor`. The
+    squared error, as in :class:`sklearn.neural_network.MLPRegressor`, or with
+    ``loss="poisson"`` the output is ``exp`` and the loss the half Poisson
+    deviance (``y`` must be non-negative with a positive sum). The
     default hidden activation is ``"relu"`` and the default
     ``learning_rate_init`` is 0.001, as in MLPRegressor: All-ReLU passes the
     magnitude of negative pre-activations on, and with a larger step plain SGD
@@ -749,35 +791,46 @@ class TrulySparseMLPRegressor(RegressorMixin, _BaseTrulySparseMLP):
     True
     """
 
-    _loss = "squared_error"
-    out_activation_ = "identity"
+    _parameter_constraints = {**_BaseTrulySparseMLP._parameter_constraints,
+                              "loss": [StrOptions({"squared_error", "poisson"})]}
 
-    # the signature is the base's but for the defaults of ``activation`` and
-    # ``learning_rate_init``: scikit-learn reads parameters and defaults from it
+    # the signature is the base's but for the defaults of ``activation``,
+    # ``learning_rate_init`` and ``loss``: scikit-learn reads parameters and defaults from it
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, allrelu_slope=0.6,
-                 epsilon=20, density=None, zeta=0.3, init="sparse_he", regrow="pruned", dropout=0.0,
-                 importance_pruning=False, pruning_start=50, pruning_interval=10,
-                 pruning_percentile=20.0, alpha=1e-4, batch_size="auto",
+                 epsilon=20, density=None, zeta=0.3, init="sparse_he", regrow="pruned",
+                 regrow_candidates=4.0, dropout=0.0, importance_pruning=False, pruning_start=50,
+                 pruning_interval=10, pruning_percentile=20.0, alpha=1e-4, batch_size="auto",
                  learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
                  shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
-                 momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 momentum=0.9, nesterovs_momentum=True, solver="sgd", beta_1=0.9, beta_2=0.999,
+                 adam_epsilon=1e-8, loss="squared_error", early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, dtype="float32", n_workers=1,
                  worker_mode="async", phase1_fraction=0.7, worker_timeout=60.0, mpi_info=None,
                  callback=None):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation,
             allrelu_slope=allrelu_slope, epsilon=epsilon, density=density, zeta=zeta, init=init,
-            regrow=regrow, dropout=dropout, importance_pruning=importance_pruning,
-            pruning_start=pruning_start, pruning_interval=pruning_interval,
-            pruning_percentile=pruning_percentile, alpha=alpha, batch_size=batch_size,
-            learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
-            max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
-            verbose=verbose, warm_start=warm_start, momentum=momentum,
-            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
-            validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
-            dtype=dtype, n_workers=n_workers, worker_mode=worker_mode,
-            phase1_fraction=phase1_fraction, worker_timeout=worker_timeout, mpi_info=mpi_info,
-            callback=callback)
+            regrow=regrow, regrow_candidates=regrow_candidates, dropout=dropout,
+            importance_pruning=importance_pruning, pruning_start=pruning_start,
+            pruning_interval=pruning_interval, pruning_percentile=pruning_percentile,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            solver=solver, beta_1=beta_1, beta_2=beta_2, adam_epsilon=adam_epsilon, loss=loss,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change, dtype=dtype, n_workers=n_workers,
+            worker_mode=worker_mode, phase1_fraction=phase1_fraction,
+            worker_timeout=worker_timeout, mpi_info=mpi_info, callback=callback)
+
+    @property
+    def _loss(self):
+        return self.loss
+
+    @property
+    def out_activation_(self):
+        """str: ``"exp"`` with the Poisson loss (a log link), else ``"identity"``."""
+        return "exp" if self.loss == "poisson" else "identity"
 
     def fit(self, X, y, sample_weight=None):
         """Fit the model to ``X`` (dense or sparse) and targets ``y``.
@@ -831,6 +884,9 @@ class TrulySparseMLPRegressor(RegressorMixin, _BaseTrulySparseMLP):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
+        if self.loss == "poisson" and not (np.all(Y >= 0) and np.sum(Y) > 0):
+            # the checks of scikit-learn's Poisson estimators (HistGradientBoostingRegressor)
+            raise ValueError("loss='poisson' requires non-negative y and sum(y) > 0.")
         if not first and Y.shape[1] != self.n_outputs_:
             raise ValueError("y has %d targets, but the model was fitted with %d."
                              % (Y.shape[1], self.n_outputs_))

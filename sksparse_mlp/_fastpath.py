@@ -55,9 +55,10 @@ _SERIAL_PREDICT = 2
 # run training batches through the multi-panel code path
 PANELS = None
 
-_OUT = {"softmax": K.OUT_SOFTMAX, "logistic": K.OUT_LOGISTIC, "identity": K.OUT_IDENTITY}
+_OUT = {"softmax": K.OUT_SOFTMAX, "logistic": K.OUT_LOGISTIC, "identity": K.OUT_IDENTITY,
+        "exp": K.OUT_EXP}
 _LOSS = {"log_loss": K.LOSS_LOG, "binary_log_loss": K.LOSS_BINARY,
-         "squared_error": K.LOSS_SQUARED}
+         "squared_error": K.LOSS_SQUARED, "poisson": K.LOSS_POISSON}
 _ACT = {"tanh": K.ACT_TANH, "logistic": K.ACT_LOGISTIC, "identity": K.ACT_IDENTITY}
 
 
@@ -99,9 +100,10 @@ def check_supported(net, X, optimizer=None):
     if sp.issparse(X) and X.format != "csr":
         raise ValueError("sparse input must be CSR, got %s" % X.format)
     if optimizer is not None:
-        from ._optimizers import MomentumSGD
-        if type(optimizer) is not MomentumSGD:
-            raise ValueError("the engine runs momentum SGD, not %s" % type(optimizer).__name__)
+        from ._optimizers import Adam, MomentumSGD
+        if type(optimizer) not in (MomentumSGD, Adam):
+            raise ValueError("the engine runs momentum SGD and Adam, not %s"
+                             % type(optimizer).__name__)
 
 
 def _act_code(net, hidden_layer):
@@ -270,6 +272,10 @@ class _WholeStep:
             "velocity": [ly.velocity for ly in net.layers],
             "bias": [ly.bias for ly in net.layers],
             "bias_velocity": [ly.bias_velocity for ly in net.layers],
+            # SGD never reads these: its velocity stands in for Adam's second moments
+            "second": [ly.velocity if ly.second is None else ly.second for ly in net.layers],
+            "bias_second": [ly.bias_velocity if ly.bias_second is None else ly.bias_second
+                            for ly in net.layers],
             "acts": list(ws.A), "bsum": list(ws.bsum),
             "codes": [ws.G[0] if ws.G[0] is not None else np.zeros(1, np.uint8),
                       *ws.G[1:L], np.zeros(1, np.uint8)],
@@ -346,18 +352,22 @@ def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, opt, las
     layer takes its optimizer step as soon as its gradient is complete (inside the
     backward kernel in fused mode).  Deltas overwrite the activations they replace.
 
-    ``opt = (lr, momentum, nesterov, l2)``.  Returns ``sum(W.data**2)`` before the
-    steps taken here.
+    ``opt = (lr, momentum, nesterov, l2, adam)``; with ``adam = (beta_2, constant)``
+    the step is Adam's, ``lr`` its bias-corrected rate and ``momentum`` beta_1.
+    Returns ``sum(W.data**2)`` before the steps taken here.
     """
     L = len(net.layers)
     scale = 1.0 / (1.0 - dropout) if dropout > 0 else 1.0
-    lr, mu, nesterov, l2 = opt
+    lr, mu, nesterov, l2, adam = opt
+    b2, aeps = adam if adam is not None else (0.0, 0.0)
+    step_mode = K.GRAD_STEP if adam is None else K.GRAD_ADAM
     sq = 0.0
     for l in range(L - 1, -1, -1):
         layer = net.layers[l]
         W = layer.W
         gbuf = ws.gbuf[l]
-        mode = K.GRAD_STEP if ws.fused else (K.GRAD_ADD if accumulate else K.GRAD_WRITE)
+        mode = step_mode if ws.fused else (K.GRAD_ADD if accumulate else K.GRAD_WRITE)
+        second = layer.velocity if adam is None else layer.second  # SGD: never read
         sparse_first = l == 0 and Xb is not None
         if sparse_first:
             Xc = Xb.tocsc()
@@ -372,12 +382,19 @@ def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, opt, las
                 G, bs = codes[l], ws.bsum[l - 1]
             sq += K.backward_tiled(W.indptr, W.indices, W.data, acts[l], D, G, g, mode, l > 0,
                                    act, s, scale, bs, layer.velocity, lr, mu, l2, nesterov,
-                                   ws.n_threads)
+                                   ws.n_threads, second, b2, aeps)
         if last:
-            if mode != K.GRAD_STEP or sparse_first:
-                sq += K.apply_step(W.data, layer.velocity, gbuf, 1, lr, mu, l2, nesterov)
-            K.bias_step(layer.bias, layer.bias_velocity, ws.bsum[l], ws.bsum[l].shape[0], lr, mu,
-                        nesterov)
+            nb = ws.bsum[l].shape[0]
+            if adam is None:
+                if mode != K.GRAD_STEP or sparse_first:
+                    sq += K.apply_step(W.data, layer.velocity, gbuf, 1, lr, mu, l2, nesterov)
+                K.bias_step(layer.bias, layer.bias_velocity, ws.bsum[l], nb, lr, mu, nesterov)
+            else:
+                if mode != K.GRAD_ADAM or sparse_first:
+                    sq += K.apply_adam_step(W.data, layer.velocity, second, gbuf, 1, lr, mu, b2,
+                                            l2, aeps)
+                K.bias_adam_step(layer.bias, layer.bias_velocity, layer.bias_second, ws.bsum[l],
+                                 nb, lr, mu, b2, aeps)
         D = acts[l]  # now holds the delta of layer l's input (unused after layer 0)
     return sq
 
@@ -401,7 +418,8 @@ def _batch(net, ws, X, Y, idx, weights, dropout, rng, opt, last):
         tb = _round_panel(-(-B // nt))
         thr = K.dropout_threshold(1.0 - dropout) if dropout > 0 else 0
         seeds = rng.integers(0, 1 << 32, size=L) if dropout > 0 else np.zeros(L, np.int64)
-        lr, mu, nesterov, l2 = opt
+        lr, mu, nesterov, l2, adam = opt
+        b2, aeps = adam if adam is not None else (0.0, 0.0)
         Yb = Y[idx]
         if sp.issparse(X):  # densified batch (see Workspace)
             X, idx = X[idx].toarray(), np.arange(B)
@@ -412,7 +430,8 @@ def _batch(net, ws, X, Y, idx, weights, dropout, rng, opt, last):
             p["bias_velocity"], p["acts"], p["codes"], p["bsum"], p["gbuf"], plan.sizes,
             plan.act_codes, plan.slopes, plan.longest, seeds, thr,
             1.0 / (1.0 - dropout) if dropout > 0 else 1.0, out_act, loss_kind, eps, lr, mu,
-            l2, nesterov, ws.n_threads)
+            l2, nesterov, ws.n_threads, K.GRAD_STEP if adam is None else K.GRAD_ADAM,
+            p["second"], p["bias_second"], b2, aeps)
     for m in range(n_micro):
         lo, hi = m * micro, min(B, (m + 1) * micro)
         Bm = hi - lo
@@ -437,18 +456,21 @@ def loss_and_gradients(net, X, Y, weights, dropout=0.0, rng=None):
     idx = np.arange(B)
     Y = np.asarray(Y, dtype=ws.dtype)
     loss, _ = _batch(net, ws, X, Y, idx, weights.astype(ws.dtype, copy=False), dropout, rng,
-                     (0.0, 0.0, False, 0.0), last=False)
+                     (0.0, 0.0, False, 0.0, None), last=False)
     grads = [(ws.gbuf[l][0].copy(), ws.bsum[l].sum(axis=0)) for l in range(len(net.layers))]
     return loss, grads
 
 
-def train_batch(net, ws, X, Y, idx, weights, lr, momentum, nesterov, l2, dropout, rng):
+def train_batch(net, ws, X, Y, idx, weights, lr, momentum, nesterov, l2, dropout, rng,
+                adam=None):
     """One optimizer step on the samples ``idx`` of ``(X, Y)``; returns the data loss and ``||W||^2``.
 
-    ``weights`` are the normalised sample weights of the batch (sum 1).
+    ``weights`` are the normalised sample weights of the batch (sum 1).  With
+    ``adam = (beta_2, constant)`` the step is Adam's (``lr`` bias-corrected,
+    ``momentum`` = beta_1; see :meth:`._optimizers.Adam.next_step`).
     """
-    return _batch(net, ws, X, Y, idx, weights, dropout, rng, (lr, momentum, nesterov, l2),
-                  last=True)
+    return _batch(net, ws, X, Y, idx, weights, dropout, rng,
+                  (lr, momentum, nesterov, l2, adam), last=True)
 
 
 def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuffle=True,
@@ -458,10 +480,10 @@ def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuf
     order = rng.permutation(n) if shuffle else np.arange(n)
     ws = Workspace(net, min(batch_size, n), training=True, sparse_input=sp.issparse(X),
                    activation_budget=activation_budget)
-    ws.whole_step = _WholeStep(net, ws)
     dtype = net.dtype
     accumulated = 0.0
-    lr, mu, nesterov = optimizer.learning_rate, optimizer.momentum, optimizer.nesterov
+    optimizer.prepare(net)
+    ws.whole_step = _WholeStep(net, ws)  # after prepare: Adam's moments exist then
     uniform = None
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
@@ -475,8 +497,9 @@ def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuf
             # rescaled to mean 1 by the estimator (see _network._normalised_weights)
             weights, total = (sample_weight[idx] / B).astype(dtype), float(B)
         l2 = config.alpha / total
+        lr, mu, nesterov, adam = optimizer.next_step()
         loss, sq = train_batch(net, ws, X, Y, idx, weights, lr, mu, nesterov, l2,
-                               config.dropout, rng)
+                               config.dropout, rng, adam)
         accumulated += (loss + 0.5 * l2 * sq) * B
     return accumulated / n
 

@@ -36,6 +36,7 @@ __all__ = [
     "forward_tiled",
     "backward_tiled",
     "momentum_step",
+    "adam_step",
     "transpose_pattern",
 ]
 
@@ -75,6 +76,37 @@ def momentum_step(data, velocity, grad, lr, momentum, l2, nesterov):
     wd = t(l2)
     for k in prange(data.shape[0]):
         _step(data, velocity, k, grad[k], lr_, mu, wd, nesterov)
+
+
+@njit(inline="always")
+def _adam_step(data, m, v, k, g, lr_t, b1, b2, wd, eps):
+    """Adam step of connection ``k`` (rule of :func:`adam_step`) from gradient ``g``
+    without the L2 term; returns the old ``data[k] ** 2``."""
+    w = data[k]
+    g = g + wd * w
+    mk = b1 * m[k] + (1 - b1) * g
+    vk = b2 * v[k] + (1 - b2) * (g * g)
+    m[k] = mk
+    v[k] = vk
+    data[k] = w - lr_t * mk / (np.sqrt(vk) + eps)
+    return w * w
+
+
+def adam_rate(lr, beta_1, beta_2, t):
+    """Bias-corrected step size of Adam's ``t``-th step (1-based), as scikit-learn's."""
+    return lr * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+
+
+@njit(parallel=True, **_OPTS)
+def adam_step(data, m, v, grad, lr_t, beta_1, beta_2, l2, eps):
+    """Fused Adam step, in place over the values arrays (scikit-learn's rule).
+
+    ``g = grad + l2 * data; m = beta_1 m + (1 - beta_1) g; v = beta_2 v + (1 - beta_2) g**2;
+    data -= lr_t * m / (sqrt(v) + eps)`` with ``lr_t`` from :func:`adam_rate`.
+    """
+    t = data.dtype.type
+    for k in prange(data.shape[0]):
+        _adam_step(data, m, v, k, grad[k], t(lr_t), t(beta_1), t(beta_2), t(l2), t(eps))
 
 
 @njit(parallel=True, **_OPTS)
@@ -569,6 +601,7 @@ def _deriv(code, a, act, s, inv_scale, scale):
 GRAD_WRITE = 0
 GRAD_ADD = 1
 GRAD_STEP = 2
+GRAD_ADAM = 3
 
 
 # ---------------------------------------------------------------------------------
@@ -795,12 +828,15 @@ def _row_sweep(x, Dp, indices, data, k0, k1, b0, nv, e, grad, goff, mode, veloci
 
 @njit(inline="always")
 def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity, lr, mu, wd,
-              nesterov, do_bwd, codes, epilogue, hi, lo):
+              nesterov, do_bwd, codes, epilogue, hi, lo, second, adam, b2, aeps):
     """Gradient and, with ``do_bwd``, the delta of one input neuron's connections
     ``k0:k1`` over one panel row ``x``, in register blocks of 8, 4 and 2 vectors.
 
     ``first``: no earlier panel wrote ``grad``; ``last``: the final block takes the
-    momentum step.  With ``epilogue`` (ReLU-like or identity activation below) each
+    momentum step, or with ``adam`` the row takes the Adam step of :func:`_adam_step`
+    once its gradients are complete (``velocity`` and ``second`` the moments, ``mu``
+    beta_1, ``lr`` the bias-corrected rate).  With ``epilogue`` (ReLU-like or identity
+    activation below) each
     block writes its delta, ``e * (hi or lo, by the code's sign bit, or 0 when
     dropped)``, over ``x`` straight from the registers; otherwise the delta sums go
     to ``e`` for the caller.  Returns the L2 sum of the stepped connections, the
@@ -820,7 +856,10 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
         end = b0 + nv * lanes
         fresh = first and b0 == 0
         if last and end == TB:
-            mode = SWEEP_STEP if fresh else SWEEP_STEP_ADD
+            if adam:  # the whole gradient to grad, stepped below
+                mode = SWEEP_WRITE if fresh else SWEEP_ADD
+            else:
+                mode = SWEEP_STEP if fresh else SWEEP_STEP_ADD
         else:
             mode = SWEEP_WRITE if fresh else SWEEP_ADD
         q, part = _row_sweep(x, Dp, indices, data, k0, k1, b0, nv, e, grad, goff, mode,
@@ -828,6 +867,11 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
         sq += q
         bias += part
         b0 = end
+    if last and adam and b0 == TB:
+        # Adam's step of the row's connections once their gradients are complete (and
+        # the old weights used): contiguous, so LLVM vectorises its sqrt and division
+        for k in range(k0, k1):
+            sq += _adam_step(data, velocity, second, k, grad[k - goff], lr, mu, b2, wd, aeps)
     if b0 < TB:  # panels are multiples of 16 samples: only direct callers get here
         for b in range(b0, TB):
             e[b] = zero
@@ -839,7 +883,9 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
                 acc += x[b] * d[b]
                 if do_bwd:
                     e[b] += w * d[b]
-            if last:
+            if last and adam:
+                sq += _adam_step(data, velocity, second, k, acc, lr, mu, b2, wd, aeps)
+            elif last:
                 sq += _step(data, velocity, k, acc, lr, mu, wd, nesterov)
             else:
                 grad[k - goff] = acc
@@ -848,13 +894,15 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
 
 @njit(**_OPTS)
 def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s, scale,
-                   bsum, velocity, lr, mu, wd, nesterov, i0, i1, t, gs, e):
+                   bsum, velocity, lr, mu, wd, nesterov, i0, i1, t, gs, e, second, b2, aeps):
     """The work of :func:`backward_tiled` on input neurons ``i0:i1`` of panel ``t``;
     ``gs`` (a row's gradient sums) and ``e`` (a row's delta sums) are the thread's scratch."""
     nt, n_in, TB = A3.shape
     isc = 1 / scale
     # a single panel that steps at once keeps a row's partial sums in the scratch row
-    scratch = nt == 1 and mode == GRAD_STEP
+    step = mode >= GRAD_STEP
+    adam = mode == GRAD_ADAM
+    scratch = nt == 1 and step
     # ReLU-like and identity activations: deltas written by the register epilogue
     epilogue = act == ACT_PIECEWISE or act == ACT_IDENTITY
     lo = s * scale if act == ACT_PIECEWISE else scale
@@ -862,7 +910,7 @@ def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     Ap = A3[t]
     Dp = D3[t]
     first = t == 0 and mode != GRAD_ADD
-    last = t == nt - 1 and mode == GRAD_STEP
+    last = t == nt - 1 and step
     for i in range(i0, i1):
         k0 = indptr[i]
         k1 = indptr[i + 1]
@@ -871,11 +919,11 @@ def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
         if scratch:
             q, acc, b0 = _row_sums(x, Dp, indices, data, k0, k1, e, gs, k0, first, last,
                                    velocity, lr, mu, wd, nesterov, do_bwd, codes, epilogue,
-                                   scale, lo)
+                                   scale, lo, second, adam, b2, aeps)
         else:
             q, acc, b0 = _row_sums(x, Dp, indices, data, k0, k1, e, gbuf[0], 0, first, last,
                                    velocity, lr, mu, wd, nesterov, do_bwd, codes, epilogue,
-                                   scale, lo)
+                                   scale, lo, second, adam, b2, aeps)
         sq += q
         if do_bwd:
             # the rest of the row (all of it without the epilogue) from the sums in e
@@ -892,16 +940,22 @@ def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
 
 @njit(parallel=True, **_OPTS)
 def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s, scale,
-                   bsum, velocity, lr, momentum, l2, nesterov, n_threads):
+                   bsum, velocity, lr, momentum, l2, nesterov, n_threads, second, beta_2,
+                   adam_eps):
     """Fused SDDMM gradient, backward pass and (optionally) optimizer step of one layer.
 
     For every connection ``k`` = (i, j) the gradient is
     ``g = sum_t sum_b A3[t, i, b] * D3[t, j, b]`` over all panels; ``mode`` 0 stores
     it in ``gbuf[0, k]``, 1 adds it there (micro-batches), 2 applies the momentum
     step of :func:`momentum_step` to ``data[k]`` / ``velocity[k]`` at once — after
-    the old weight was used for the backward product, which only reads row ``i``.
-    With more than one panel, modes 0 and 2 use ``gbuf[0]`` for the sums of the
-    earlier panels.
+    the old weight was used for the backward product, which only reads row ``i`` —
+    and 3 the Adam step of :func:`adam_step` instead, over each row's connections
+    as soon as the row's gradients are complete (one contiguous, vectorised loop:
+    a scalar square root and division per connection inside the register sweep
+    made the backward pass 1.2x slower); moments ``velocity`` and ``second``,
+    ``momentum`` = beta_1, ``lr`` bias-corrected; ``second``, ``beta_2`` and
+    ``adam_eps`` are not read by the other modes.  With more than one panel,
+    modes 0, 2 and 3 use ``gbuf[0]`` for the sums of the earlier panels.
 
     With ``do_bwd`` the delta of the layer below, ``(W @ D)[i] * f'(z_i)``,
     *replaces* ``A3[t, i, :]`` (row ``i`` of the activations is only needed by the
@@ -918,7 +972,7 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     connection build up in panel order and are complete, ready for the step, in the
     last panel; that wait is only ever taken for a block taken over from a stalled
     thread.  Returns ``sum(data**2)`` before the step in
-    mode 2 (summed in block order: the same for any thread count and schedule),
+    modes 2 and 3 (summed in block order: the same for any thread count and schedule),
     else 0.
     """
     T = A3.dtype.type
@@ -932,7 +986,7 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     for i in range(n_in):
         longest = max(longest, indptr[i + 1] - indptr[i])
     for own in prange(n_threads):
-        gs = np.empty(longest if nt == 1 and mode == GRAD_STEP else 0, A3.dtype)
+        gs = np.empty(longest if nt == 1 and mode >= GRAD_STEP else 0, A3.dtype)
         e = np.empty(A3.shape[2], A3.dtype)
         while True:
             d, q = _next_task(counters, own, nt * per)
@@ -944,7 +998,8 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
             i0, i1 = _chunk_bounds(indptr, blk, n_blocks)
             block_sq[blk] += _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode,
                                             do_bwd, act, T(s), T(scale), bsum, velocity, T(lr),
-                                            T(momentum), T(l2), nesterov, i0, i1, t, gs, e)
+                                            T(momentum), T(l2), nesterov, i0, i1, t, gs, e,
+                                            second, T(beta_2), T(adam_eps))
             _publish(done, blk, t + 1)
     return block_sq.sum()
 
@@ -958,13 +1013,15 @@ def _panels(flat, n, nt, tb):
 def train_batch_tiled(X, idx, B, Yb, w, nt, tb, f_indptr, f_indices, f_perm, indptr, indices,
                       data, velocity, bias, bias_velocity, acts, codes, bsum, gbuf, sizes,
                       act_codes, slopes, longest, seeds, thr, scale, out_act, loss_kind, eps,
-                      lr, momentum, l2, nesterov, n_threads):
-    """One SGD step of a whole network in one parallel region: returns ``(loss, sq)``.
+                      lr, momentum, l2, nesterov, n_threads, mode, second, bias_second, beta_2,
+                      adam_eps):
+    """One optimizer step of a whole network in one parallel region: ``(loss, sq)``.
 
     The work of :func:`gather_input_tiled`, :func:`forward_tiled` for every layer,
-    :func:`output_loss_delta`, :func:`backward_tiled` in mode ``GRAD_STEP`` for every
-    layer and :func:`bias_step`, in this order and with the same tasks and results;
-    a phase starts when every task of the one before is done.  Per layer ``l``
+    :func:`output_loss_delta`, :func:`backward_tiled` in ``mode`` (``GRAD_STEP`` or
+    ``GRAD_ADAM``, with ``second`` / ``bias_second`` and the Adam constants) for every
+    layer and :func:`bias_step` / :func:`bias_adam_step`, in this order and with the
+    same tasks and results; a phase starts when every task of the one before is done.  Per layer ``l``
     (tuples of arrays of one type): the CSC view ``f_*`` and CSR arrays of ``W``, ``data``,
     ``velocity``, ``bias``, ``bias_velocity``, the flat buffers ``acts[l]`` (input
     panel of layer ``l``; ``acts[L]`` the outputs) and ``codes[l]`` (derivative
@@ -993,7 +1050,7 @@ def train_batch_tiled(X, idx, B, Yb, w, nt, tb, f_indptr, f_indices, f_perm, ind
     panels_done = np.zeros(L * max_blocks, np.int64)
     block_sq = np.zeros((L, max_blocks))
     loss = np.zeros(1)
-    lr_, mu, wd = T(lr), T(momentum), T(l2)
+    lr_, mu, wd, b2, aeps = T(lr), T(momentum), T(l2), T(beta_2), T(adam_eps)
     for own in prange(n_threads):
         gs = np.empty(longest if nt == 1 else 0, X.dtype)
         e = np.empty(tb, X.dtype)
@@ -1052,6 +1109,7 @@ def train_batch_tiled(X, idx, B, Yb, w, nt, tb, f_indptr, f_indices, f_perm, ind
                 G3 = _panels(codes[0], 1, 1, 1)
                 act, s, bs = 0, 0.0, bsum[0]
             ip, ix, Wd, vel, g = indptr[l], indices[l], data[l], velocity[l], gbuf[l]
+            sec = second[l]
             while True:
                 d, q = _next_task(claims[ph], own, nt * per)
                 if d < 0:
@@ -1061,8 +1119,8 @@ def train_batch_tiled(X, idx, B, Yb, w, nt, tb, f_indptr, f_indices, f_perm, ind
                 _wait_until(panels_done, l * max_blocks + blk, t)
                 i0, i1 = _chunk_bounds(ip, blk, n_blocks)
                 block_sq[l, blk] += _backward_rows(
-                    ip, ix, Wd, A3, D3, G3, g, GRAD_STEP, l > 0, act, T(s), T(scale), bs, vel,
-                    lr_, mu, wd, nesterov, i0, i1, t, gs, e)
+                    ip, ix, Wd, A3, D3, G3, g, mode, l > 0, act, T(s), T(scale), bs, vel,
+                    lr_, mu, wd, nesterov, i0, i1, t, gs, e, sec, b2, aeps)
                 _publish(panels_done, l * max_blocks + blk, t + 1)
                 _claim(done, ph)
             _wait_until(done, ph, nt * n_blocks)
@@ -1071,7 +1129,11 @@ def train_batch_tiled(X, idx, B, Yb, w, nt, tb, f_indptr, f_indices, f_perm, ind
             l = _claim(claims[ph], 0)
             if l >= L:
                 break
-            bias_step(bias[l], bias_velocity[l], bsum[l], nt, lr, momentum, nesterov)
+            if mode == GRAD_ADAM:
+                bias_adam_step(bias[l], bias_velocity[l], bias_second[l], bsum[l], nt, lr,
+                               momentum, beta_2, adam_eps)
+            else:
+                bias_step(bias[l], bias_velocity[l], bsum[l], nt, lr, momentum, nesterov)
     sq = 0.0
     for l in range(L - 1, -1, -1):
         sq += block_sq[l].sum()
@@ -1142,12 +1204,39 @@ def apply_step(data, velocity, gbuf, n_parts, lr, momentum, l2, nesterov):
     return sq
 
 
+@njit(parallel=True, **_OPTS)
+def apply_adam_step(data, m, v, gbuf, n_parts, lr_t, beta_1, beta_2, l2, eps):
+    """:func:`apply_step` with the rule of :func:`adam_step`."""
+    T = data.dtype.type
+    n = data.shape[0]
+    sq = 0.0
+    for k in prange(n):
+        g = gbuf[0, k]
+        for p in range(1, n_parts):
+            g += gbuf[p, k]
+        sq += _adam_step(data, m, v, k, g, T(lr_t), T(beta_1), T(beta_2), T(l2), T(eps))
+    return sq
+
+
+@njit(**_OPTS)
+def bias_adam_step(bias, m, v, bsum, n_parts, lr_t, beta_1, beta_2, eps):
+    """:func:`bias_step` with the rule of :func:`adam_step` (no weight decay)."""
+    T = bias.dtype.type
+    for j in range(bias.shape[0]):
+        g = bsum[0, j]
+        for p in range(1, n_parts):
+            g += bsum[p, j]
+        _adam_step(bias, m, v, j, g, T(lr_t), T(beta_1), T(beta_2), T(0), T(eps))
+
+
 LOSS_LOG = 0
 LOSS_BINARY = 1
 LOSS_SQUARED = 2
+LOSS_POISSON = 3
 OUT_SOFTMAX = 0
 OUT_LOGISTIC = 1
 OUT_IDENTITY = 2
+OUT_EXP = 3
 
 
 @njit(**_OPTS)
@@ -1157,7 +1246,8 @@ def output_loss_delta(Z3, Y, w, B, out_act, loss_kind, eps, D3, bsum, accumulate
     ``Z3`` holds the output pre-activations (overwritten with the outputs ``P``),
     ``Y`` is ``(B, n_out)`` targets in batch order, ``w`` the normalised sample
     weights.  ``D3 = (P - Y) * w`` (divided by ``n_out`` for squared error, as
-    sklearn's loss is half the mean over outputs), zero on padding;
+    sklearn's loss is half the mean over outputs; the half Poisson deviance sums them
+    as sklearn's does), zero on padding;
     ``bsum[0] (+)= D.sum(over samples)`` (other rows of ``bsum`` are zeroed unless
     ``accumulate``).  ``D3`` may be ``Z3`` itself (each output is read before its
     delta is written).  Returns ``sum_b w_b * loss_b`` with the
@@ -1192,6 +1282,9 @@ def output_loss_delta(Z3, Y, w, B, out_act, loss_kind, eps, D3, bsum, accumulate
                     z = Z3[t, j, bb]
                     e = np.exp(-abs(z))
                     Z3[t, j, bb] = (one if z >= 0 else e) / (one + e)
+            elif out_act == OUT_EXP:
+                for j in range(n_out):
+                    Z3[t, j, bb] = np.exp(Z3[t, j, bb])
             wb = w[b]
             ls = 0.0
             for j in range(n_out):
@@ -1203,6 +1296,9 @@ def output_loss_delta(Z3, Y, w, B, out_act, loss_kind, eps, D3, bsum, accumulate
                 elif loss_kind == LOSS_BINARY:
                     pc = min(max(p, eps), 1 - eps)
                     ls -= y * np.log(pc) + (1 - y) * np.log1p(-pc)
+                    d = (p - y) * wb
+                elif loss_kind == LOSS_POISSON:  # half Poisson deviance, with xlogy(y, y / p)
+                    ls += (y * (np.log(y) - np.log(p)) if y > 0 else 0.0) - y + p
                     d = (p - y) * wb
                 else:
                     ls += 0.5 * (p - y) * (p - y) / n_out

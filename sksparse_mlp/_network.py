@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _fastpath, _topology
+from . import _fastpath, _regrowth, _topology
 from ._activations import hidden_forward
 
 
@@ -36,17 +36,47 @@ class SparseLayer:
         Weights; training updates ``W.data`` in place.
     bias : ndarray of shape (n_out,)
     velocity : ndarray of shape (W.nnz,), optional
-        Momentum of each connection, aligned with ``W.data``.
+        Momentum of each connection (Adam: its first moment), aligned with ``W.data``.
     bias_velocity : ndarray of shape (n_out,), optional
+    second, bias_second : ndarray or None, optional
+        Adam's second moments, aligned like ``velocity`` / ``bias_velocity``; None
+        with momentum SGD (no memory for a state that is not used).
     """
 
-    __slots__ = ("W", "bias", "velocity", "bias_velocity")
+    __slots__ = ("W", "bias", "velocity", "bias_velocity", "second", "bias_second")
 
-    def __init__(self, W, bias, velocity=None, bias_velocity=None):
+    def __init__(self, W, bias, velocity=None, bias_velocity=None, second=None,
+                 bias_second=None):
         self.W = W
         self.bias = bias
         self.velocity = np.zeros_like(W.data) if velocity is None else velocity
         self.bias_velocity = np.zeros_like(bias) if bias_velocity is None else bias_velocity
+        self.second = second
+        self.bias_second = bias_second
+
+    def state_arrays(self):
+        """The per-connection optimizer state arrays (aligned with ``W.data``)."""
+        return [self.velocity] if self.second is None else [self.velocity, self.second]
+
+    def use_state(self, adam):
+        """Switch to momentum (``adam=False``) or Adam state, zeroed when it changes kind."""
+        if (self.second is not None) == adam:
+            return
+        self.velocity = np.zeros_like(self.W.data)
+        self.bias_velocity = np.zeros_like(self.bias)
+        self.second = np.zeros_like(self.W.data) if adam else None
+        self.bias_second = np.zeros_like(self.bias) if adam else None
+
+    def select_state(self, kept):
+        """Keep the connection state at the old positions ``kept`` (``-1``: new, zero)."""
+        out = []
+        for a in self.state_arrays():
+            b = a[kept]
+            b[kept < 0] = 0
+            out.append(b)
+        self.velocity = out[0]
+        if self.second is not None:
+            self.second = out[1]
 
     @property
     def n_in(self):
@@ -57,13 +87,17 @@ class SparseLayer:
         return self.W.shape[1]
 
     def copy(self):
+        def cp(a):
+            return None if a is None else a.copy()
+
         return SparseLayer(self.W.copy(), self.bias.copy(), self.velocity.copy(),
-                           self.bias_velocity.copy())
+                           self.bias_velocity.copy(), cp(self.second), cp(self.bias_second))
 
     def __getstate__(self):
         return {k: getattr(self, k) for k in self.__slots__}
 
     def __setstate__(self, state):
+        state = dict({"second": None, "bias_second": None}, **state)  # older pickles
         for k, v in state.items():
             setattr(self, k, v)
 
@@ -77,6 +111,7 @@ class TrainingConfig:
     zeta: float = 0.3
     init: str = "sparse_he"
     regrow: str = "pruned"
+    regrow_candidates: float = 4.0
     importance_pruning: bool = False
     pruning_start: int = 50
     pruning_interval: int = 10
@@ -141,7 +176,7 @@ class SparseMLP:
         """Bytes of weights, index arrays, biases and optimizer state."""
         return sum(a.nbytes for layer in self.layers for a in
                    (layer.W.data, layer.W.indices, layer.W.indptr, layer.bias, layer.velocity,
-                    layer.bias_velocity))
+                    layer.bias_velocity, layer.second, layer.bias_second) if a is not None)
 
     def squared_norm(self):
         return float(sum(np.dot(layer.W.data, layer.W.data) for layer in self.layers))
@@ -177,21 +212,37 @@ class SparseMLP:
 
     def apply_gradients(self, grads, optimizer, l2):
         """One optimizer step on every layer; ``l2`` is the weight-decay coefficient."""
+        optimizer.prepare(self)
+        rule = optimizer.next_step()  # one step of the optimizer for all layers
         for layer, (gW, gb) in zip(self.layers, grads):
-            optimizer.update_layer(layer, gW, gb, l2)
+            optimizer.update_layer(layer, gW, gb, l2, rule)
 
     # ------------------------------------------------------------------ topology
-    def prune_and_regrow(self, zeta, rng, init, regrow="pruned"):
+    def prune_and_regrow(self, zeta, rng, init, regrow="pruned", signals=None, factor=4.0):
         """SET on every sparse hidden weight matrix (the output matrix does not evolve).
 
         A full layer is skipped: its only empty positions would be the ones just
-        pruned, so SET would merely re-initialise its smallest weights.
+        pruned, so SET would merely re-initialise its smallest weights.  With
+        ``regrow="gradient"`` the new connections are chosen by
+        :func:`._regrowth.prune_and_grow` from ``signals`` (:func:`._regrowth.layer_signals`)
+        with ``factor`` candidates per connection.
         """
         for l, layer in enumerate(self.layers[:-1]):
             if layer.W.nnz >= layer.n_in * layer.n_out:
                 continue
-            layer.W, layer.velocity = _topology.prune_and_regrow(
-                layer.W, layer.velocity, zeta, rng, layer_init(init, l), regrow)
+            one = layer.second is None  # one state array: carried by the kernels
+            state = layer.velocity if one else np.arange(1, layer.W.nnz + 1)
+            if regrow == "gradient":
+                W, state = _regrowth.prune_and_grow(layer.W, state, zeta, rng, *signals[l],
+                                                    factor=factor)
+            else:
+                W, state = _topology.prune_and_regrow(layer.W, state, zeta, rng,
+                                                      layer_init(init, l), regrow)
+            layer.W = W
+            if one:
+                layer.velocity = state
+            else:  # the old positions (+1, 0 = new) select every state array
+                layer.select_state(state - 1)
 
     def importance_prune(self, percentile):
         """Remove the least important neurons of every hidden layer.
@@ -219,10 +270,12 @@ class SparseMLP:
         hidden_forward(self.activation, const, hidden_layer, self.slope)
         out.bias += (out.W[drop].T @ const[:, 0]).astype(out.bias.dtype)
         inc.W, kept = _topology.drop_columns(inc.W, keep)
-        inc.velocity = inc.velocity[kept]
+        inc.select_state(kept)
         inc.bias, inc.bias_velocity = inc.bias[keep], inc.bias_velocity[keep]
+        if inc.bias_second is not None:
+            inc.bias_second = inc.bias_second[keep]
         out.W, kept = _topology.drop_rows(out.W, keep)
-        out.velocity = out.velocity[kept]
+        out.select_state(kept)
 
 
 def _normalised_weights(sample_weight, n, dtype):
@@ -255,11 +308,13 @@ def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuf
                                shuffle)
 
 
-def evolve_topology(net, epochs_done, config, rng):
+def evolve_topology(net, epochs_done, config, rng, data=None):
     """Topology changes between two epochs: importance pruning, then SET.
 
     Called before every epoch but the first, so the model a fit returns was
-    always trained after its last topology change.
+    always trained after its last topology change.  ``data = (X, Y, sample_weight)``,
+    the training data, is needed by ``config.regrow == "gradient"``, which scores
+    the candidates on :data:`._regrowth.SCORING_ROWS` random rows of it.
 
     Returns
     -------
@@ -271,7 +326,18 @@ def evolve_topology(net, epochs_done, config, rng):
             and (epochs_done - config.pruning_start) % config.pruning_interval == 0):
         removed = net.importance_prune(config.pruning_percentile)
     if config.zeta > 0:
-        net.prune_and_regrow(config.zeta, rng, config.init, config.regrow)
+        signals = None
+        if config.regrow == "gradient":
+            if data is None:
+                raise ValueError("regrow='gradient' needs the training data")
+            X, Y, sw = data
+            n = X.shape[0]
+            idx = np.sort(rng.choice(n, size=min(n, _regrowth.SCORING_ROWS), replace=False))
+            weights, _ = _normalised_weights(None if sw is None else sw[idx], len(idx),
+                                             net.dtype)
+            signals = _regrowth.layer_signals(net, X[idx], Y[idx], weights)
+        net.prune_and_regrow(config.zeta, rng, config.init, config.regrow, signals,
+                             config.regrow_candidates)
     return removed
 
 

@@ -608,9 +608,26 @@ def prune_and_regrow(W, velocity, zeta, rng, scheme="sparse_he", regrow="init"):
         raise ValueError("W must be in canonical format (sorted indices, no duplicates)")
 
     n_in, n_out, N = _n_positions(*W.shape)
-    data = W.data
-    nnz = data.shape[0]
+    keep, k, t = _set_prune(W.data, zeta)
+    if k == 0:
+        return W, velocity
+    # Sample ranks among the empty positions of the pruned pattern; the merge
+    # kernel turns rank -> (row, col) while it rebuilds the rows.
+    ranks = _sample_sorted_distinct(N - (W.nnz - k), k, rng)
+    if regrow == "pruned":
+        new_vals = rng.uniform(-t, t, size=k).astype(W.dtype)
+    elif regrow == "init":
+        new_vals = init_values(rng, k, n_in, n_out, W.nnz, scheme, W.dtype)
+    else:
+        raise ValueError(f"regrow must be 'init' or 'pruned', got {regrow!r}")
+    return _rebuild(W, velocity, keep, ranks, new_vals)
 
+
+def _set_prune(data, zeta):
+    """SET's removal (see :func:`prune_and_regrow`): ``(keep, k, t)`` with ``keep`` the
+    mask of surviving connections, ``k`` the number removed and ``t`` the largest
+    magnitude removed."""
+    nnz = data.shape[0]
     # Thresholds by selection (np.partition), not by a full sort.
     pos_vals = data[data >= 0]
     n_pos = pos_vals.shape[0]
@@ -627,33 +644,29 @@ def prune_and_regrow(W, velocity, zeta, rng, scheme="sparse_he", regrow="init"):
         t_neg = np.partition(neg_vals, n_neg - k_neg)[n_neg - k_neg]
     del neg_vals
     k = k_pos + k_neg
-    if k == 0:
-        return W, velocity
-
     keep = np.empty(nnz, dtype=np.bool_)
+    if k == 0:
+        keep[:] = True
+        return keep, 0, 0.0
     n_kept = _mark_prune(data, k_pos > 0, t_pos, k_pos, k_neg > 0, t_neg, k_neg, keep)
     assert n_kept == nnz - k
+    t = max(float(t_pos) if k_pos else 0.0, -float(t_neg) if k_neg else 0.0)
+    return keep, k, t
 
-    # Sample ranks among the empty positions of the pruned pattern; the merge
-    # kernel turns rank -> (row, col) while it rebuilds the rows.
-    n_empty = N - n_kept
-    ranks = _sample_sorted_distinct(n_empty, k, rng)
-    if regrow == "pruned":
-        t = max(float(t_pos) if k_pos else 0.0, -float(t_neg) if k_neg else 0.0)
-        new_vals = rng.uniform(-t, t, size=k).astype(data.dtype)
-    elif regrow == "init":
-        new_vals = init_values(rng, k, n_in, n_out, nnz, scheme, data.dtype)
-    else:
-        raise ValueError(f"regrow must be 'init' or 'pruned', got {regrow!r}")
 
+def _rebuild(W, velocity, keep, ranks, new_vals):
+    """The connections ``keep`` of ``W`` plus new ones at the sorted ``ranks`` among the
+    empty positions of the kept pattern (values ``new_vals``, zero velocity)."""
+    n_in, n_out = W.shape
+    nnz = int(np.count_nonzero(keep)) + ranks.shape[0]
     idx = _idx_dtype(W.shape, nnz)
     kept_per_row = np.empty(n_in, dtype=np.int64)
     out_indptr = np.empty(n_in + 1, dtype=np.int64)
     _regrow_count(W.indptr, keep, ranks, n_out, kept_per_row, out_indptr)
     out_indices = np.empty(nnz, dtype=idx)
-    out_data = np.empty(nnz, dtype=data.dtype)
+    out_data = np.empty(nnz, dtype=W.data.dtype)
     out_vel = np.empty(nnz, dtype=velocity.dtype)
-    _regrow_fill(W.indptr, W.indices, data, velocity, keep, ranks, new_vals, n_out,
+    _regrow_fill(W.indptr, W.indices, W.data, velocity, keep, ranks, new_vals, n_out,
                  kept_per_row, out_indptr, out_indices, out_data, out_vel)
     return _make_csr(out_data, out_indices, out_indptr, W.shape), out_vel
 

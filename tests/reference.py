@@ -237,3 +237,13 @@ def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuf
         net.apply_gradients(grads, optimizer, l2)
         accumulated += loss * B
     return accumulated / n
+
+
+def adam_step(data, m, v, grad, lr, beta_1, beta_2, l2, eps, t):
+    """scikit-learn's Adam rule (``AdamOptimizer._get_updates``) in float64, in place:
+    step ``t`` (1-based) with the L2 term added to the gradient."""
+    g = grad.astype(np.float64) + l2 * data.astype(np.float64)
+    m[:] = beta_1 * m.astype(np.float64) + (1 - beta_1) * g
+    v[:] = beta_2 * v.astype(np.float64) + (1 - beta_2) * g ** 2
+    lr_t = lr * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
+    data[:] = data - lr_t * m.astype(np.float64) / (np.sqrt(v.astype(np.float64)) + eps)

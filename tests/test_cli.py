@@ -186,6 +186,18 @@ def test_flag_values_are_parsed(toy_csv):
     assert p["zeta"] == defaults["zeta"] and p["epsilon"] == defaults["epsilon"]
 
 
+def test_new_parameter_flags(toy_csv):
+    """Adam, gradient regrowth, per-layer density and the Poisson loss from the command line."""
+    args = cli.build_parser().parse_args(
+        ["train", toy_csv, "--solver", "adam", "--beta-1", "0.8", "--beta-2", "0.99",
+         "--adam-epsilon", "1e-7", "--regrow", "gradient", "--regrow-candidates", "3",
+         "--density", "0.1,0.5,1", "--loss", "poisson"])
+    p = cli.estimator_from_args(args, regression=True).get_params()
+    assert (p["solver"], p["beta_1"], p["beta_2"], p["adam_epsilon"]) == ("adam", 0.8, 0.99, 1e-7)
+    assert (p["regrow"], p["regrow_candidates"], p["loss"]) == ("gradient", 3, "poisson")
+    assert p["density"] == [0.1, 0.5, 1.0]
+
+
 def test_invalid_parameter_value(toy_csv, capsys):
     code, _, err = run(["train", toy_csv, "-t", "label", "--zeta", "2"], capsys)
     assert "zeta" in one_line_error(code, err)

@@ -58,13 +58,14 @@ def test_documented_defaults_are_the_signature_defaults(cls):
         assert literal == repr(default), f"{name}: documented {m.group(1)}, signature {default!r}"
 
 
-def test_regressor_signature_is_the_classifiers_but_two_defaults():
+def test_regressor_signature_is_the_classifiers_but_three_defaults():
     clf = inspect.signature(TrulySparseMLPClassifier.__init__).parameters
     reg = inspect.signature(TrulySparseMLPRegressor.__init__).parameters
     assert [(p.name, p.kind) for p in clf.values()] == [(p.name, p.kind) for p in reg.values()]
     differ = {k for k in clf if clf[k].default != reg[k].default}
-    assert differ == {"activation", "learning_rate_init"}
+    assert differ == {"activation", "learning_rate_init", "loss"}
     assert reg["activation"].default == "relu" and reg["learning_rate_init"].default == 0.001
+    assert (clf["loss"].default, reg["loss"].default) == ("log_loss", "squared_error")
     # the explicit __init__ stores every argument under its own name
     values = {k: (i if p.default is not False else True) for i, (k, p) in enumerate(reg.items())
               if k != "self"}

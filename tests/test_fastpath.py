@@ -10,7 +10,7 @@ from sksparse_mlp import _kernels as K
 from sksparse_mlp._network import SparseMLP, TrainingConfig
 from reference import predict_output as reference_predict
 from reference import run_epoch
-from sksparse_mlp._optimizers import MomentumSGD
+from sksparse_mlp._optimizers import Adam, MomentumSGD
 
 
 def _net(act, out, loss, dtype, n_out, sizes=(13, 40, 30, 20), seed=0):
@@ -32,6 +32,8 @@ def _data(out, dtype, n, n_out, sparse, rng):
         Y = np.eye(n_out, dtype=dtype)[rng.integers(0, n_out, n)]
     elif out == "logistic":
         Y = (rng.random((n, n_out)) < 0.5).astype(dtype)
+    elif out == "exp":  # Poisson counts
+        Y = rng.poisson(1.5, (n, n_out)).astype(dtype)
     else:
         Y = rng.standard_normal((n, n_out)).astype(dtype)
     return X, Y
@@ -56,6 +58,11 @@ CASES = [
     dict(budget=3000, sparse=True, sparse_kernels=True),
     dict(budget=3000, sample_weight=True, dtype=np.float32),
     dict(nesterov=False),
+    dict(solver="adam"),  # the Adam step mode of the fused backward, and its bias step
+    dict(solver="adam", dtype=np.float32),
+    dict(solver="adam", budget=3000),  # micro-batches: apply_adam_step
+    dict(solver="adam", sparse=True, sparse_kernels=True),
+    dict(out="exp", loss="poisson", lr=0.002),
     dict(batch_size=1, n=20, lr=0.002),
     dict(batch_size=200),
     dict(batch_size=37, n=300, sizes=(13, 300, 20)),
@@ -88,7 +95,10 @@ def test_epoch_matches_reference(case, panels, monkeypatch):
         sw[:20] = 0  # include batches with (partly) zero weights
     a = _net(act, out, loss, dtype, n_out, case.get("sizes", (13, 40, 30, 20)))
     b = a.copy()
-    oa = MomentumSGD(case.get("lr", 0.05), momentum=0.9, nesterov=case.get("nesterov", True))
+    if case.get("solver") == "adam":
+        oa = Adam(case.get("lr", 0.01), beta_1=0.8, beta_2=0.99, eps=1e-6)
+    else:
+        oa = MomentumSGD(case.get("lr", 0.05), momentum=0.9, nesterov=case.get("nesterov", True))
     ob = copy.copy(oa)
     cfg = TrainingConfig(alpha=1e-3)
     ra, rb = np.random.default_rng(5), np.random.default_rng(5)
@@ -105,6 +115,12 @@ def test_epoch_matches_reference(case, panels, monkeypatch):
         np.testing.assert_allclose(z.velocity, x.velocity, rtol=tol, atol=tol)
         np.testing.assert_allclose(z.bias, x.bias, rtol=tol, atol=tol)
         np.testing.assert_allclose(z.bias_velocity, x.bias_velocity, rtol=tol, atol=tol)
+        assert (z.second is None) == (x.second is None) == (case.get("solver") != "adam")
+        if z.second is not None:
+            np.testing.assert_allclose(z.second, x.second, rtol=tol, atol=tol)
+            np.testing.assert_allclose(z.bias_second, x.bias_second, rtol=tol, atol=tol)
+    if case.get("solver") == "adam":
+        assert oa.t == ob.t == 2 * -(-n // bs)
     ref = reference_predict(a, X)
     np.testing.assert_allclose(F.predict_output(b, X), ref, rtol=tol, atol=tol)
     np.testing.assert_allclose(F.predict_output(b, X, chunk=7), ref, rtol=tol, atol=tol)
@@ -117,7 +133,7 @@ def test_epoch_matches_reference(case, panels, monkeypatch):
 @pytest.mark.parametrize("case", [dict(), dict(dtype=np.float32, dropout=0.3),
                                   dict(act="tanh"), dict(act="identity", nesterov=False),
                                   dict(out="logistic", loss="binary_log_loss", n_out=1),
-                                  dict(sizes=(13, 20)), dict(sparse=True)],
+                                  dict(sizes=(13, 20)), dict(sparse=True), dict(adam=True)],
                          ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "default")
 def test_whole_step_kernel_equals_layer_kernels(case, threads, panels, monkeypatch):
     """train_batch_tiled runs the layer kernels' tasks in one parallel region: the
@@ -141,7 +157,8 @@ def test_whole_step_kernel_equals_layer_kernels(case, threads, panels, monkeypat
                                     lambda self, net, ws: setattr(self, "usable", False))
             net = _net(case.get("act", "allrelu"), out, case.get("loss", "log_loss"), dtype,
                        n_out, case.get("sizes", (13, 40, 30, 20)))
-            opt = MomentumSGD(0.05, momentum=0.9, nesterov=case.get("nesterov", True))
+            opt = (Adam(0.01, beta_1=0.8, beta_2=0.99, eps=1e-6) if case.get("adam") else
+                   MomentumSGD(0.05, momentum=0.9, nesterov=case.get("nesterov", True)))
             cfg = TrainingConfig(alpha=1e-3, dropout=case.get("dropout", 0.0))
             r = np.random.default_rng(5)
             losses = [F.run_epoch(net, X, Y, None, 16, opt, cfg, r) for _ in range(2)]

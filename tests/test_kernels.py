@@ -259,7 +259,8 @@ def test_backward_tiled(idx, dt, TB, nt):
         bsum = np.full((nt, W.shape[0]), np.nan, dt)
         vel = np.zeros_like(data)
         sq = K.backward_tiled(indptr, indices, data, A, D3, G3, gbuf, K.GRAD_WRITE, True,
-                              K.ACT_PIECEWISE, s, 1.0, bsum, vel, 0.1, 0.9, 0.0, False, chunks)
+                              K.ACT_PIECEWISE, s, 1.0, bsum, vel, 0.1, 0.9, 0.0, False, chunks,
+                              vel, 0.0, 0.0)
         assert sq == 0.0
         np.testing.assert_allclose(gbuf[0], grad_ref, **tol)
         np.testing.assert_allclose(np.concatenate(list(A), axis=1), delta_ref, **tol)
@@ -268,7 +269,8 @@ def test_backward_tiled(idx, dt, TB, nt):
         A = A3.copy()
         before = gbuf.copy()
         K.backward_tiled(indptr, indices, data, A, D3, G3, gbuf, K.GRAD_ADD, False,
-                         K.ACT_PIECEWISE, s, 1.0, bsum, vel, 0.1, 0.9, 0.0, False, chunks)
+                         K.ACT_PIECEWISE, s, 1.0, bsum, vel, 0.1, 0.9, 0.0, False, chunks,
+                         vel, 0.0, 0.0)
         np.testing.assert_allclose(gbuf[0], before[0] + grad_ref, **tol)
         np.testing.assert_array_equal(A, A3)  # no delta asked for: activations untouched
         # GRAD_STEP: the momentum step of momentum_step, applied with the old weights
@@ -280,9 +282,60 @@ def test_backward_tiled(idx, dt, TB, nt):
             A = A3.copy()
             sq = K.backward_tiled(indptr, indices, d, A, D3, G3, gbuf, K.GRAD_STEP, True,
                                   K.ACT_PIECEWISE, s, 1.0, bsum, v, 0.1, 0.9, 0.01, nesterov,
-                                  chunks)
+                                  chunks, v, 0.0, 0.0)
             np.testing.assert_allclose(d, d_ref, **tol)
             np.testing.assert_allclose(v, v_ref, **tol)
             np.testing.assert_allclose(sq, float((data.astype(np.float64) ** 2).sum()),
                                        rtol=1e-5)
             np.testing.assert_allclose(np.concatenate(list(A), axis=1), delta_ref, **tol)
+        # GRAD_ADAM: scikit-learn's Adam step (tests/reference.py), from the whole gradient,
+        # with the old weights in the deltas
+        for t in (1, 7):
+            d = data.copy()
+            m = rng.standard_normal(W.nnz).astype(dt)
+            v2 = rng.random(W.nnz).astype(dt)
+            d_ref, m_ref, v_ref = (a.astype(np.float64) for a in (d, m, v2))
+            R.adam_step(d_ref, m_ref, v_ref, grad_ref, 0.01, 0.9, 0.999, 0.01, 1e-8, t)
+            A = A3.copy()
+            sq = K.backward_tiled(indptr, indices, d, A, D3, G3, gbuf, K.GRAD_ADAM, True,
+                                  K.ACT_PIECEWISE, s, 1.0, bsum, m,
+                                  K.adam_rate(0.01, 0.9, 0.999, t), 0.9, 0.01, False, chunks,
+                                  v2, 0.999, 1e-8)
+            np.testing.assert_allclose(m, m_ref, **tol)
+            np.testing.assert_allclose(v2, v_ref, **tol)
+            np.testing.assert_allclose(d, d_ref, **tol)
+            np.testing.assert_allclose(sq, float((data.astype(np.float64) ** 2).sum()),
+                                       rtol=1e-5)
+            np.testing.assert_allclose(np.concatenate(list(A), axis=1), delta_ref, **tol)
+
+
+@pytest.mark.parametrize("dt", FLOAT_DTYPES)
+@pytest.mark.parametrize("n", [0, 1, 1001])
+def test_adam_steps(dt, n):
+    """adam_step, apply_adam_step (partial gradients) and bias_adam_step against the
+    plain numpy Adam of tests/reference.py, over a few steps."""
+    rng = np.random.default_rng(6)
+    data = rng.standard_normal(n).astype(dt)
+    m, v = np.zeros(n, dt), np.zeros(n, dt)
+    ref = [data.astype(np.float64), np.zeros(n), np.zeros(n)]
+    ref_b = [data.astype(np.float64), np.zeros(n), np.zeros(n)]
+    d2, m2, v2 = data.copy(), m.copy(), v.copy()
+    b, bm, bv = data.copy(), m.copy(), v.copy()
+    lr, b1, b2, l2, eps = 0.01, 0.8, 0.99, 2e-4, 1e-7
+    for t in (1, 2, 3):
+        parts = rng.standard_normal((3, n)).astype(dt)
+        grad = parts.sum(axis=0)
+        lr_t = K.adam_rate(lr, b1, b2, t)
+        R.adam_step(*ref, grad, lr, b1, b2, l2, eps, t)
+        R.adam_step(*ref_b, grad, lr, b1, b2, 0.0, eps, t)
+        K.adam_step(data, m, v, grad, lr_t, b1, b2, l2, eps)
+        sq = K.apply_adam_step(d2, m2, v2, parts, 3, lr_t, b1, b2, l2, eps)
+        np.testing.assert_allclose(sq, float((b.astype(np.float64) ** 2).sum()), rtol=1e-5)
+        K.bias_adam_step(b, bm, bv, parts, 3, lr_t, b1, b2, eps)  # no L2 on a bias
+        for out in (data, d2):
+            np.testing.assert_allclose(out, ref[0], **_tol(dt))
+        np.testing.assert_allclose(m, ref[1], **_tol(dt))
+        np.testing.assert_allclose(v2, ref[2], **_tol(dt))
+        np.testing.assert_allclose(b, ref_b[0], **_tol(dt))
+        np.testing.assert_allclose(bv, ref_b[2], **_tol(dt))
+        assert data.dtype == m.dtype == v.dtype == dt

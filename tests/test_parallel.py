@@ -369,6 +369,25 @@ def test_regressor_two_workers_close_to_one(warm_kernels):
 
 
 @pytest.mark.timeout(240)
+def test_adam_and_gradient_regrowth_with_two_workers(warm_kernels):
+    """The server owns Adam's moments in phase 1; phase 2 sends them to the workers and
+    merges them back with the models; regrow="gradient" runs at the server and workers."""
+    from sksparse_mlp import TrulySparseMLPClassifier, parallel
+    Xtr, Xte, ytr, yte = _data_clf()
+    clf = TrulySparseMLPClassifier(hidden_layer_sizes=(32, 32), max_iter=8, random_state=0,
+                                   worker_timeout=120, n_workers=2, worker_mode="sync",
+                                   solver="adam", learning_rate_init=0.003,
+                                   regrow="gradient").fit(Xtr, ytr)
+    assert parallel.last_stats["epochs"] == 8
+    assert clf.score(Xte, yte) > 0.6
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+    assert clf._optimizer.t > 0
+    for layer in clf.network_.layers:
+        assert layer.second.shape == layer.velocity.shape == layer.W.data.shape
+        assert layer.second.min() >= 0 and layer.second.max() > 0
+
+
+@pytest.mark.timeout(240)
 def test_sync_mode_is_reproducible(warm_kernels):
     import numpy as np
     from sksparse_mlp import TrulySparseMLPClassifier

@@ -39,7 +39,8 @@ def parse_layers(text: str) -> tuple:
 
 
 def parse_literal(text: str):
-    """'none' -> None, 'true'/'false' -> bool, ints, floats, JSON objects, else the string."""
+    """'none' -> None, 'true'/'false' -> bool, ints, floats, JSON objects, comma-separated
+    numbers (per-layer ``density`` / ``epsilon``) as a list, else the string."""
     low = text.strip().lower()
     if low in ("none", "null"):
         return None
@@ -50,6 +51,11 @@ def parse_literal(text: str):
     for conv in (int, float):
         try:
             return conv(text)
+        except ValueError:
+            pass
+    if "," in text and not text.strip().startswith(("{", "[")):
+        try:
+            return [float(p) for p in text.split(",")]
         except ValueError:
             pass
     if text.strip().startswith(("{", "[")):

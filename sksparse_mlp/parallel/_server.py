@@ -69,6 +69,7 @@ class _Server:
         self._struct = None                  # cached structure arrays of the current version
         self.stopped = False
         self.compute_s = 0.0
+        self.data = None                     # (X, Y, sample_weight): regrow="gradient"
 
     # ------------------------------------------------------------------ topology versions
     def _record(self):
@@ -167,7 +168,8 @@ class _Server:
             return True
         t0 = time.perf_counter()
         shapes = [l.W.shape for l in self.net.layers]
-        evolve_topology(self.net, self.epochs_done + self.epochs, self.config, self.rng)
+        evolve_topology(self.net, self.epochs_done + self.epochs, self.config, self.rng,
+                        self.data)
         self._new_version([l.W.shape for l in self.net.layers] != shapes)
         self.compute_s += time.perf_counter() - t0
         return False
@@ -265,7 +267,7 @@ class _Server:
             done = self.epochs_done + self.epochs
             for r in range(n):
                 pool.send((P.CMD_EPOCH, {"lr": self.opt.learning_rate, "evolve": done > 0,
-                                     "epochs_done": done}), r)
+                                     "epochs_done": done, "t": getattr(self.opt, "t", 0)}), r)
             results = {}
             L = len(net.layers)
             while len(results) < n:
@@ -278,7 +280,8 @@ class _Server:
                     pool.Recv(a, src, P.TAG_GD)
                 n_vals = int(sum(meta[3::3]) + sum(meta[2::3]))
                 vals = np.empty(n_vals, dtype=net.dtype)
-                vel = np.empty(n_vals, dtype=net.dtype)
+                n_state = 2 if net.layers[0].second is not None else 1  # Adam: 2 moments
+                vel = np.empty(n_state * n_vals, dtype=net.dtype)
                 pool.Recv(vals, src, P.TAG_GD)
                 pool.Recv(vel, src, P.TAG_GD)
                 results[src] = (info, meta, arrays, vals, vel)
@@ -302,23 +305,32 @@ class _Server:
             nnzs = [int(meta[3 + 3 * l]) for l in range(L)]
             n_outs = [int(meta[2 + 3 * l]) for l in range(L)]
             shapes = [(int(meta[1 + 3 * l]), n_outs[l]) for l in range(L)]
+            second = vel[len(vals):]  # Adam's second moments (empty with SGD)
             per_worker.append((arrays, shapes, _wire.split(vals, nnzs, n_outs),
-                               _wire.split(vel, nnzs, n_outs)))
+                               _wire.split(vel, nnzs, n_outs),
+                               _wire.split(second, nnzs, n_outs) if len(second) else None))
         new_layers = []
         for l in range(L):
-            Ws, Vs, bs, bvs = [], [], [], []
-            for arrays, shapes, parts, vparts in per_worker:
+            Ws, Vs, bs, bvs, Ss, bss = [], [], [], [], [], []
+            for arrays, shapes, parts, vparts, sparts in per_worker:
                 Ws.append(_make_csr(parts[l][0], arrays[2 * l + 1], arrays[2 * l], shapes[l]))
                 Vs.append(_make_csr(vparts[l][0], arrays[2 * l + 1], arrays[2 * l], shapes[l]))
                 bs.append(parts[l][1])
                 bvs.append(vparts[l][1])
+                if sparts is not None:
+                    Ss.append(_make_csr(sparts[l][0], arrays[2 * l + 1], arrays[2 * l],
+                                        shapes[l]))
+                    bss.append(sparts[l][1])
             Wavg = average_union(Ws)
             Vavg = average_union(Vs)          # same union pattern, same order as Wavg
             Wnew, kept = prune_to_nnz(Wavg, target[l], return_kept=True)
             dtype = net.dtype
             bias = np.mean(np.stack(bs), axis=0).astype(dtype)
             bvel = np.mean(np.stack(bvs), axis=0).astype(dtype)
-            new_layers.append(SparseLayer(Wnew, bias, np.ascontiguousarray(Vavg.data[kept]), bvel))
+            second = ((np.ascontiguousarray(average_union(Ss).data[kept]),
+                       np.mean(np.stack(bss), axis=0).astype(dtype)) if Ss else ())
+            new_layers.append(SparseLayer(Wnew, bias, np.ascontiguousarray(Vavg.data[kept]), bvel,
+                                          *second))
         net.layers[:] = new_layers
 
 
@@ -331,9 +343,10 @@ def train(plan, network, optimizer, rng, on_epoch_end=None, hooks=None):
     network : SparseMLP
         Model to train; it is updated in place (its ``layers`` list) after every server
         step / epoch, so ``on_epoch_end`` sees the current model.
-    optimizer : MomentumSGD
-        Used by the server in phase 1 (it owns the momentum); its current learning rate
-        goes to the workers in phase 2. Schedules driven by ``on_epoch_end`` apply.
+    optimizer : MomentumSGD or Adam
+        Used by the server in phase 1 (it owns the momentum, or Adam's moments); its
+        current learning rate (and Adam's step count) goes to the workers in phase 2.
+        Schedules driven by ``on_epoch_end`` apply.
     rng : numpy.random.Generator
         Drives the shards, the workers' seeds and the server's topology changes.
     on_epoch_end : callable(loss) -> bool or None
@@ -388,7 +401,9 @@ def train(plan, network, optimizer, rng, on_epoch_end=None, hooks=None):
         cfg = {"config": {f: getattr(config, f) for f in config.__dataclass_fields__},
                "batch_size": batch_size, "shuffle": bool(plan.shuffle),
                "proto": _wire.proto_of(network), "momentum": optimizer.momentum,
-               "nesterov": optimizer.nesterov}
+               "nesterov": getattr(optimizer, "nesterov", False),
+               "adam": ([optimizer.beta_1, optimizer.beta_2, optimizer.eps]
+                        if hasattr(optimizer, "beta_2") else None)}
         for r in range(n_workers):
             pool.send((P.CMD_INIT, dict(cfg, seed=int(seeds[r]), sparse_X=sp.issparse(X))), r)
         for r in range(n_workers):
@@ -400,6 +415,8 @@ def train(plan, network, optimizer, rng, on_epoch_end=None, hooks=None):
         pool.timeout = timeout
         pool.touch()
         server = _Server(pool, network, config, optimizer, rng, on_epoch_end, plan.epochs_done)
+        server.data = (plan.X, plan.Y, plan.sample_weight)
+        optimizer.prepare(network)  # the server owns the optimizer state (Adam's too)
         stats["setup_s"] = time.perf_counter() - t_setup
         t_train = time.perf_counter()
         wait0, out0, in0 = pool.stats["wait_s"], pool.stats["bytes_out"], pool.stats["bytes_in"]

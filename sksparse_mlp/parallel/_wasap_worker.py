@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._network import TrainingConfig, _normalised_weights, evolve_topology, run_epoch
-from .._optimizers import MomentumSGD
+from .._optimizers import Adam, MomentumSGD
 from . import _protocol as P
 from . import _wire
 from ._protocol import TAG_GD, TAG_GH, TAG_MD, TAG_MH, TAG_RES
@@ -34,6 +34,8 @@ class State:
         self.dtype = np.dtype(self.proto["dtype"])
         self.momentum = float(cfg["momentum"])
         self.nesterov = bool(cfg["nesterov"])
+        self.adam = cfg.get("adam")  # [beta_1, beta_2, eps] or None (momentum SGD)
+        self.opt = None  # the phase-2 optimizer (Adam's step count goes on)
         self.X = self.Y = self.sw = None
         self.net = None
         self.meta = None
@@ -43,6 +45,11 @@ class State:
         self.pos = 0
         self.compute_s = 0.0
         self.steps = 0
+
+    def optimizer(self, lr, t=0):
+        if self.adam is not None:
+            return Adam(lr, *self.adam, t=t)
+        return MomentumSGD(lr, "constant", self.momentum, self.nesterov)
 
     def next_batch(self):
         n = self.X.shape[0]
@@ -80,10 +87,9 @@ def _warm_up(s, sparse_X):
         X = sp.csr_matrix(X)
     Y = np.zeros((3, 2), dtype=s.dtype)
     Y[:, 0] = 1
-    opt = MomentumSGD(1e-3, "constant", s.momentum, s.nesterov)
-    train_step(net, X, Y, None, opt, s.local_config, rng)
+    train_step(net, X, Y, None, s.optimizer(1e-3), s.local_config, rng)
     if s.config.zeta > 0:
-        evolve_topology(net, 1, s.local_config, rng)
+        evolve_topology(net, 1, s.local_config, rng, (X, Y, None))
 
 
 def recv_shard(w, meta):
@@ -129,7 +135,7 @@ def recv_model(w, info):
     ch.Recv(s.flat, TAG_MD)
     vel = None
     if info.get("with_velocity"):
-        vel = np.empty(n_vals, dtype=s.dtype)
+        vel = np.empty(n_vals * (1 if s.adam is None else 2), dtype=s.dtype)  # Adam: 2 moments
         ch.Recv(vel, TAG_MD)
     s.meta, s.arrays = meta, arrays
     s.net = _wire.build_network(meta, arrays, s.flat, s.proto, vel)
@@ -191,10 +197,13 @@ def local_epoch(w, params):
     ch, s = w.ch, w.state
     w.faults.check("phase2")
     t0 = time.perf_counter()
-    opt = MomentumSGD(params["lr"], "constant", s.momentum, s.nesterov)
+    if s.opt is None:
+        s.opt = s.optimizer(params["lr"], int(params.get("t", 0)))
+    s.opt.learning_rate = params["lr"]
     if params["evolve"]:
-        evolve_topology(s.net, int(params["epochs_done"]), s.local_config, s.rng)
-    loss = run_epoch(s.net, s.X, s.Y, s.sw, s.batch_size, opt, s.local_config, s.rng,
+        evolve_topology(s.net, int(params["epochs_done"]), s.local_config, s.rng,
+                        (s.X, s.Y, s.sw))
+    loss = run_epoch(s.net, s.X, s.Y, s.sw, s.batch_size, s.opt, s.local_config, s.rng,
                      s.shuffle)
     s.compute_s += time.perf_counter() - t0
     s.steps += -(-s.X.shape[0] // s.batch_size)

@@ -21,8 +21,13 @@ def pack_values(net, out=None):
 
 
 def pack_velocity(net):
+    """Optimizer state in the values layout; Adam's second moments follow in a second
+    block of the same layout (the buffer is then twice as long)."""
     parts = ([layer.velocity for layer in net.layers]
              + [layer.bias_velocity for layer in net.layers])
+    if net.layers[0].second is not None:
+        parts += ([layer.second for layer in net.layers]
+                  + [layer.bias_second for layer in net.layers])
     return np.concatenate(parts)
 
 
@@ -78,13 +83,18 @@ def build_network(meta, arrays, flat, proto, velocity=None):
     shapes = [(int(meta[1 + 3 * l]), int(meta[2 + 3 * l])) for l in range(L)]
     nnzs = [int(meta[3 + 3 * l]) for l in range(L)]
     parts = split(flat, nnzs, [s[1] for s in shapes])
-    vparts = split(velocity, nnzs, [s[1] for s in shapes]) if velocity is not None else None
+    vparts = sparts = None
+    if velocity is not None:
+        vparts = split(velocity, nnzs, [s[1] for s in shapes])
+        if velocity.shape[0] == 2 * flat.shape[0]:  # Adam: second moments follow
+            sparts = split(velocity[flat.shape[0]:], nnzs, [s[1] for s in shapes])
     layers = []
     for l in range(L):
         W = _make_csr(parts[l][0], arrays[2 * l + 1], arrays[2 * l], shapes[l])
         W.data = parts[l][0]            # scipy copied it: make it a view of ``flat`` again
         if vparts is not None:
-            layer = SparseLayer(W, parts[l][1], vparts[l][0].copy(), vparts[l][1].copy())
+            layer = SparseLayer(W, parts[l][1], vparts[l][0].copy(), vparts[l][1].copy(),
+                                *((sparts[l][0].copy(), sparts[l][1].copy()) if sparts else ()))
         else:
             layer = SparseLayer(W, parts[l][1])
         layers.append(layer)
