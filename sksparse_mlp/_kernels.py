@@ -1023,10 +1023,10 @@ def train_batch_tiled(X, idx, B, Yb, w, nt, tb, f_indptr, f_indices, f_perm, ind
     layer and :func:`bias_step` / :func:`bias_adam_step`, in this order and with the
     same tasks and results; a phase starts when every task of the one before is done.
     Per layer ``l`` (tuples of arrays of one type): the CSC view ``f_*`` and CSR arrays
-    of ``W``, ``data``, ``velocity``, ``bias``, ``bias_velocity``, the flat buffers ``acts[l]`` (input
-    panel of layer ``l``; ``acts[L]`` the outputs) and ``codes[l]`` (derivative
-    codes of ``acts[l]``; a one-element dummy for 0 and ``L``), ``bsum[l]`` and
-    ``gbuf[l]`` as in :func:`backward_tiled`.  ``sizes`` are the layer widths,
+    of ``W``, ``data``, ``velocity``, ``bias``, ``bias_velocity``, the flat buffers
+    ``acts[l]`` (input panel of layer ``l``; ``acts[L]`` the outputs) and ``codes[l]``
+    (derivative codes of ``acts[l]``; a one-element dummy for 0 and ``L``), ``bsum[l]``
+    and ``gbuf[l]`` as in :func:`backward_tiled`.  ``sizes`` are the layer widths,
     ``act_codes`` / ``slopes`` the activation of every width (index 0 unused),
     ``longest`` the longest CSR row of any layer, ``seeds`` the dropout seed per layer.
 
