@@ -218,7 +218,8 @@ class _BaseTrulySparseMLP(BaseEstimator):
         return TrainingConfig(
             alpha=self.alpha, dropout=self.dropout, zeta=self.zeta, init=self.init, regrow=self.regrow,
             importance_pruning=self.importance_pruning, pruning_start=self.pruning_start,
-            pruning_interval=self.pruning_interval, pruning_percentile=self.pruning_percentile)
+            pruning_interval=self.pruning_interval, pruning_percentile=self.pruning_percentile,
+            verbose=bool(self.verbose))
 
     def _layer_densities(self, sizes):
         if self.density is not None:

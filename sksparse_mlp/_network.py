@@ -3,7 +3,6 @@
 Everything here is written once and shared by the local training loop of the
 estimators and by the WASAP-SGD server and workers in :mod:`sksparse_mlp.parallel`.
 """
-import os
 import pickle
 import tempfile
 from dataclasses import dataclass
@@ -81,6 +80,8 @@ class TrainingConfig:
     pruning_start: int = 50
     pruning_interval: int = 10
     pruning_percentile: float = 20.0
+    # print the engine's memory choices (micro-batches, lean forward pass)
+    verbose: bool = False
 
 
 class SparseMLP:
@@ -275,19 +276,7 @@ def evolve_topology(net, epochs_done, config, rng):
     return removed
 
 
-def _available_memory():
-    """Bytes the kernel says could be allocated without swapping (None if unknown)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
+_available_memory = _fastpath.available_memory
 
 
 # Largest network (bytes) backed up by an in-memory copy; None: a quarter of the

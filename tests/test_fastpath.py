@@ -56,10 +56,23 @@ CASES = [
     dict(budget=3000, sparse=True, sparse_kernels=True),
     dict(budget=3000, sample_weight=True, dtype=np.float32),
     dict(nesterov=False),
+    dict(lean=True),  # too little memory for the CSC views: the forward pass scatters
+    dict(lean=True, sparse=True, sparse_kernels=True, nesterov=False),
     dict(batch_size=1, n=20, lr=0.002),
     dict(batch_size=200),
     dict(batch_size=37, n=300, sizes=(13, 300, 20)),
 ]
+
+
+def _squeeze_memory(monkeypatch, net, batch, samples):
+    """Make the engine see room for the CSC views, the gradients of every layer and the
+    activations of ``samples`` samples only (every view counted: none cached)."""
+    monkeypatch.setattr(F, "_PREDICT_CACHE_MAX_NNZ", 0)
+    monkeypatch.setattr(F, "AVAILABLE_FRACTION", 1.0)
+    p = F.Workspace(net, batch, available=np.inf).plan
+    room = p["reserved"] + p["views"] + samples * p["per_sample"]
+    monkeypatch.setattr(F, "available_memory", lambda: room)
+    return p
 
 
 @pytest.fixture(params=[None, 1, 3], ids=["panels=auto", "panels=1", "panels=3"])
@@ -88,11 +101,15 @@ def test_epoch_matches_reference(case, panels, monkeypatch):
         sw[:20] = 0  # include batches with (partly) zero weights
     a = _net(act, out, loss, dtype, n_out, case.get("sizes", (13, 40, 30, 20)))
     b = a.copy()
+    bs = case.get("batch_size", 16)
+    if case.get("lean"):
+        _squeeze_memory(monkeypatch, b, bs, 4)
+        ws = F.Workspace(b, bs)
+        assert ws.lean and 4 < ws.micro < bs
     oa = MomentumSGD(case.get("lr", 0.05), momentum=0.9, nesterov=case.get("nesterov", True))
     ob = copy.copy(oa)
     cfg = TrainingConfig(alpha=1e-3)
     ra, rb = np.random.default_rng(5), np.random.default_rng(5)
-    bs = case.get("batch_size", 16)
     kw = {} if "budget" not in case else dict(activation_budget=case["budget"])
     for _ in range(2):
         la = run_epoch(a, X, Y, sw, bs, oa, cfg, ra)
@@ -261,3 +278,31 @@ def test_single_row_prediction_matches_batch(act):
     for r in range(0, 50, 7):
         np.testing.assert_allclose(F.predict_output(net, X[r:r + 1])[0], full[r], rtol=1e-6,
                                    atol=1e-7)
+
+
+def test_memory_plan_follows_the_available_memory(monkeypatch):
+    """Micro-batches shrink with the free memory; the CSC views go only when that
+    lets the engine keep larger micro-batches; predictions chunk the same way."""
+    net = _net("allrelu", "softmax", "log_loss", np.float32, 3)
+    p = _squeeze_memory(monkeypatch, net, 64, 4)
+    ample = F.Workspace(net, 64, available=np.inf)
+    assert (ample.micro, ample.lean) == (64, False)
+    assert ample.plan["views"] == p["views"] > 0
+    with_views = F.Workspace(net, 64, available=p["reserved"] + p["views"] + 20 * p["per_sample"])
+    assert (with_views.micro, with_views.lean) == (20, False)
+    lean = F.Workspace(net, 64)  # room for 4 samples beside the views
+    extra = p["views"] // p["per_sample"]
+    assert lean.lean and lean.micro == 4 + extra and lean.plan["views"] == 0
+    # the memory plan is said once per network in verbose mode
+    X, Y = _data("softmax", np.float32, 64, 3, False, np.random.default_rng(0))
+    msgs = []
+    monkeypatch.setattr("builtins.print", lambda *a, **k: msgs.append(" ".join(map(str, a))))
+    for _ in range(2):
+        F.run_epoch(net, X, Y, None, 64, MomentumSGD(0.01), TrainingConfig(verbose=True),
+                    np.random.default_rng(0))
+    assert len(msgs) == 1 and "micro-batches of %d of 64" % lean.micro in msgs[0]
+    assert "scatters from the CSR arrays" in msgs[0]
+    # prediction: chunks as large as the room allows, the same outputs
+    out = F.predict_output(net, X)
+    monkeypatch.setattr(F, "available_memory", lambda: np.inf)
+    np.testing.assert_allclose(out, F.predict_output(net, X), rtol=1e-5, atol=1e-6)
