@@ -12,14 +12,19 @@ initialisation, one epoch, SET evolution (prune and regrow), a second full epoch
 (forward, backward, update).
 Nothing is special-cased: the same estimator and defaults as any user, except the
 architecture.  Times of initialisation, epochs and evolution are taken by wrapping
-the library's functions; peak memory is the process's maximum resident set size,
-sampled over time to tell which phase reached it.  Writes
+the library's functions.  Peak memory is measured from outside: the script runs the
+fit in a child process and takes the kernel's maximum resident set size of that child
+(``wait4``); the child also samples its own resident size to tell which phase reached
+it, and notes the resident size just before the fit and the engine's memory plan
+(micro-batch, gradient buffers, CSC views) so that the peak can be set against
+weights + index + optimizer state + the activations of the micro-batch used.  Writes
 ``benchmarks/results/record.json``.
 """
 import argparse
 import json
 import os
 import resource
+import subprocess
 import sys
 import threading
 import time
@@ -45,13 +50,21 @@ def main(argv=None):
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--epsilon", type=float, default=20)
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=128, help="batch_size")
     ap.add_argument("--lr", type=float, default=0.001,
                     help="learning_rate_init (the default 0.01 diverges at this width: the "
                          "3.4M-input dense output layer amplifies the step)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "record.json"))
+    ap.add_argument("--no-csc-views", action="store_true",
+                    help="config.CSC_VIEWS = False: the forward pass scatters from CSR (leanest)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if not args.child:
+        return measure_child(args, argv)
 
-    from sksparse_mlp import TrulySparseMLPClassifier, _estimators, _fastpath
+    from sksparse_mlp import TrulySparseMLPClassifier, _estimators, _fastpath, config
+    if args.no_csc_views:
+        config.CSC_VIEWS = False
     from sklearn.preprocessing import StandardScaler
 
     from sksparse_mlp.datasets import make_lung_like
@@ -96,6 +109,15 @@ def main(argv=None):
         setattr(module, name, timed)
 
     wrap(_fastpath, "run_epoch", "epoch", "epoch (forward, backward, update)")
+    # the engine's memory plan of every training workspace (the largest is kept)
+    plans = []
+    orig_ws = _fastpath.Workspace.__init__
+
+    def workspace(ws, *a, **k):
+        orig_ws(ws, *a, **k)
+        if ws.training:
+            plans.append(dict(ws.plan, micro=ws.micro, lean=ws.lean))
+    _fastpath.Workspace.__init__ = workspace
     wrap(_estimators, "evolve_topology", "evolution", "SET evolution")
     orig_new = _estimators._BaseTrulySparseMLP._new_network
 
@@ -115,9 +137,22 @@ def main(argv=None):
     X = StandardScaler().fit_transform(X).astype(np.float32)  # log-expression values: centre
     classes = np.unique(y)
     note(f"data {X.shape} (standardised), {len(classes)} classes")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # compile and load every code path on a tiny network first: the resident
+        # size before the fit then holds the runtime, not the model
+        tiny = TrulySparseMLPClassifier((64,) * 3, epsilon=2, max_iter=2, random_state=0).fit(X, y)
+        tiny.score(X, y)
+        del tiny
+    for v in (plans, log, *timings.values()):
+        v.clear()
+    peaks.clear()
+    rss_before = rss()
+    note("runtime loaded")
     clf = TrulySparseMLPClassifier((args.hidden,) * args.layers, epsilon=args.epsilon,
                                    max_iter=args.epochs, learning_rate_init=args.lr,
-                                   random_state=0, dtype="float32", verbose=True)
+                                   batch_size=args.batch, random_state=0, dtype="float32",
+                                   verbose=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = time.perf_counter()
@@ -135,22 +170,58 @@ def main(argv=None):
         "connections": int(sum(net.n_connections)),
         "connections_per_layer": list(map(int, net.n_connections)),
         "epsilon": args.epsilon, "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]),
-        "batch_size": 128, "epochs": args.epochs,
+        "batch_size": args.batch, "epochs": args.epochs,
         "init_s": timings["init"], "epoch_s": timings["epoch"], "evolution_s": timings["evolution"],
         "fit_s": calls[0], "learning_rate_init": args.lr, "loss_curve": list(map(float, clf.loss_curve_)),
         "training_accuracy": acc,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss_inside_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "rss_before_fit_bytes": rss_before,
         "peak_rss_by_phase_bytes": peaks,
-        "weights_state_bytes": int(sum(l.W.data.nbytes + l.W.indices.nbytes + l.W.indptr.nbytes
-                                       + l.velocity.nbytes for l in net.layers)),
+        # weights + index + optimizer state (values, indices, index pointers, velocity, biases)
+        "weights_state_bytes": int(net.nbytes),
+        # the training workspace with the most activation bytes (micro-batch, buffers, views)
+        "memory_plan": max(plans, key=lambda p: p["activations"]),
         "machine_memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
         "cores": len(os.sched_getaffinity(0)),
         "log": log,
     }
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump(res, fh, indent=1)
-    note(f"peak RSS {res['peak_rss_bytes'] / 2 ** 30:.2f} GiB; wrote {args.out}")
+    return 0
+
+
+def measure_child(args, argv):
+    """Run the fit in a child process; its peak resident size comes from the kernel."""
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    cmd = [sys.executable, os.path.abspath(__file__), "--child"] + list(
+        sys.argv[1:] if argv is None else argv)
+    child = subprocess.Popen(cmd)
+    try:
+        _, status, usage = os.wait4(child.pid, 0)
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        return child.returncode
+    with open(args.out) as fh:
+        res = json.load(fh)
+    res["peak_rss_bytes"] = usage.ru_maxrss * 1024  # Linux: kilobytes
+    plan = res["memory_plan"]
+    model = res["weights_state_bytes"] + plan["activations"]
+    res["model_and_micro_batch_bytes"] = model
+    res["peak_over_model"] = (res["peak_rss_bytes"] - res["rss_before_fit_bytes"]) / model
+    res["ns_per_connection_sample"] = (min(res["epoch_s"]) / res["connections"]
+                                       / res["n_samples"] * 1e9)
+    with open(args.out, "w") as fh:
+        json.dump(res, fh, indent=1)
+    print(f"peak RSS {res['peak_rss_bytes'] / 2 ** 30:.2f} GiB (measured from outside), "
+          f"{res['rss_before_fit_bytes'] / 2 ** 30:.2f} GiB before the fit; (peak - before) / "
+          f"(weights + index + optimizer state {res['weights_state_bytes'] / 2 ** 30:.2f} GiB + "
+          f"micro-batch activations {plan['activations'] / 2 ** 30:.2f} GiB) = "
+          f"{res['peak_over_model']:.3f}; {res['ns_per_connection_sample']:.2f} ns per "
+          f"connection and sample; wrote {args.out}", flush=True)
     return 0
 
 

@@ -168,6 +168,10 @@ _PREDICT_CACHE_MAX_NNZ = 20_000_000
 _NOTED = weakref.WeakKeyDictionary()
 
 
+def _cached_views(net):
+    return sum(net.n_connections) <= _PREDICT_CACHE_MAX_NNZ and cfg.CSC_VIEWS is not False
+
+
 def _predict_view(W):
     key = id(W)
     entry = _PREDICT_VIEWS.get(key)
@@ -210,7 +214,7 @@ class Workspace:
     lean : bool
         No CSC views: the forward pass scatters from the CSR arrays, because
         with the views not even :data:`_LEAN_MICRO` samples (or the whole
-        batch) would fit.
+        batch) would fit, or :data:`sksparse_mlp.config.CSC_VIEWS` is False.
     plan : dict
         Bytes of each kind of buffer (``activations``, ``gradients``, ``views``,
         ``panel_sums``), the ``available`` bytes they were sized against, the
@@ -243,7 +247,7 @@ class Workspace:
             per_sample += max(sizes[1:]) * (2 * itemsize + 1)
         capacity = int(capacity)
         nnz = net.n_connections
-        cached = sum(nnz) <= _PREDICT_CACHE_MAX_NNZ
+        cached = _cached_views(net)
         # CSC views built for this workspace (cached ones exist already)
         views = 0 if cached else sum(
             n * (layer.W.indices.itemsize + layer.W.indptr.itemsize)
@@ -267,9 +271,10 @@ class Workspace:
             return int(max(0, room) // max(1, per_sample))
 
         micro = largest(views)
-        self.lean = False
-        if micro < min(capacity, _LEAN_MICRO) and views and largest(0) > micro:
-            micro, self.lean, views = largest(0), True, 0
+        self.lean = bool(views) and (cfg.CSC_VIEWS is False or cfg.CSC_VIEWS is None and (
+            micro < min(capacity, _LEAN_MICRO) and largest(0) > micro))
+        if self.lean:
+            micro, views = largest(0), 0
         micro = max(1, min(capacity, micro))
         self.nt, self.tb = choose_tiles(micro, width, itemsize)
         if self.lean:  # the scatter runs panels in parallel: one per thread at least
@@ -546,7 +551,7 @@ def predict_output(net, X, chunk=None):
     sizes = net.n_neurons
     sparse = sp.issparse(X)
     csr, views = False, None
-    if sum(net.n_connections) <= _PREDICT_CACHE_MAX_NNZ:
+    if _cached_views(net):
         views = [_predict_view(layer.W) for layer in net.layers]  # reused between calls
         if n <= _SERIAL_PREDICT and not sparse:
             return _predict_rows_serial(net, views, X)

@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from sksparse_mlp import _fastpath as F
+from sksparse_mlp import config
 from sksparse_mlp import _kernels as K
 from sksparse_mlp._network import SparseMLP, TrainingConfig
 from reference import predict_output as reference_predict
@@ -86,7 +87,6 @@ def panels(request, monkeypatch):
                                              for c in CASES])
 def test_epoch_matches_reference(case, panels, monkeypatch):
     if case.get("sparse_kernels"):
-        from sksparse_mlp import config
         monkeypatch.setattr(config, "DENSE_INPUT_BATCH_BYTES", 0)
     act = case.get("act", "allrelu")
     out = case.get("out", "softmax")
@@ -218,7 +218,6 @@ def test_choose_tiles(B, width):
     (512 << 10, 1_000_000, 4, 128),
 ])
 def test_panel_width_follows_the_l2_cache(monkeypatch, l2, width, itemsize, tb):
-    from sksparse_mlp import config
     monkeypatch.setattr(config, "L2_BYTES", l2)
     assert F.choose_tiles(128, width, itemsize) == (128 // tb, tb)
 
@@ -293,6 +292,12 @@ def test_memory_plan_follows_the_available_memory(monkeypatch):
     lean = F.Workspace(net, 64)  # room for 4 samples beside the views
     extra = p["views"] // p["per_sample"]
     assert lean.lean and lean.micro == 4 + extra and lean.plan["views"] == 0
+    # config.CSC_VIEWS overrides the choice both ways
+    monkeypatch.setattr(config, "CSC_VIEWS", True)
+    assert (F.Workspace(net, 64).micro, F.Workspace(net, 64).lean) == (4, False)
+    monkeypatch.setattr(config, "CSC_VIEWS", False)
+    assert F.Workspace(net, 64, available=np.inf).lean
+    monkeypatch.setattr(config, "CSC_VIEWS", None)
     # the memory plan is said once per network in verbose mode
     X, Y = _data("softmax", np.float32, 64, 3, False, np.random.default_rng(0))
     msgs = []
