@@ -57,6 +57,8 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join(HERE, "results", "record.json"))
     ap.add_argument("--no-csc-views", action="store_true",
                     help="config.CSC_VIEWS = False: the forward pass scatters from CSR (leanest)")
+    ap.add_argument("--activation-budget", type=float, default=None, metavar="GIB",
+                    help="config.ACTIVATION_BUDGET in GiB (default: the engine's)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if not args.child:
@@ -65,6 +67,8 @@ def main(argv=None):
     from sksparse_mlp import TrulySparseMLPClassifier, _estimators, _fastpath, config
     if args.no_csc_views:
         config.CSC_VIEWS = False
+    if args.activation_budget:
+        config.ACTIVATION_BUDGET = int(args.activation_budget * 2 ** 30)
     from sklearn.preprocessing import StandardScaler
 
     from sksparse_mlp.datasets import make_lung_like
@@ -169,7 +173,9 @@ def main(argv=None):
         "neurons_total": int(sum(net.n_neurons)),
         "connections": int(sum(net.n_connections)),
         "connections_per_layer": list(map(int, net.n_connections)),
-        "epsilon": args.epsilon, "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]),
+        "epsilon": args.epsilon, "csc_views": config.CSC_VIEWS,
+        "activation_budget": config.ACTIVATION_BUDGET or _fastpath.DEFAULT_ACTIVATION_BUDGET,
+        "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]),
         "batch_size": args.batch, "epochs": args.epochs,
         "init_s": timings["init"], "epoch_s": timings["epoch"], "evolution_s": timings["evolution"],
         "fit_s": calls[0], "learning_rate_init": args.lr, "loss_curve": list(map(float, clf.loss_curve_)),

@@ -42,8 +42,9 @@ def _default_budget():
     return int(min(8 << 30, max(512 << 20, total // 3)))
 
 
-# Activations of one (micro-)batch may use at most this many bytes by default;
-# larger batches are split into micro-batches whose gradients are summed.
+# Activations of one (micro-)batch may use at most this many bytes by default
+# (config.ACTIVATION_BUDGET overrides it); larger batches are split into
+# micro-batches whose gradients are summed.
 DEFAULT_ACTIVATION_BUDGET = _default_budget()
 # Buffers are also sized to what the machine has free when they are made: at most
 # this fraction of MemAvailable (the rest is left to the page cache, other processes
@@ -196,8 +197,9 @@ class Workspace:
         Allocate delta and gradient buffers.
     sparse_input : bool
         The input is a CSR matrix (no dense input panel is needed).
-    activation_budget : int
-        Bytes the activations of one micro-batch may take.
+    activation_budget : int or None
+        Bytes the activations of one micro-batch may take (None:
+        ``config.ACTIVATION_BUDGET`` or :data:`DEFAULT_ACTIVATION_BUDGET`).
     step : bool
         The backward pass may apply the optimizer step itself (no gradient
         buffers); False keeps every gradient for :func:`loss_and_gradients`.
@@ -223,7 +225,7 @@ class Workspace:
     """
 
     def __init__(self, net, capacity, training=True, sparse_input=False,
-                 activation_budget=DEFAULT_ACTIVATION_BUDGET, step=True, available=None):
+                 activation_budget=None, step=True, available=None):
         self.net = net
         # read once: numba.get_num_threads() costs microseconds, a kernel call per layer
         self.n_threads = numba.get_num_threads()
@@ -259,6 +261,8 @@ class Workspace:
         grads_one = grads_all if not step or not training else max(nnz) * itemsize
         # panel sums of the bias gradients: a few panels at most
         sums = sum(sizes[1:]) * itemsize * 2 if training else 0
+        if activation_budget is None:
+            activation_budget = cfg.ACTIVATION_BUDGET or DEFAULT_ACTIVATION_BUDGET
         if available is None:
             available = available_memory()
             available = np.inf if available is None else available * AVAILABLE_FRACTION
@@ -493,7 +497,7 @@ def train_batch(net, ws, X, Y, idx, weights, lr, momentum, nesterov, l2, dropout
 
 
 def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuffle=True,
-              activation_budget=DEFAULT_ACTIVATION_BUDGET):
+              activation_budget=None):
     """Drop-in for :func:`._network.run_epoch` (same arguments, result and RNG use)."""
     n = X.shape[0]
     order = rng.permutation(n) if shuffle else np.arange(n)

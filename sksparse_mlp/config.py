@@ -49,3 +49,8 @@ DENSE_INPUT_BATCH_BYTES = 16 << 20
 # None: the engine drops them only when the free memory requires it; False: never
 # (the leanest memory); True: always.
 CSC_VIEWS = None
+# Bytes the activations of one micro-batch may take; a larger batch is split into
+# micro-batches whose gradients are summed (the same step up to rounding).  None:
+# a third of the physical memory, between 512 MiB and 8 GiB.  The engine also keeps
+# every buffer within the memory available when it makes them.
+ACTIVATION_BUDGET = None
