@@ -97,6 +97,7 @@ def main(argv=None):
 
     # wrap the library's phases with timers (no change to what they do)
     timings = {"epoch": [], "evolution": [], "init": []}
+    cpu = {}  # CPU seconds of all threads: less dependent on a busy machine than wall time
 
     def wrap(module, name, key, label):
         orig = getattr(module, name)
@@ -104,9 +105,10 @@ def main(argv=None):
         def timed(*a, **k):
             phase[0] = label
             note(f"{label} ...")
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             out = orig(*a, **k)
             timings[key].append(time.perf_counter() - t)
+            cpu.setdefault(key, []).append(time.process_time() - c)
             note(f"{label} done in {timings[key][-1]:.1f} s")
             phase[0] = "other"
             return out
@@ -148,7 +150,7 @@ def main(argv=None):
         tiny = TrulySparseMLPClassifier((64,) * 3, epsilon=2, max_iter=2, random_state=0).fit(X, y)
         tiny.score(X, y)
         del tiny
-    for v in (plans, log, *timings.values()):
+    for v in (plans, log, cpu, *timings.values()):
         v.clear()
     peaks.clear()
     rss_before = rss()
@@ -178,6 +180,8 @@ def main(argv=None):
         "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]),
         "batch_size": args.batch, "epochs": args.epochs,
         "init_s": timings["init"], "epoch_s": timings["epoch"], "evolution_s": timings["evolution"],
+        "epoch_cpu_s": cpu.get("epoch", []), "evolution_cpu_s": cpu.get("evolution", []),
+        "load_average": os.getloadavg(),
         "fit_s": calls[0], "learning_rate_init": args.lr, "loss_curve": list(map(float, clf.loss_curve_)),
         "training_accuracy": acc,
         "peak_rss_inside_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -220,6 +224,8 @@ def measure_child(args, argv):
     res["peak_over_model"] = (res["peak_rss_bytes"] - res["rss_before_fit_bytes"]) / model
     res["ns_per_connection_sample"] = (min(res["epoch_s"]) / res["connections"]
                                        / res["n_samples"] * 1e9)
+    res["cpu_ns_per_connection_sample"] = (min(res["epoch_cpu_s"]) / res["connections"]
+                                           / res["n_samples"] * 1e9)
     with open(args.out, "w") as fh:
         json.dump(res, fh, indent=1)
     print(f"peak RSS {res['peak_rss_bytes'] / 2 ** 30:.2f} GiB (measured from outside), "
@@ -227,7 +233,8 @@ def measure_child(args, argv):
           f"(weights + index + optimizer state {res['weights_state_bytes'] / 2 ** 30:.2f} GiB + "
           f"micro-batch activations {plan['activations'] / 2 ** 30:.2f} GiB) = "
           f"{res['peak_over_model']:.3f}; {res['ns_per_connection_sample']:.2f} ns per "
-          f"connection and sample; wrote {args.out}", flush=True)
+          f"connection and sample ({res['cpu_ns_per_connection_sample']:.2f} CPU ns); wrote "
+          f"{args.out}", flush=True)
     return 0
 
 

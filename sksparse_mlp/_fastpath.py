@@ -287,6 +287,10 @@ class Workspace:
         if PANELS is not None:
             self.nt = max(1, min(int(PANELS), micro))
             self.tb = _round_panel(-(-micro // self.nt))
+        if micro < capacity and self.nt * self.tb > micro >= 16 * self.nt:
+            # memory decides the micro-batch: panels rounded down, not up, so that
+            # the buffers (sized by nt * tb) stay within it
+            self.tb = micro // self.nt // 16 * 16
         self.micro = min(micro, self.nt * self.tb)
         cap = self.nt * self.tb
         self.sparse_input = sparse_input
