@@ -12,9 +12,12 @@ same mathematics plainly, as the oracle of the tests):
 * the backward pass computes the SDDMM gradient and the delta of the layer below
   in one sweep over the connections, and the optimizer step follows at once;
 * all buffers are allocated once per epoch (``Workspace``), and a batch whose
-  activations would exceed ``activation_budget`` bytes is processed in
-  micro-batches whose gradients are summed before one optimizer step (identical
-  result, bounded memory: this is what lets a 10-million-neuron network train).
+  activations would exceed ``activation_budget`` bytes, or what the available
+  memory leaves after the CSC views and the gradient buffers, is processed in
+  micro-batches whose gradients are summed before one optimizer step (the same
+  step up to rounding, bounded memory: this is what lets a 30-million-neuron
+  network train); when even micro-batches of 16 samples would not fit beside
+  the CSC views, the forward pass scatters from the CSR arrays instead.
 
 Dropout uses a counter-based hash RNG seeded from the estimator's generator: the
 same distribution as ``rng.random() >= p``, but a different stream than the
