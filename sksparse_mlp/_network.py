@@ -294,9 +294,11 @@ class NetworkBackup:
     model (``partial_fit``, ``warm_start``) does not need twice its memory.
 
     Use :attr:`network` for training and :meth:`restore` for the old state.
+    With ``frozen=True`` (a snapshot, such as early stopping's best model)
+    :attr:`network` is always ``net`` itself and an in-memory backup is the copy.
     """
 
-    def __init__(self, net, max_memory_bytes=None):
+    def __init__(self, net, max_memory_bytes=None, frozen=False):
         if max_memory_bytes is None:
             max_memory_bytes = BACKUP_IN_MEMORY_MAX
         if max_memory_bytes is None:
@@ -311,7 +313,7 @@ class NetworkBackup:
                 return
             except OSError:  # no room on disk: fall back to memory
                 self._file = None
-        self._old, self.network = net, net.copy()
+        self._old, self.network = (net.copy(), net) if frozen else (net, net.copy())
 
     def restore(self):
         """The network as it was when the backup was made."""
