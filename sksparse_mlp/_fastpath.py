@@ -253,11 +253,13 @@ class Workspace:
         capacity = int(capacity)
         nnz = net.n_connections
         cached = _cached_views(net)
-        # CSC views built for this workspace (cached ones exist already)
+        # CSC views built for this workspace (cached ones exist already), with the
+        # counters transpose_pattern needs while it builds the widest one
         views = 0 if cached else sum(
             n * (layer.W.indices.itemsize + layer.W.indptr.itemsize)
             + (layer.n_out + 1) * layer.W.indptr.itemsize
-            for n, layer in zip(nnz, net.layers))
+            for n, layer in zip(nnz, net.layers)) + max(
+            8 * layer.n_out * layer.W.indptr.itemsize for layer in net.layers)
         # gradient buffers: every layer's when the gradient is summed over
         # micro-batches, else at most the largest layer's (see below)
         grads_all = sum(nnz) * itemsize if training else 0
