@@ -57,8 +57,8 @@ CASES = [
     dict(budget=3000, sparse=True, sparse_kernels=True),
     dict(budget=3000, sample_weight=True, dtype=np.float32),
     dict(nesterov=False),
-    dict(lean=True),  # too little memory for the CSC views: the forward pass scatters
-    dict(lean=True, sparse=True, sparse_kernels=True, nesterov=False),
+    dict(lean=True, batch_size=32),  # no room for the CSC views: the forward pass scatters
+    dict(lean=True, batch_size=32, sparse=True, sparse_kernels=True, nesterov=False),
     dict(batch_size=1, n=20, lr=0.002),
     dict(batch_size=200),
     dict(batch_size=37, n=300, sizes=(13, 300, 20)),
