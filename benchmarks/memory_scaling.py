@@ -10,7 +10,7 @@ Each row is one ``benchmarks/record.py`` run in its own process (``fit(max_iter=
 on the lung-shaped set: initialisation, epoch, SET evolution, epoch, then a
 prediction of the training set), its peak resident size taken by the kernel from
 outside.  The variants: ``default`` (batch 128, the engine's own choices),
-``micro`` (batch 128 with a 0.5 GiB activation budget: micro-batches),
+``micro`` (batch 128, an activation budget of 32 samples: micro-batches),
 ``batch32`` (batch 32) and ``lean`` (no CSC views, ``config.CSC_VIEWS = False``).
 Each run's result is kept in ``results/memory_scaling.d/`` (runs with a result are
 skipped unless ``--force``: the table can be filled in several sittings); writes
@@ -26,7 +26,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 VARIANTS = {
     "default": [],
-    "micro": ["--activation-budget", "0.5"],
+    "micro": ["--micro", "32"],
     "batch32": ["--batch", "32"],
     "lean": ["--no-csc-views"],
 }

@@ -60,6 +60,8 @@ def main(argv=None):
                     help="config.CSC_VIEWS = False: the forward pass scatters from CSR (leanest)")
     ap.add_argument("--activation-budget", type=float, default=None, metavar="GIB",
                     help="config.ACTIVATION_BUDGET in GiB (default: the engine's)")
+    ap.add_argument("--micro", type=int, default=None, metavar="N",
+                    help="set config.ACTIVATION_BUDGET to the activations of N samples")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if not args.child:
@@ -134,6 +136,9 @@ def main(argv=None):
         t = time.perf_counter()
         net = orig_new(self, *a, **k)
         timings["init"].append(time.perf_counter() - t)
+        if args.micro:  # bytes per sample from the engine's own plan
+            per_sample = _fastpath.Workspace(net, 1, available=float("inf")).plan["per_sample"]
+            config.ACTIVATION_BUDGET = args.micro * per_sample
         note(f"initialisation done in {timings['init'][-1]:.1f} s: {sum(net.n_connections):,} "
              f"connections")
         phase[0] = "other"
