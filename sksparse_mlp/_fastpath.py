@@ -77,6 +77,8 @@ def available_memory():
 
 def _gib(n):
     return "%.2f GiB" % (n / 2 ** 30)
+
+
 _MIN_PANEL = 32
 _MAX_PANEL = 128
 # predicting at most this many rows: scatter from CSR, skip the CSC transposition
@@ -168,7 +170,7 @@ _PREDICT_VIEWS = {}
 # networks with more connections than this keep no views between calls (memory):
 # training builds them per epoch, prediction of a few rows scatters from CSR instead
 _PREDICT_CACHE_MAX_NNZ = 20_000_000
-# the memory plan last printed for a network (verbose mode)
+# the memory choice (micro-batch, lean) last printed for a network (verbose mode)
 _NOTED = weakref.WeakKeyDictionary()
 
 
@@ -514,8 +516,9 @@ def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuf
                    activation_budget=activation_budget)
     if getattr(config, "verbose", False):
         msg = ws.describe(min(batch_size, n))
-        if msg is not None and _NOTED.get(net) != msg:  # once per network and plan
-            _NOTED[net] = msg
+        plan = (ws.micro, ws.lean)
+        if msg is not None and _NOTED.get(net) != plan:  # once per network and choice
+            _NOTED[net] = plan
             print(msg, flush=True)
     dtype = net.dtype
     accumulated = 0.0
