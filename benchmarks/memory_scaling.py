@@ -35,14 +35,20 @@ VARIANTS = {
 def row_of(r, variant):
     plan = r["memory_plan"]
     gib = 2 ** 30
+    views = f"{plan['views'] / gib:.3f}"
+    if not plan["views"] and not plan["lean"] and r["connections"] <= 20_000_000:
+        # kept between calls (_fastpath._PREDICT_CACHE_MAX_NNZ), so not in the plan
+        views = f"{r['connections'] * 8 / gib:.3f} (cached)"
+    cpu = r.get("cpu_ns_per_connection_sample")
+    load = r.get("load_average")
     return (f"| 3 x {r['hidden_layer_sizes'][0]:,} | {r['connections']:,} | {r['epsilon']:g} | "
             f"{variant} | {r['batch_size']} / {plan['micro']} | "
             f"{r['weights_state_bytes'] / gib:.3f} | {plan['activations'] / gib:.3f} | "
-            f"{plan['views'] / gib:.3f} | {plan['gradients'] / gib:.3f} | "
+            f"{views} | {plan['gradients'] / gib:.3f} | "
             f"{(r['peak_rss_bytes'] - r['rss_before_fit_bytes']) / gib:.3f} | "
             f"**{r['peak_over_model']:.2f}** | {min(r['epoch_s']):.2f} | "
-            f"{r['ns_per_connection_sample']:.2f} | {r.get('cpu_ns_per_connection_sample', 0):.2f} | "
-            f"{r['evolution_s'][0]:.2f} | {r.get('load_average', [0])[0]:.1f} |")
+            f"{r['ns_per_connection_sample']:.2f} | {'-' if cpu is None else '%.2f' % cpu} | "
+            f"{r['evolution_s'][0]:.2f} | {'-' if load is None else '%.1f' % load[0]} |")
 
 
 HEADER = ("| hidden | connections | epsilon | variant | batch / micro-batch | model GiB | "
