@@ -12,8 +12,8 @@ Trains ``TrulySparseMLPClassifier`` on the lung-shaped generated set (203 sample
 initialisation, one epoch, SET evolution (prune and regrow), a second full epoch
 (forward, backward, update).
 Nothing is special-cased: the same estimator and defaults as any user, except the
-architecture and epsilon.  Times of initialisation, epochs and evolution are taken by wrapping
-the library's functions.  Peak memory is measured from outside: the script runs the
+architecture, epsilon and learning rate.  Times of initialisation, epochs and
+evolution are taken by wrapping the library's functions.  Peak memory is measured from outside: the script runs the
 fit in a child process and takes the kernel's maximum resident set size of that child
 (``wait4``); the child also samples its own resident size to tell which phase reached
 it, and notes the resident size just before the fit and the engine's memory plan
@@ -54,7 +54,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=128, help="batch_size")
     ap.add_argument("--lr", type=float, default=0.001,
                     help="learning_rate_init (the default 0.01 diverges at this width: the "
-                         "3.4M-input dense output layer amplifies the step)")
+                         "output layer's millions of inputs amplify the step)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "record.json"))
     ap.add_argument("--no-csc-views", action="store_true",
                     help="config.CSC_VIEWS = False: the forward pass scatters from CSR (leanest)")
