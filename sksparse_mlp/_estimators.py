@@ -225,7 +225,8 @@ class _BaseTrulySparseMLP(BaseEstimator):
             alpha=self.alpha, dropout=self.dropout, zeta=self.zeta, init=self.init, regrow=self.regrow,
             regrow_candidates=float(self.regrow_candidates),
             importance_pruning=self.importance_pruning, pruning_start=self.pruning_start,
-            pruning_interval=self.pruning_interval, pruning_percentile=self.pruning_percentile)
+            pruning_interval=self.pruning_interval, pruning_percentile=self.pruning_percentile,
+            verbose=bool(self.verbose))
 
     def _layer_densities(self, sizes):
         """Density of every weight matrix from ``density`` or ``epsilon`` (a number, or
@@ -419,7 +420,7 @@ class _BaseTrulySparseMLP(BaseEstimator):
                 warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
                               "optimization hasn't converged yet." % self.max_iter, ConvergenceWarning)
         if validation[0] is not None and hasattr(self, "_best_network"):
-            self.network_ = self._best_network
+            self.network_ = self._best_network.restore()
         self.__dict__.pop("_best_network", None)
 
     def _fit_parallel(self, X, Y, sample_weight, batch_size, max_epochs, validation):
@@ -435,7 +436,7 @@ class _BaseTrulySparseMLP(BaseEstimator):
                 plan, self.network_, self._optimizer, self._rng,
                 on_epoch_end=lambda loss: self._end_epoch(loss, X.shape[0], *validation))
         if validation[0] is not None and hasattr(self, "_best_network"):
-            self.network_ = self._best_network
+            self.network_ = self._best_network.restore()
         self.__dict__.pop("_best_network", None)
 
     def _check_diverged(self, loss):
@@ -487,7 +488,8 @@ class _BaseTrulySparseMLP(BaseEstimator):
                 self._no_improvement_count = 0
             if score > self.best_validation_score_:
                 self.best_validation_score_ = score
-                self._best_network = self.network_.copy()
+                # a large model is kept in a temporary file, not a second copy in memory
+                self._best_network = NetworkBackup(self.network_, frozen=True)
         else:
             if loss > self.best_loss_ - self.tol:
                 self._no_improvement_count += 1

@@ -12,9 +12,12 @@ same mathematics plainly, as the oracle of the tests):
 * the backward pass computes the SDDMM gradient and the delta of the layer below
   in one sweep over the connections, and the optimizer step follows at once;
 * all buffers are allocated once per epoch (``Workspace``), and a batch whose
-  activations would exceed ``activation_budget`` bytes is processed in
-  micro-batches whose gradients are summed before one optimizer step (identical
-  result, bounded memory: this is what lets a 10-million-neuron network train).
+  activations would exceed ``activation_budget`` bytes, or what the available
+  memory leaves after the CSC views and the gradient buffers, is processed in
+  micro-batches whose gradients are summed before one optimizer step (the same
+  step up to rounding, bounded memory: this is what lets a 30-million-neuron
+  network train); when even micro-batches of 16 samples would not fit beside
+  the CSC views, the forward pass scatters from the CSR arrays instead.
 
 Dropout uses a counter-based hash RNG seeded from the estimator's generator: the
 same distribution as ``rng.random() >= p``, but a different stream than the
@@ -42,9 +45,40 @@ def _default_budget():
     return int(min(8 << 30, max(512 << 20, total // 3)))
 
 
-# Activations of one (micro-)batch may use at most this many bytes by default;
-# larger batches are split into micro-batches whose gradients are summed.
+# Activations of one (micro-)batch may use at most this many bytes by default
+# (config.ACTIVATION_BUDGET overrides it); larger batches are split into
+# micro-batches whose gradients are summed.
 DEFAULT_ACTIVATION_BUDGET = _default_budget()
+# Buffers are also sized to what the machine has free when they are made: at most
+# this fraction of MemAvailable (the rest is left to the page cache, other processes
+# and the allocator's slack).
+AVAILABLE_FRACTION = 0.9
+# Micro-batches smaller than this (or than the batch) make the engine drop the CSC
+# views of the weights, if that lets it use larger ones: the forward pass then
+# scatters from the CSR arrays (about 2x slower per connection, 8 bytes per
+# connection less).
+_LEAN_MICRO = 16
+
+
+def available_memory():
+    """Bytes the kernel says could be allocated without swapping (None if unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gib(n):
+    return "%.2f GiB" % (n / 2 ** 30)
+
+
 _MIN_PANEL = 32
 _MAX_PANEL = 128
 # predicting at most this many rows: scatter from CSR, skip the CSC transposition
@@ -138,6 +172,12 @@ _PREDICT_VIEWS = {}
 # networks with more connections than this keep no views between calls (memory):
 # training builds them per epoch, prediction of a few rows scatters from CSR instead
 _PREDICT_CACHE_MAX_NNZ = 20_000_000
+# the memory choice (micro-batch, lean) last printed for a network (verbose mode)
+_NOTED = weakref.WeakKeyDictionary()
+
+
+def _cached_views(net):
+    return sum(net.n_connections) <= _PREDICT_CACHE_MAX_NNZ and cfg.CSC_VIEWS is not False
 
 
 def _predict_view(W):
@@ -164,15 +204,35 @@ class Workspace:
         Allocate delta and gradient buffers.
     sparse_input : bool
         The input is a CSR matrix (no dense input panel is needed).
-    activation_budget : int
-        Bytes the activations of one micro-batch may take.
+    activation_budget : int or None
+        Bytes the activations of one micro-batch may take (None:
+        ``config.ACTIVATION_BUDGET`` or :data:`DEFAULT_ACTIVATION_BUDGET`).
     step : bool
         The backward pass may apply the optimizer step itself (no gradient
         buffers); False keeps every gradient for :func:`loss_and_gradients`.
+    available : int or None
+        Bytes the buffers made here may take in all (default:
+        :data:`AVAILABLE_FRACTION` of the available memory).
+
+    Attributes
+    ----------
+    micro : int
+        Samples per micro-batch: the largest number whose activations fit both
+        ``activation_budget`` and what ``available`` leaves after the CSC views
+        and the gradient buffers.
+    lean : bool
+        No CSC views: the forward pass scatters from the CSR arrays, because
+        with the views not even :data:`_LEAN_MICRO` samples (or the whole
+        batch) would fit, or :data:`sksparse_mlp.config.CSC_VIEWS` is False.
+    plan : dict
+        Bytes of each kind of buffer (``activations``, ``gradients``, ``views``,
+        ``panel_sums``), the ``available`` bytes they were sized against, the
+        activation bytes ``per_sample`` and the bytes ``reserved`` for gradients
+        and panel sums when micro-batching.
     """
 
     def __init__(self, net, capacity, training=True, sparse_input=False,
-                 activation_budget=DEFAULT_ACTIVATION_BUDGET, step=True):
+                 activation_budget=None, step=True, available=None):
         self.net = net
         # read once: numba.get_num_threads() costs microseconds, a kernel call per layer
         self.n_threads = numba.get_num_threads()
@@ -194,12 +254,52 @@ class Workspace:
             per_sample += sum(sizes[1:-1]) * (itemsize + 1) + sizes[-1] * itemsize
         else:  # two alternating activation buffers and one code buffer
             per_sample += max(sizes[1:]) * (2 * itemsize + 1)
-        micro = max(1, int(activation_budget // max(1, per_sample)))
-        micro = min(int(capacity), micro)
+        capacity = int(capacity)
+        nnz = net.n_connections
+        cached = _cached_views(net)
+        # CSC views built for this workspace (cached ones exist already), with the
+        # counters transpose_pattern needs while it builds the widest one
+        views = 0 if cached else sum(
+            n * (layer.W.indices.itemsize + layer.W.indptr.itemsize)
+            + (layer.n_out + 1) * layer.W.indptr.itemsize
+            for n, layer in zip(nnz, net.layers)) + max(
+            8 * layer.n_out * layer.W.indptr.itemsize for layer in net.layers)
+        # gradient buffers: every layer's when the gradient is summed over
+        # micro-batches, else at most the largest layer's (see below)
+        grads_all = sum(nnz) * itemsize if training else 0
+        grads_one = grads_all if not step or not training else max(nnz) * itemsize
+        # panel sums of the bias gradients: a few panels at most
+        sums = sum(sizes[1:]) * itemsize * 2 if training else 0
+        if activation_budget is None:
+            activation_budget = cfg.ACTIVATION_BUDGET or DEFAULT_ACTIVATION_BUDGET
+        if available is None:
+            available = available_memory()
+            available = np.inf if available is None else available * AVAILABLE_FRACTION
+
+        def largest(fixed):
+            room = min(activation_budget, available - fixed - sums - grads_one)
+            if capacity * per_sample <= room:
+                return capacity
+            room = min(activation_budget, available - fixed - sums - grads_all)
+            return int(max(0, room) // max(1, per_sample))
+
+        micro = largest(views)
+        self.lean = bool(views) and (cfg.CSC_VIEWS is False or cfg.CSC_VIEWS is None and (
+            micro < min(capacity, _LEAN_MICRO) and largest(0) > micro))
+        if self.lean:
+            micro, views = largest(0), 0
+        micro = max(1, min(capacity, micro))
         self.nt, self.tb = choose_tiles(micro, width, itemsize)
+        if self.lean:  # the scatter runs panels in parallel: one per thread at least
+            self.nt = max(self.nt, min(self.n_threads, -(-micro // 16)))
+            self.tb = _round_panel(-(-micro // self.nt))
         if PANELS is not None:
             self.nt = max(1, min(int(PANELS), micro))
             self.tb = _round_panel(-(-micro // self.nt))
+        if micro < capacity and self.nt * self.tb > micro >= 16 * self.nt:
+            # memory decides the micro-batch: panels rounded down, not up, so that
+            # the buffers (sized by nt * tb) stay within it
+            self.tb = micro // self.nt // 16 * 16
         self.micro = min(micro, self.nt * self.tb)
         cap = self.nt * self.tb
         self.sparse_input = sparse_input
@@ -214,12 +314,13 @@ class Workspace:
             codes = np.empty(max(sizes[1:]) * cap, np.uint8)
             self.G = [None] + [codes] * (L - 1)
         self.G.append(np.empty(0, np.uint8))
-        cached = sum(net.n_connections) <= _PREDICT_CACHE_MAX_NNZ
         self.trans = [None if cached else _Transposed() for _ in range(L)]
         self.training = training
         self.n_micro_max = -(-int(capacity) // self.micro)
+        self.plan = dict(activations=per_sample * cap, views=views, available=available,
+                         gradients=0, panel_sums=0, per_sample=per_sample,
+                         reserved=sums + grads_all)
         if training:
-            nnz = net.n_connections
             # one micro-batch: the backward kernel applies the optimizer step itself;
             # a gradient buffer then only holds the sums of the earlier panels
             self.fused = step and self.n_micro_max == 1
@@ -228,15 +329,32 @@ class Workspace:
             if self.n_micro_max > 1 or not step:  # gradients must survive the whole batch
                 self.gbuf = [np.empty((1, n), dtype) if need[l] else None
                              for l, n in enumerate(nnz)]
+                self.plan["gradients"] = sum(g.nbytes for g in self.gbuf if g is not None)
             else:  # each layer's buffer is free again once its step is taken
                 m = max([n for l, n in enumerate(nnz) if need[l]], default=0)
                 shared = np.empty(m, dtype)
                 self.gbuf = [shared[:n].reshape(1, n) if need[l] else None
                              for l, n in enumerate(nnz)]
+                self.plan["gradients"] = shared.nbytes
             self.bsum = [np.zeros((self.nt, n), dtype) for n in sizes[1:]]
+            self.plan["panel_sums"] = sum(b.nbytes for b in self.bsum)
             self._nogbuf = np.zeros((1, 1), dtype)
         self._dummy_codes = np.zeros((1, 1, 1), np.uint8)
         self.whole_step = None  # set by run_epoch
+
+    def describe(self, capacity):
+        """One line on the memory choices for batches of ``capacity``, or None if
+        the engine made none (whole batches, CSC views)."""
+        if self.micro >= capacity and not self.lean:
+            return None
+        p = self.plan
+        msg = ("memory: %s available; activations %s for micro-batches of %d of %d samples, "
+               "gradient buffers %s, CSC views %s" % (
+                   _gib(p["available"]), _gib(p["activations"]), self.micro, capacity,
+                   _gib(p["gradients"]), _gib(p["views"])))
+        if self.lean:
+            msg += " (none: the forward pass scatters from the CSR arrays, slower, to fit)"
+        return msg
 
     def refresh(self):
         """Re-check the layer shapes after a topology change (between epochs)."""
@@ -252,13 +370,14 @@ class _WholeStep:
     epoch (the pattern does; values change in place), gathered once.
 
     ``usable`` is False where that kernel does not apply: micro-batches, gradients
-    kept for the caller, sparse input kernels, or index arrays of mixed dtypes
+    kept for the caller, sparse input kernels, no memory for the CSC views (the lean
+    forward scatters from CSR), or index arrays of mixed dtypes
     (the tuples must hold one array type); the layer-by-layer kernels run those.
     """
 
     def __init__(self, net, ws):
         L = len(net.layers)
-        self.usable = ws.training and ws.fused and not ws.sparse_input
+        self.usable = ws.training and ws.fused and not ws.sparse_input and not ws.lean
         if not self.usable:
             return
         views = [_predict_view(ly.W) if ws.trans[l] is None else ws.trans[l].get(ly.W)
@@ -334,7 +453,7 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
         if A is None:
             K.forward_sparse_tiled(W.indptr, W.indices, W.data, layer.bias, Xb.indptr,
                                    Xb.indices, Xb.data, B, Z, G, act, s, lthr, seed, lscale)
-        elif csr:
+        elif csr or ws.lean:
             K.forward_csr_tiled(W.indptr, W.indices, W.data, layer.bias, A, Z, G, act, s, lthr,
                                 seed, lscale)
         else:
@@ -474,12 +593,18 @@ def train_batch(net, ws, X, Y, idx, weights, lr, momentum, nesterov, l2, dropout
 
 
 def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuffle=True,
-              activation_budget=DEFAULT_ACTIVATION_BUDGET):
+              activation_budget=None):
     """Drop-in for :func:`._network.run_epoch` (same arguments, result and RNG use)."""
     n = X.shape[0]
     order = rng.permutation(n) if shuffle else np.arange(n)
     ws = Workspace(net, min(batch_size, n), training=True, sparse_input=sp.issparse(X),
                    activation_budget=activation_budget)
+    if getattr(config, "verbose", False):
+        msg = ws.describe(min(batch_size, n))
+        plan = (ws.micro, ws.lean)
+        if msg is not None and _NOTED.get(net) != plan:  # once per network and choice
+            _NOTED[net] = plan
+            print(msg, flush=True)
     dtype = net.dtype
     accumulated = 0.0
     optimizer.prepare(net)
@@ -528,19 +653,23 @@ def predict_output(net, X, chunk=None):
     dtype = net.dtype
     sizes = net.n_neurons
     sparse = sp.issparse(X)
-    if chunk is None:
-        # as many rows as the activation budget allows: every chunk streams all weights
-        per_sample = max(sizes[1:]) * (2 * dtype.itemsize + 1) + sizes[0] * dtype.itemsize
-        chunk = int(min(max(1, DEFAULT_ACTIVATION_BUDGET // per_sample), 8192))
-    chunk = max(1, min(chunk, n))
     csr, views = False, None
-    if sum(net.n_connections) <= _PREDICT_CACHE_MAX_NNZ:
+    if _cached_views(net):
         views = [_predict_view(layer.W) for layer in net.layers]  # reused between calls
         if n <= _SERIAL_PREDICT and not sparse:
             return _predict_rows_serial(net, views, X)
     else:  # no cache: for a few rows, scattering beats transposing every weight matrix
         csr = n <= _CSR_PREDICT
-    ws = Workspace(net, chunk, training=False, sparse_input=sparse, activation_budget=1 << 62)
+    if chunk is None:
+        # as many rows as the activation budget and the free memory allow: every
+        # chunk streams all weights
+        ws = Workspace(net, min(n, 8192), training=False, sparse_input=sparse)
+        chunk = ws.micro
+    else:
+        chunk = max(1, min(chunk, n))
+        ws = Workspace(net, chunk, training=False, sparse_input=sparse, activation_budget=1 << 62,
+                       available=np.inf)
+    csr = csr or ws.lean
     if views is not None:
         ws.trans = views
     out = np.empty((n, sizes[-1]), dtype=dtype)
@@ -548,7 +677,7 @@ def predict_output(net, X, chunk=None):
         stop = min(start + chunk, n)
         B = stop - start
         nt, tb = choose_tiles(B, max(sizes), dtype.itemsize)
-        if nt * tb > ws.nt * ws.tb:
+        if ws.lean or nt * tb > ws.nt * ws.tb:
             nt, tb = ws.nt, _round_panel(-(-B // ws.nt))
         idx = np.arange(start, stop)
         acts, _, _ = _forward(net, ws, X, idx, B, nt, tb, None, 0.0, csr=csr)

@@ -3,7 +3,6 @@
 Everything here is written once and shared by the local training loop of the
 estimators and by the WASAP-SGD server and workers in :mod:`sksparse_mlp.parallel`.
 """
-import os
 import pickle
 import tempfile
 from dataclasses import dataclass
@@ -116,6 +115,8 @@ class TrainingConfig:
     pruning_start: int = 50
     pruning_interval: int = 10
     pruning_percentile: float = 20.0
+    # print the engine's memory choices (micro-batches, lean forward pass)
+    verbose: bool = False
 
 
 class SparseMLP:
@@ -341,19 +342,7 @@ def evolve_topology(net, epochs_done, config, rng, data=None):
     return removed
 
 
-def _available_memory():
-    """Bytes the kernel says could be allocated without swapping (None if unknown)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
+_available_memory = _fastpath.available_memory
 
 
 # Largest network (bytes) backed up by an in-memory copy; None: a quarter of the
@@ -371,9 +360,11 @@ class NetworkBackup:
     model (``partial_fit``, ``warm_start``) does not need twice its memory.
 
     Use :attr:`network` for training and :meth:`restore` for the old state.
+    With ``frozen=True`` (a snapshot, such as early stopping's best model)
+    :attr:`network` is always ``net`` itself and an in-memory backup is the copy.
     """
 
-    def __init__(self, net, max_memory_bytes=None):
+    def __init__(self, net, max_memory_bytes=None, frozen=False):
         if max_memory_bytes is None:
             max_memory_bytes = BACKUP_IN_MEMORY_MAX
         if max_memory_bytes is None:
@@ -388,7 +379,7 @@ class NetworkBackup:
                 return
             except OSError:  # no room on disk: fall back to memory
                 self._file = None
-        self._old, self.network = net, net.copy()
+        self._old, self.network = (net.copy(), net) if frozen else (net, net.copy())
 
     def restore(self):
         """The network as it was when the backup was made."""

@@ -60,3 +60,15 @@ PROBE_ROWS = 32
 # training time; 5000 rows give an accuracy to within about 1 % (binomial
 # standard error at most 0.7 %).
 PROGRESS_HOLDOUT_ROWS = 5000
+
+# --------------------------------------------------------------- the engine
+# The CSC views of the weights (8 bytes per connection) let the forward pass gather;
+# without them it scatters from the CSR arrays (about 2x slower per connection).
+# None: the engine drops them only when the free memory requires it; False: never
+# (the leanest memory); True: always.
+CSC_VIEWS = None
+# Bytes the activations of one micro-batch may take; a larger batch is split into
+# micro-batches whose gradients are summed (the same step up to rounding).  None:
+# a third of the physical memory, between 512 MiB and 8 GiB.  The engine also keeps
+# every buffer within the memory available when it makes them.
+ACTIVATION_BUDGET = None

@@ -323,6 +323,25 @@ def test_early_stopping_attributes_and_best_model_restored(Est):
     np.testing.assert_array_equal(long.predict(X), short.predict(X))
 
 
+def test_best_model_of_a_large_network_is_kept_on_disk(monkeypatch):
+    # early stopping's snapshot of the best epoch: a temporary file instead of a second
+    # copy in memory when the model is large; the same model comes back
+    from sksparse_mlp import _network
+    X, y = DATA[TrulySparseMLPClassifier]
+    kw = dict(hidden_layer_sizes=(24,), early_stopping=True, validation_fraction=0.25,
+              n_iter_no_change=1, max_iter=8, random_state=0)
+    ref = TrulySparseMLPClassifier(**kw).fit(X, y)
+    monkeypatch.setattr(_network, "BACKUP_IN_MEMORY_MAX", 0)
+    on_disk = []
+    est = TrulySparseMLPClassifier(**kw, callback=lambda e: on_disk.append(
+        e.__dict__["_best_network"]._file is not None)).fit(X, y)
+    assert on_disk and all(on_disk)
+    assert est.validation_scores_ == ref.validation_scores_
+    for a, b in zip(est.coefs_, ref.coefs_):
+        np.testing.assert_array_equal(a.indices, b.indices)
+        np.testing.assert_array_equal(a.data, b.data)
+
+
 @pytest.mark.parametrize("Est", ESTIMATORS, ids=EST_IDS)
 def test_best_loss_is_none_with_early_stopping(Est):
     """As in MLPClassifier / MLPRegressor (1.9): ``best_loss_`` is None with early stopping."""

@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from sksparse_mlp import _fastpath as F
+from sksparse_mlp import config
 from sksparse_mlp import _kernels as K
 from sksparse_mlp._network import SparseMLP, TrainingConfig
 from reference import predict_output as reference_predict
@@ -63,10 +64,23 @@ CASES = [
     dict(solver="adam", budget=3000),  # micro-batches: apply_adam_step
     dict(solver="adam", sparse=True, sparse_kernels=True),
     dict(out="exp", loss="poisson", lr=0.002),
+    dict(lean=True, batch_size=32),  # no room for the CSC views: the forward pass scatters
+    dict(lean=True, batch_size=32, sparse=True, sparse_kernels=True, nesterov=False),
     dict(batch_size=1, n=20, lr=0.002),
     dict(batch_size=200),
     dict(batch_size=37, n=300, sizes=(13, 300, 20)),
 ]
+
+
+def _squeeze_memory(monkeypatch, net, batch, samples):
+    """Make the engine see room for the CSC views, the gradients of every layer and the
+    activations of ``samples`` samples only (every view counted: none cached)."""
+    monkeypatch.setattr(F, "_PREDICT_CACHE_MAX_NNZ", 0)
+    monkeypatch.setattr(F, "AVAILABLE_FRACTION", 1.0)
+    p = F.Workspace(net, batch, available=np.inf).plan
+    room = p["reserved"] + p["views"] + samples * p["per_sample"]
+    monkeypatch.setattr(F, "available_memory", lambda: room)
+    return p
 
 
 @pytest.fixture(params=[None, 1, 3], ids=["panels=auto", "panels=1", "panels=3"])
@@ -80,7 +94,6 @@ def panels(request, monkeypatch):
                                              for c in CASES])
 def test_epoch_matches_reference(case, panels, monkeypatch):
     if case.get("sparse_kernels"):
-        from sksparse_mlp import config
         monkeypatch.setattr(config, "DENSE_INPUT_BATCH_BYTES", 0)
     act = case.get("act", "allrelu")
     out = case.get("out", "softmax")
@@ -95,6 +108,11 @@ def test_epoch_matches_reference(case, panels, monkeypatch):
         sw[:20] = 0  # include batches with (partly) zero weights
     a = _net(act, out, loss, dtype, n_out, case.get("sizes", (13, 40, 30, 20)))
     b = a.copy()
+    bs = case.get("batch_size", 16)
+    if case.get("lean"):
+        _squeeze_memory(monkeypatch, b, bs, 4)
+        ws = F.Workspace(b, bs)
+        assert ws.lean and 4 < ws.micro < bs
     if case.get("solver") == "adam":
         oa = Adam(case.get("lr", 0.01), beta_1=0.8, beta_2=0.99, eps=1e-6)
     else:
@@ -102,7 +120,6 @@ def test_epoch_matches_reference(case, panels, monkeypatch):
     ob = copy.copy(oa)
     cfg = TrainingConfig(alpha=1e-3)
     ra, rb = np.random.default_rng(5), np.random.default_rng(5)
-    bs = case.get("batch_size", 16)
     kw = {} if "budget" not in case else dict(activation_budget=case["budget"])
     for _ in range(2):
         la = run_epoch(a, X, Y, sw, bs, oa, cfg, ra)
@@ -268,7 +285,6 @@ def test_choose_tiles(B, width):
     (512 << 10, 1_000_000, 4, 128),
 ])
 def test_panel_width_follows_the_l2_cache(monkeypatch, l2, width, itemsize, tb):
-    from sksparse_mlp import config
     monkeypatch.setattr(config, "L2_BYTES", l2)
     assert F.choose_tiles(128, width, itemsize) == (128 // tb, tb)
 
@@ -328,3 +344,39 @@ def test_single_row_prediction_matches_batch(act):
     for r in range(0, 50, 7):
         np.testing.assert_allclose(F.predict_output(net, X[r:r + 1])[0], full[r], rtol=1e-6,
                                    atol=1e-7)
+
+
+def test_memory_plan_follows_the_available_memory(monkeypatch):
+    """Micro-batches shrink with the free memory; the CSC views go only when that
+    lets the engine keep larger micro-batches; predictions chunk the same way."""
+    net = _net("allrelu", "softmax", "log_loss", np.float32, 3)
+    p = _squeeze_memory(monkeypatch, net, 64, 4)
+    ample = F.Workspace(net, 64, available=np.inf)
+    assert (ample.micro, ample.lean) == (64, False)
+    assert ample.plan["views"] == p["views"] > 0
+    with_views = F.Workspace(net, 64, available=p["reserved"] + p["views"] + 40 * p["per_sample"])
+    # panels are multiples of 16 samples, rounded down when memory decides
+    assert (with_views.micro, with_views.lean) == (32, False)
+    assert with_views.plan["activations"] == 32 * p["per_sample"]
+    lean = F.Workspace(net, 64)  # room for 4 samples beside the views
+    extra = p["views"] // p["per_sample"]
+    assert lean.lean and lean.micro == 4 + extra and lean.plan["views"] == 0
+    # config.CSC_VIEWS overrides the choice both ways
+    monkeypatch.setattr(config, "CSC_VIEWS", True)
+    assert (F.Workspace(net, 64).micro, F.Workspace(net, 64).lean) == (4, False)
+    monkeypatch.setattr(config, "CSC_VIEWS", False)
+    assert F.Workspace(net, 64, available=np.inf).lean
+    monkeypatch.setattr(config, "CSC_VIEWS", None)
+    # the memory plan is said once per network in verbose mode
+    X, Y = _data("softmax", np.float32, 64, 3, False, np.random.default_rng(0))
+    msgs = []
+    monkeypatch.setattr("builtins.print", lambda *a, **k: msgs.append(" ".join(map(str, a))))
+    for _ in range(2):
+        F.run_epoch(net, X, Y, None, 64, MomentumSGD(0.01), TrainingConfig(verbose=True),
+                    np.random.default_rng(0))
+    assert len(msgs) == 1 and "micro-batches of %d of 64" % lean.micro in msgs[0]
+    assert "scatters from the CSR arrays" in msgs[0]
+    # prediction: chunks as large as the room allows, the same outputs
+    out = F.predict_output(net, X)
+    monkeypatch.setattr(F, "available_memory", lambda: np.inf)
+    np.testing.assert_allclose(out, F.predict_output(net, X), rtol=1e-5, atol=1e-6)

@@ -26,8 +26,10 @@ class State:
         self.rng = np.random.default_rng(self.seed)
         self.config = TrainingConfig(**cfg["config"])
         # importance pruning runs at the server only (phase 1): it changes layer shapes,
-        # which would make the workers' models impossible to average over a union
-        self.local_config = dataclasses.replace(self.config, importance_pruning=False)
+        # which would make the workers' models impossible to average over a union;
+        # the engine's memory notes are the caller's to print, not every worker's
+        self.local_config = dataclasses.replace(self.config, importance_pruning=False,
+                                                verbose=False)
         self.batch_size = int(cfg["batch_size"])
         self.shuffle = bool(cfg["shuffle"])
         self.proto = cfg["proto"]
