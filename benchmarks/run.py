@@ -496,48 +496,6 @@ def bench_variants(args, res):
 
 
 
-def bench_regions(args, res):
-    """One parallel region per batch (the engine's whole-step kernel) against the layer
-    kernels (a region per layer and pass), epochs alternated in one process, at the
-    machine's thread count and at one thread."""
-    import numba
-
-    from sksparse_mlp import _fastpath as F
-
-    X, _, y, _ = fashion_data(10000, 10)
-    clf = ours()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        clf.partial_fit(X, y, classes=np.unique(y))
-        whole_init = F._WholeStep.__init__
-
-        def layers_only(self, net, ws):
-            self.usable = False
-
-        threads = numba.get_num_threads()
-        out = {}
-        for th in sorted({threads, 1}, reverse=True):
-            numba.set_num_threads(th)
-            t = {"whole": [], "layers": []}
-            try:
-                for r in range(2 * args.repeats):
-                    for mode in (("whole", "layers") if r % 2 else ("layers", "whole")):
-                        F._WholeStep.__init__ = whole_init if mode == "whole" else layers_only
-                        s = now()
-                        clf.partial_fit(X, y)
-                        t[mode].append(now() - s)
-            finally:
-                F._WholeStep.__init__ = whole_init
-                numba.set_num_threads(threads)
-            w, lk = np.array(t["whole"]), np.array(t["layers"])
-            out[str(th)] = {"whole_s_best": w.min(), "whole_s_median": float(np.median(w)),
-                            "layers_s_best": lk.min(), "layers_s_median": float(np.median(lk)),
-                            "layers_over_whole_median_of_pairs": float(np.median(lk / w))}
-            print(f"  {th} thread(s): one region per batch {w.min():.3f} s (median "
-                  f"{np.median(w):.3f}), a region per layer and pass {lk.min():.3f} s (median "
-                  f"{np.median(lk):.3f}): {np.median(lk / w):.2f}x (median of pairs)")
-    res["regions"] = out
-
 def bench_sweep(args, gemm, res):
     """Epoch time vs dense for epsilon 1, 5, 20, 50 and density 1 %, 5 %, 20 %, 100 %."""
     n = args.sweep_samples
@@ -822,10 +780,6 @@ def table(res):
                 extra = f", dense {r['dense_epoch_s_best'] * 1e3:.1f} ms: {r['speedup_vs_dense']:.1f}x"
             lines.append(f"| {name} | epoch {r['epoch_s_best']:.3f} s (median "
                          f"{r['epoch_s_median']:.3f}){extra} | |")
-    for th, r in res.get("regions", {}).items():
-        lines.append(f"| {th} thread(s): one parallel region per batch against one per layer "
-                     f"and pass | {r['whole_s_best']:.3f} / {r['layers_s_best']:.3f} s (best), "
-                     f"{r['layers_over_whole_median_of_pairs']:.2f}x (median of pairs) | |")
     s = res.get("sweep")
     if s:
         for r in s["rows"]:
@@ -864,7 +818,7 @@ def main(argv=None):
     ap.add_argument("--fast", action="store_true", help="quick run (under 2 minutes)")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--sections",
-                    default="throughput,variants,regions,sweep,convergence,prediction,scaling")
+                    default="throughput,variants,sweep,convergence,prediction,scaling")
     ap.add_argument("--child-scaling", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--epochs", type=int, default=None)
     args = ap.parse_args(argv)
@@ -894,9 +848,6 @@ def main(argv=None):
     if "variants" in sections:
         print(f"variants (784-1000-1000-1000-10, {args.sweep_samples} samples; digits):")
         bench_variants(args, res)
-    if "regions" in sections:
-        print("== parallel regions: one per batch against one per layer and pass")
-        bench_regions(args, res)
     if "sweep" in sections:
         print("epsilon / density sweep:")
         bench_sweep(args, gemm, res)

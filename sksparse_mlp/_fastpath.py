@@ -340,7 +340,6 @@ class Workspace:
             self.plan["panel_sums"] = sum(b.nbytes for b in self.bsum)
             self._nogbuf = np.zeros((1, 1), dtype)
         self._dummy_codes = np.zeros((1, 1, 1), np.uint8)
-        self.whole_step = None  # set by run_epoch
 
     def describe(self, capacity):
         """One line on the memory choices for batches of ``capacity``, or None if
@@ -363,55 +362,6 @@ class Workspace:
 
     def view(self, flat, n, nt, tb):
         return flat[: nt * n * tb].reshape(nt, n, tb)
-
-
-class _WholeStep:
-    """The arguments of :func:`~._kernels.train_batch_tiled` that stay fixed for an
-    epoch (the pattern does; values change in place), gathered once.
-
-    ``usable`` is False where that kernel does not apply: micro-batches, gradients
-    kept for the caller, sparse input kernels, no memory for the CSC views (the lean
-    forward scatters from CSR), or index arrays of mixed dtypes
-    (the tuples must hold one array type); the layer-by-layer kernels run those.
-    """
-
-    def __init__(self, net, ws):
-        L = len(net.layers)
-        self.usable = ws.training and ws.fused and not ws.sparse_input and not ws.lean
-        if not self.usable:
-            return
-        views = [_predict_view(ly.W) if ws.trans[l] is None else ws.trans[l].get(ly.W)
-                 for l, ly in enumerate(net.layers)]
-        parts = {
-            "f_indptr": [v.indptr for v in views], "f_indices": [v.indices for v in views],
-            "f_perm": [v.perm for v in views],
-            "indptr": [ly.W.indptr for ly in net.layers],
-            "indices": [ly.W.indices for ly in net.layers],
-            "data": [ly.W.data for ly in net.layers],
-            "velocity": [ly.velocity for ly in net.layers],
-            "bias": [ly.bias for ly in net.layers],
-            "bias_velocity": [ly.bias_velocity for ly in net.layers],
-            # SGD never reads these: its velocity stands in for Adam's second moments
-            "second": [ly.velocity if ly.second is None else ly.second for ly in net.layers],
-            "bias_second": [ly.bias_velocity if ly.bias_second is None else ly.bias_second
-                            for ly in net.layers],
-            "acts": list(ws.A), "bsum": list(ws.bsum),
-            "codes": [ws.G[0] if ws.G[0] is not None else np.zeros(1, np.uint8),
-                      *ws.G[1:L], np.zeros(1, np.uint8)],
-            "gbuf": [ws._nogbuf if g is None else g for g in ws.gbuf],
-        }
-        if any(len({(a.dtype, a.ndim, a.flags.c_contiguous) for a in arrs}) > 1
-               for arrs in parts.values()):
-            self.usable = False
-            return
-        # tuples, not typed lists: a typed list costs ~50 us to build per array (a
-        # quarter of a small network's epoch), a tuple ~0.2 us per array per call
-        self.lists = {k: tuple(v) for k, v in parts.items()}
-        self.sizes = np.asarray(net.n_neurons, np.int64)
-        codes = [(0, 0.0)] + [_act_code(net, l) for l in range(1, L)] + [(K.ACT_NONE, 0.0)]
-        self.act_codes = np.array([c for c, _ in codes], np.int64)
-        self.slopes = np.array([s for _, s in codes], np.float64)
-        self.longest = int(max(np.diff(ly.W.indptr).max(initial=0) for ly in net.layers))
 
 
 def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
@@ -532,25 +482,6 @@ def _batch(net, ws, X, Y, idx, weights, dropout, rng, opt, last):
     eps = float(np.finfo(ws.dtype).eps)
     out_act, loss_kind = _OUT[net.out_activation], _LOSS[net.loss]
     nt = ws.nt
-    plan = ws.whole_step
-    if last and plan is not None and plan.usable:
-        tb = _round_panel(-(-B // nt))
-        thr = K.dropout_threshold(1.0 - dropout) if dropout > 0 else 0
-        seeds = rng.integers(0, 1 << 32, size=L) if dropout > 0 else np.zeros(L, np.int64)
-        lr, mu, nesterov, l2, adam = opt
-        b2, aeps = adam if adam is not None else (0.0, 0.0)
-        Yb = Y[idx]
-        if sp.issparse(X):  # densified batch (see Workspace)
-            X, idx = X[idx].toarray(), np.arange(B)
-        p = plan.lists
-        return K.train_batch_tiled(
-            X, idx, B, Yb, weights, nt, tb, p["f_indptr"], p["f_indices"], p["f_perm"],
-            p["indptr"], p["indices"], p["data"], p["velocity"], p["bias"],
-            p["bias_velocity"], p["acts"], p["codes"], p["bsum"], p["gbuf"], plan.sizes,
-            plan.act_codes, plan.slopes, plan.longest, seeds, thr,
-            1.0 / (1.0 - dropout) if dropout > 0 else 1.0, out_act, loss_kind, eps, lr, mu,
-            l2, nesterov, ws.n_threads, K.GRAD_STEP if adam is None else K.GRAD_ADAM,
-            p["second"], p["bias_second"], b2, aeps)
     for m in range(n_micro):
         lo, hi = m * micro, min(B, (m + 1) * micro)
         Bm = hi - lo
@@ -608,7 +539,6 @@ def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuf
     dtype = net.dtype
     accumulated = 0.0
     optimizer.prepare(net)
-    ws.whole_step = _WholeStep(net, ws)  # after prepare: Adam's moments exist then
     uniform = None
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)

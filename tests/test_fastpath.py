@@ -146,56 +146,6 @@ def test_epoch_matches_reference(case, panels, monkeypatch):
 
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("case", [dict(), dict(dtype=np.float32, dropout=0.3),
-                                  dict(act="tanh"), dict(act="identity", nesterov=False),
-                                  dict(out="logistic", loss="binary_log_loss", n_out=1),
-                                  dict(sizes=(13, 20)), dict(sparse=True), dict(adam=True)],
-                         ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()) or "default")
-def test_whole_step_kernel_equals_layer_kernels(case, threads, panels, monkeypatch):
-    """train_batch_tiled runs the layer kernels' tasks in one parallel region: the
-    same model, for every thread count and panel layout."""
-    import numba
-    dtype = case.get("dtype", np.float64)
-    out = case.get("out", "softmax")
-    n_out = case.get("n_out", 3)
-    rng = np.random.default_rng(2)
-    X, Y = _data(out, dtype, 90, n_out, case.get("sparse", False), rng)
-    nets = []
-    calls = []
-    whole = K.train_batch_tiled
-    monkeypatch.setattr(K, "train_batch_tiled", lambda *a: calls.append(1) or whole(*a))
-    old = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        for usable in (True, False):
-            if not usable:
-                monkeypatch.setattr(F._WholeStep, "__init__",
-                                    lambda self, net, ws: setattr(self, "usable", False))
-            net = _net(case.get("act", "allrelu"), out, case.get("loss", "log_loss"), dtype,
-                       n_out, case.get("sizes", (13, 40, 30, 20)))
-            opt = (Adam(0.01, beta_1=0.8, beta_2=0.99, eps=1e-6) if case.get("adam") else
-                   MomentumSGD(0.05, momentum=0.9, nesterov=case.get("nesterov", True)))
-            cfg = TrainingConfig(alpha=1e-3, dropout=case.get("dropout", 0.0))
-            r = np.random.default_rng(5)
-            losses = [F.run_epoch(net, X, Y, None, 16, opt, cfg, r) for _ in range(2)]
-            nets.append((net, losses))
-    finally:
-        numba.set_num_threads(old)
-    assert len(calls) == 2 * 6  # every batch of both epochs took the whole-step kernel
-    (a, la), (b, lb) = nets
-    # Not to the last bit: where the whole-step kernel inlines the loss and the bias
-    # step, LLVM may contract their fast-math arithmetic into FMAs differently (an
-    # ulp).  A task run twice, skipped or out of order shows at any tolerance.
-    tol = 1e-12 if dtype == np.float64 else 1e-5
-    np.testing.assert_allclose(la, lb, rtol=tol)
-    for x, z in zip(a.layers, b.layers):
-        np.testing.assert_allclose(x.W.data, z.W.data, rtol=tol, atol=tol)
-        np.testing.assert_allclose(x.velocity, z.velocity, rtol=tol, atol=tol)
-        np.testing.assert_allclose(x.bias, z.bias, rtol=tol, atol=tol)
-        np.testing.assert_allclose(x.bias_velocity, z.bias_velocity, rtol=tol, atol=tol)
-
-
 def _untile(A3, B):
     nt, n, tb = A3.shape
     return A3.transpose(1, 0, 2).reshape(n, nt * tb)[:, :B]
