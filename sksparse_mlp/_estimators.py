@@ -5,6 +5,7 @@ The numerical work lives in :mod:`._network` (forward, backward, step),
 training lives in :mod:`.parallel`.
 """
 import copy
+import inspect
 import threading
 import warnings
 from contextlib import contextmanager
@@ -524,6 +525,13 @@ class _BaseTrulySparseMLP(BaseEstimator):
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=np.dtype(self.dtype),
                           reset=reset, ensure_min_samples=ensure_min_samples)
         return X.tocsr() if sp.issparse(X) else X
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # a model saved before a parameter existed gets that parameter's default
+        for name, p in inspect.signature(type(self).__init__).parameters.items():
+            if name != "self" and name not in self.__dict__ and p.default is not p.empty:
+                setattr(self, name, p.default)
 
     def __sklearn_is_fitted__(self):
         # what check_is_fitted would find by scanning every attribute (17 us of a

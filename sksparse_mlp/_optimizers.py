@@ -106,7 +106,7 @@ class Adam:
     --------
     >>> opt = Adam(0.001)
     >>> lr_t, beta_1, _, (beta_2, eps) = opt.next_step()
-    >>> opt.t, round(lr_t, 6)
+    >>> opt.t, round(float(lr_t), 6)
     (1, 0.000316)
     """
 

@@ -320,7 +320,9 @@ def test_memory_plan_follows_the_available_memory(monkeypatch):
     # the memory plan is said once per network in verbose mode
     X, Y = _data("softmax", np.float32, 64, 3, False, np.random.default_rng(0))
     msgs = []
-    monkeypatch.setattr("builtins.print", lambda *a, **k: msgs.append(" ".join(map(str, a))))
+    # only the plan's lines: numba may print type annotations while compiling afresh
+    monkeypatch.setattr("builtins.print", lambda *a, **k: msgs.append(" ".join(map(str, a)))
+                        if " ".join(map(str, a)).startswith("memory:") else None)
     for _ in range(2):
         F.run_epoch(net, X, Y, None, 64, MomentumSGD(0.01), TrainingConfig(verbose=True),
                     np.random.default_rng(0))
