@@ -255,20 +255,25 @@ def time_layer_kernels(clf, X, threads, repeats):
                              0.0, False, ws.n_threads, layer.velocity, 0.0, 0.0)
             return now() - t
 
+        def copy(a):  # on a cache line, as the workspace's buffers
+            out = F._aligned_empty(a.size, a.dtype).reshape(a.shape)
+            out[...] = a
+            return out
+
         hot_f, hot_b, step_f, step_b = ([np.inf] * L for _ in range(4))
         acts, codes, _ = F._forward(net, ws, X, idx, BATCH, ws.nt, ws.tb, None, 0.0)
-        saved = [a.copy() for a in acts]
-        D_out = np.ascontiguousarray(saved[-1] * 0.01)
+        saved = [copy(a) for a in acts]
+        D_out = copy(saved[-1] * 0.01)
         for l in range(L):  # hot: as the probe, one layer at a time
-            A = saved[l].copy()
-            D = D_out if l == L - 1 else saved[l + 1] * 0.01
+            A = copy(saved[l])
+            D = D_out if l == L - 1 else copy(saved[l + 1] * 0.01)
             for _ in range(repeats):
                 hot_f[l] = min(hot_f[l], fwd(l, saved[l], acts, codes))
                 hot_b[l] = min(hot_b[l], bwd(l, A, D, codes))
         for _ in range(max(1, repeats // 3)):  # in the order of a training step
             acts, codes, _ = F._forward(net, ws, X, idx, BATCH, ws.nt, ws.tb, None, 0.0)
             for l in range(L):
-                step_f[l] = min(step_f[l], fwd(l, acts[l].copy() if l == 0 else acts[l],
+                step_f[l] = min(step_f[l], fwd(l, copy(acts[l]) if l == 0 else acts[l],
                                                acts, codes))
             D = acts[-1]
             D *= 0.01

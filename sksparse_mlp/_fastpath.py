@@ -96,6 +96,24 @@ _LOSS = {"log_loss": K.LOSS_LOG, "binary_log_loss": K.LOSS_BINARY,
 _ACT = {"tanh": K.ACT_TANH, "logistic": K.ACT_LOGISTIC, "identity": K.ACT_IDENTITY}
 
 
+_CACHE_LINE = 64
+
+
+def _aligned_empty(n, dtype, fill=None):
+    """A 1-d array of ``n`` items whose first byte sits on a cache line.
+
+    The kernels load 32-byte vectors from the unit rows of the panels; numpy aligns
+    to 16 bytes only, and a vector load split over two cache lines made the forward
+    kernel 1.15x slower and the backward 1.05x (1000 x 1000 layer at 4 %)."""
+    dtype = np.dtype(dtype)
+    raw = np.empty(n * dtype.itemsize + _CACHE_LINE, np.uint8)
+    start = -raw.ctypes.data % _CACHE_LINE
+    out = raw[start:start + n * dtype.itemsize].view(dtype)
+    if fill is not None:
+        out.fill(fill)
+    return out
+
+
 def _round_panel(x):
     """Panel widths are multiples of 16: the vectorised inner loops (two 8-wide
     vectors per step) then never fall into their scalar remainder."""
@@ -303,15 +321,15 @@ class Workspace:
         self.micro = min(micro, self.nt * self.tb)
         cap = self.nt * self.tb
         self.sparse_input = sparse_input
-        self.A = [None if sparse_input else np.zeros(sizes[0] * cap, dtype)]
+        self.A = [None if sparse_input else _aligned_empty(sizes[0] * cap, dtype, 0)]
         if training:
-            self.A += [np.empty(n * cap, dtype) for n in sizes[1:]]
-            self.G = [None] + [np.empty(n * cap, np.uint8) for n in sizes[1:-1]]
+            self.A += [_aligned_empty(n * cap, dtype) for n in sizes[1:]]
+            self.G = [None] + [_aligned_empty(n * cap, np.uint8) for n in sizes[1:-1]]
         else:
             wmax = max(sizes[1:]) * cap
-            bufs = [np.empty(wmax, dtype), np.empty(wmax if L > 1 else 0, dtype)]
+            bufs = [_aligned_empty(wmax, dtype), _aligned_empty(wmax if L > 1 else 0, dtype)]
             self.A += [bufs[l % 2] for l in range(L)]
-            codes = np.empty(max(sizes[1:]) * cap, np.uint8)
+            codes = _aligned_empty(max(sizes[1:]) * cap, np.uint8)
             self.G = [None] + [codes] * (L - 1)
         self.G.append(np.empty(0, np.uint8))
         self.trans = [None if cached else _Transposed() for _ in range(L)]

@@ -239,6 +239,19 @@ def test_panel_width_follows_the_l2_cache(monkeypatch, l2, width, itemsize, tb):
     assert F.choose_tiles(128, width, itemsize) == (128 // tb, tb)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_workspace_panels_on_cache_lines(training):
+    """Every panel of every activation buffer starts on a 64-byte line (the kernels'
+    vector loads would otherwise straddle two lines), and so does every code buffer."""
+    net = _net("allrelu", "softmax", "log_loss", np.float32, 3)
+    for capacity in (1, 37, 128, 300):
+        ws = F.Workspace(net, capacity, training=training)
+        for flat, n in zip(ws.A, ws.sizes):
+            panels = ws.view(flat, n, ws.nt, ws.tb)
+            assert all(p.ctypes.data % 64 == 0 for p in panels), (capacity, n)
+        assert all(g.ctypes.data % 64 == 0 for g in ws.G if g is not None and g.size)
+
+
 def test_transposed_view_refreshes():
     net = _net("allrelu", "softmax", "log_loss", np.float64, 3)
     T = F._Transposed()
