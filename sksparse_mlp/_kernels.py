@@ -18,13 +18,21 @@ topology); the plain numpy/numba reference they are tested against lives in
 import os
 import sys
 
-# numba's OpenMP pool: threads that spin-wait at the end of every parallel region
-# steal the CPU from the thread still working whenever the machine is shared,
-# and a training step has a dozen regions per batch (measured on a loaded 2-core
-# machine: 5 ms instead of 20 us per region).  Sleep instead, unless the user
-# chose otherwise.  Takes effect when numba starts its OpenMP threads (at the
-# first parallel kernel call), so it must run before that.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# numba's OpenMP pool waits between parallel regions (a training step has about ten
+# per batch).  Sleeping at once (OMP_WAIT_POLICY=PASSIVE) makes every region wake a
+# sleeping thread, and a region's end waits for a thread the OS has not run yet;
+# spinning without bound (libgomp's default, ~3 ms) collapses when the machine has
+# more runnable threads than cores, since a spinning thread burns the time slice
+# its sibling needs.  A bounded spin (about 0.2 ms) bridges the gap between the
+# regions of one batch and still sleeps when nothing follows.  Epochs of the
+# benchmark network, processes alternated on a 2-core host shared with other jobs:
+# 0.24-0.27 s spinning (20000 or 300000) against 0.47-0.57 s passive when the
+# other jobs ran at lower priority; when they competed at equal priority (load 6-12)
+# 1.2-1.7 s at 20000, 7.5-10 s at 300000 and 0.9-1.2 s passive.  The user's own
+# OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.  Takes effect when numba starts its
+# OpenMP threads (at the first parallel kernel call), so it must run before that.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 import numpy as np  # noqa: E402
 from llvmlite import ir  # noqa: E402
