@@ -32,6 +32,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _kernels as K
+from . import _loss
+from . import _steps as S
 from . import config as cfg
 from ._activations import negative_slope, output_forward
 
@@ -89,10 +91,10 @@ _SERIAL_PREDICT = 2
 # run training batches through the multi-panel code path
 PANELS = None
 
-_OUT = {"softmax": K.OUT_SOFTMAX, "logistic": K.OUT_LOGISTIC, "identity": K.OUT_IDENTITY,
-        "exp": K.OUT_EXP}
-_LOSS = {"log_loss": K.LOSS_LOG, "binary_log_loss": K.LOSS_BINARY,
-         "squared_error": K.LOSS_SQUARED, "poisson": K.LOSS_POISSON}
+_OUT = {"softmax": _loss.OUT_SOFTMAX, "logistic": _loss.OUT_LOGISTIC, "identity": _loss.OUT_IDENTITY,
+        "exp": _loss.OUT_EXP}
+_LOSS = {"log_loss": _loss.LOSS_LOG, "binary_log_loss": _loss.LOSS_BINARY,
+         "squared_error": _loss.LOSS_SQUARED, "poisson": _loss.LOSS_POISSON}
 _ACT = {"tanh": K.ACT_TANH, "logistic": K.ACT_LOGISTIC, "identity": K.ACT_IDENTITY}
 
 
@@ -474,13 +476,13 @@ def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, opt, las
             nb = ws.bsum[l].shape[0]
             if adam is None:
                 if mode != K.GRAD_STEP or sparse_first:
-                    sq += K.apply_step(W.data, layer.velocity, gbuf, 1, lr, mu, l2, nesterov)
-                K.bias_step(layer.bias, layer.bias_velocity, ws.bsum[l], nb, lr, mu, nesterov)
+                    sq += S.apply_step(W.data, layer.velocity, gbuf, 1, lr, mu, l2, nesterov)
+                S.bias_step(layer.bias, layer.bias_velocity, ws.bsum[l], nb, lr, mu, nesterov)
             else:
                 if mode != K.GRAD_ADAM or sparse_first:
-                    sq += K.apply_adam_step(W.data, layer.velocity, second, gbuf, 1, lr, mu, b2,
+                    sq += S.apply_adam_step(W.data, layer.velocity, second, gbuf, 1, lr, mu, b2,
                                             l2, aeps)
-                K.bias_adam_step(layer.bias, layer.bias_velocity, layer.bias_second, ws.bsum[l],
+                S.bias_adam_step(layer.bias, layer.bias_velocity, layer.bias_second, ws.bsum[l],
                                  nb, lr, mu, b2, aeps)
         D = acts[l]  # now holds the delta of layer l's input (unused after layer 0)
     return sq
@@ -507,7 +509,7 @@ def _batch(net, ws, X, Y, idx, weights, dropout, rng, opt, last):
         seeds = rng.integers(0, 1 << 32, size=L) if dropout > 0 else None
         acts, codes, Xb = _forward(net, ws, X, idx[lo:hi], Bm, nt, tb, seeds, dropout)
         D = acts[-1]  # the output delta replaces the outputs
-        loss += K.output_loss_delta(acts[-1], Y[idx[lo:hi]], weights[lo:hi], Bm, out_act,
+        loss += _loss.output_loss_delta(acts[-1], Y[idx[lo:hi]], weights[lo:hi], Bm, out_act,
                                     loss_kind, eps, D, ws.bsum[L - 1], m > 0)
         sq += _backward(net, ws, acts, codes, Xb, D, nt, tb, m > 0, dropout, opt,
                         last and m == n_micro - 1)

@@ -15,106 +15,37 @@ gathers through the CSC view of ``W`` that :func:`transpose_pattern` builds once
 topology); the plain numpy/numba reference they are tested against lives in
 ``tests/reference.py``.
 """
-import os
-import sys
+import numpy as np
+from numba import njit, prange
 
-# numba's OpenMP pool waits between parallel regions (a training step has about ten
-# per batch).  Sleeping at once (OMP_WAIT_POLICY=PASSIVE) makes every region wake a
-# sleeping thread, and a region's end waits for a thread the OS has not run yet;
-# spinning without bound (libgomp's default, ~3 ms) collapses when the machine has
-# more runnable threads than cores, since a spinning thread burns the time slice
-# its sibling needs.  A bounded spin (about 0.2 ms) bridges the gap between the
-# regions of one batch and still sleeps when nothing follows.  Epochs of the
-# benchmark network, processes alternated on a 2-core host shared with other jobs:
-# 0.24-0.27 s spinning (20000 or 300000) against 0.47-0.57 s passive when the
-# other jobs ran at lower priority; when they competed at equal priority (load 6-12)
-# 1.2-1.7 s at 20000, 7.5-10 s at 300000 and 0.9-1.2 s passive.  The user's own
-# OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.  Takes effect when numba starts its
-# OpenMP threads (at the first parallel kernel call), so it must run before that.
-if "OMP_WAIT_POLICY" not in os.environ:
-    os.environ.setdefault("GOMP_SPINCOUNT", "20000")
-
-import numpy as np  # noqa: E402
-from llvmlite import ir  # noqa: E402
-from numba import njit, prange, types  # noqa: E402
-from numba.core import cgutils  # noqa: E402
-from numba.extending import intrinsic  # noqa: E402
+from ._intrinsics import (
+    SWEEP_ADD,
+    SWEEP_STEP,
+    SWEEP_STEP_ADD,
+    SWEEP_WRITE,
+    VEC_BYTES,
+    claim,
+    column_fma2,
+    column_fma4,
+    column_fma8,
+    publish,
+    read_flag,
+    row_sweep2,
+    row_sweep2_delta,
+    row_sweep4,
+    row_sweep4_delta,
+    row_sweep8,
+    row_sweep8_delta,
+    yield_cpu,
+)
+from ._jit import OPTS as _OPTS
+from ._steps import adam_update, momentum_update
 
 __all__ = [
     "forward_tiled",
     "backward_tiled",
-    "momentum_step",
-    "adam_step",
     "transpose_pattern",
 ]
-
-# Reassociation lets LLVM vectorise the dot products; NaN / inf semantics are kept
-# (no 'nnan' / 'ninf') so a diverging network is still detected by the caller.
-_FM = {"reassoc", "contract", "nsz", "arcp"}
-_OPTS = dict(cache=True, nogil=True, fastmath=_FM)
-
-
-
-@njit(inline="always")
-def _step(data, velocity, k, g, lr, mu, wd, nesterov):
-    """Momentum step of connection ``k`` (rule of :func:`momentum_step`) from gradient
-    ``g`` without the L2 term; returns the old ``data[k] ** 2``."""
-    w = data[k]
-    g = g + wd * w
-    v = mu * velocity[k] - lr * g
-    velocity[k] = v
-    if nesterov:
-        data[k] = w + (mu * v - lr * g)
-    else:
-        data[k] = w + v
-    return w * w
-
-
-@njit(parallel=True, **_OPTS)
-def momentum_step(data, velocity, grad, lr, momentum, l2, nesterov):
-    """Fused momentum SGD step, in place over the values arrays.
-
-    ``g = grad + l2 * data; velocity = momentum * velocity - lr * g``; then
-    ``data += velocity`` (heavy ball) or ``data += momentum * velocity - lr * g``
-    (Nesterov).  ``grad`` is read only.  The rule is :func:`_step`'s.
-    """
-    t = data.dtype.type
-    lr_ = t(lr)
-    mu = t(momentum)
-    wd = t(l2)
-    for k in prange(data.shape[0]):
-        _step(data, velocity, k, grad[k], lr_, mu, wd, nesterov)
-
-
-@njit(inline="always")
-def _adam_step(data, m, v, k, g, lr_t, b1, b2, wd, eps):
-    """Adam step of connection ``k`` (rule of :func:`adam_step`) from gradient ``g``
-    without the L2 term; returns the old ``data[k] ** 2``."""
-    w = data[k]
-    g = g + wd * w
-    mk = b1 * m[k] + (1 - b1) * g
-    vk = b2 * v[k] + (1 - b2) * (g * g)
-    m[k] = mk
-    v[k] = vk
-    data[k] = w - lr_t * mk / (np.sqrt(vk) + eps)
-    return w * w
-
-
-def adam_rate(lr, beta_1, beta_2, t):
-    """Bias-corrected step size of Adam's ``t``-th step (1-based), as scikit-learn's."""
-    return lr * np.sqrt(1 - beta_2 ** t) / (1 - beta_1 ** t)
-
-
-@njit(parallel=True, **_OPTS)
-def adam_step(data, m, v, grad, lr_t, beta_1, beta_2, l2, eps):
-    """Fused Adam step, in place over the values arrays (scikit-learn's rule).
-
-    ``g = grad + l2 * data; m = beta_1 m + (1 - beta_1) g; v = beta_2 v + (1 - beta_2) g**2;
-    data -= lr_t * m / (sqrt(v) + eps)`` with ``lr_t`` from :func:`adam_rate`.
-    """
-    t = data.dtype.type
-    for k in prange(data.shape[0]):
-        _adam_step(data, m, v, k, grad[k], t(lr_t), t(beta_1), t(beta_2), t(l2), t(eps))
 
 
 @njit(parallel=True, **_OPTS)
@@ -281,110 +212,6 @@ def _activate_row(z, g, j, b_first, act, s, thr, seed, scale):
             g[b] = 2 if kept else 0
 
 
-# ---------------------------------------------------------------------------------
-# Register-blocked column sums for the forward pass.
-#
-# ``z[b0:b0 + w] += sum_k data[perm[k]] * A[idx[k], b0:b0 + w]`` over the connections
-# ``k`` of one output neuron, with the ``w`` partial sums held in ``nv`` SIMD registers
-# for the whole column: each gathered activation row feeds one FMA per vector and
-# the output row is read and written once.  Numba's own vectoriser cannot express
-# this (given scalar accumulators it vectorises the loop over connections, with
-# gathers), so the loop is written in LLVM IR; LLVM still chooses the instructions
-# and falls back to narrower vectors on CPUs without AVX.  Measured on a 1000 x 1000
-# layer at 4 % density, batch 128: 1.15-1.4x the previous 8-connection unrolled loop.
-# ---------------------------------------------------------------------------------
-
-_VEC_BYTES = 32  # one AVX register
-
-
-def _make_column_fma(nv):
-    @intrinsic
-    def column_fma(typingctx, A, idx, perm, data, k0, k1, b0, z, g, piecewise, slope):
-        if not (isinstance(A, types.Array) and A.ndim == 2 and A.layout == "C"
-                and isinstance(z, types.Array) and z.ndim == 1 and z.layout == "C"
-                and isinstance(g, types.Array) and g.ndim == 1 and g.dtype == types.uint8
-                and data.dtype == A.dtype == z.dtype):
-            return None
-        sig = types.void(A, idx, perm, data, k0, k1, b0, z, g, piecewise, slope)
-
-        def codegen(context, builder, signature, args):
-            tA, tidx, tperm, tdata, tk0, tk1, tb0, tz, tg, tpw, tslope = signature.args
-            elem = context.get_data_type(tA.dtype)
-            width = elem.get_abi_size(context.target_data)
-            vec = ir.VectorType(elem, _VEC_BYTES // width)
-            vptr = vec.as_pointer()
-            i64 = ir.IntType(64)
-            i8 = ir.IntType(8)
-            cvec = ir.VectorType(i8, vec.count)
-            arr_A = context.make_array(tA)(context, builder, args[0])
-            arr_idx = context.make_array(tidx)(context, builder, args[1])
-            arr_perm = context.make_array(tperm)(context, builder, args[2])
-            arr_data = context.make_array(tdata)(context, builder, args[3])
-            arr_z = context.make_array(tz)(context, builder, args[7])
-            arr_g = context.make_array(tg)(context, builder, args[8])
-            k0 = context.cast(builder, args[4], tk0, types.intp)
-            k1 = context.cast(builder, args[5], tk1, types.intp)
-            b0 = context.cast(builder, args[6], tb0, types.intp)
-            piecewise = builder.icmp_unsigned(
-                "!=", context.cast(builder, args[9], tpw, types.intp), ir.Constant(i64, 0))
-            slope = context.cast(builder, args[10], tslope, tA.dtype)
-            row_len = builder.extract_value(arr_A.shape, 1)
-
-            def vec_at(base, c, ptr=vptr, count=vec.count):  # c-th vector after base
-                return builder.bitcast(builder.gep(base, [ir.Constant(i64, c * count)]), ptr)
-
-            def splat(v):
-                v = builder.insert_element(ir.Constant(vec, None), v, ir.Constant(i64, 0))
-                return builder.shuffle_vector(v, ir.Constant(vec, None),
-                                              ir.Constant(ir.VectorType(ir.IntType(32), vec.count),
-                                                          [0] * vec.count))
-
-            def index(arr, ty, k):
-                v = builder.load(builder.gep(arr.data, [k]))
-                return context.cast(builder, v, ty.dtype, types.intp)
-
-            # allocas in the entry block: LLVM promotes them to registers
-            accs = [cgutils.alloca_once(builder, vec) for _ in range(nv)]
-            zbase = builder.gep(arr_z.data, [b0])
-            for c in range(nv):
-                builder.store(builder.load(vec_at(zbase, c), align=width), accs[c])
-            with cgutils.for_range(builder, builder.sub(k1, k0)) as loop:
-                k = builder.add(k0, loop.index)
-                wv = splat(builder.load(builder.gep(arr_data.data, [index(arr_perm, tperm, k)])))
-                row = builder.gep(arr_A.data,
-                                  [builder.add(builder.mul(index(arr_idx, tidx, k), row_len), b0)])
-                for c in range(nv):
-                    a = builder.load(vec_at(row, c), align=width)
-                    prod = builder.fmul(wv, a, flags=("contract",))
-                    builder.store(builder.fadd(builder.load(accs[c]), prod, flags=("contract",)),
-                                  accs[c])
-            with builder.if_else(piecewise) as (fused, plain):
-                with fused:  # ReLU-like activation and derivative codes from the registers
-                    gbase = builder.gep(arr_g.data, [b0])
-                    sv = splat(slope)
-                    for c in range(nv):
-                        acc = builder.load(accs[c])
-                        pos = builder.fcmp_ordered(">", acc, ir.Constant(vec, [0.0] * vec.count))
-                        builder.store(builder.select(pos, acc, builder.fmul(acc, sv)),
-                                      vec_at(zbase, c), align=width)
-                        builder.store(builder.select(pos, ir.Constant(cvec, [3] * vec.count),
-                                                     ir.Constant(cvec, [2] * vec.count)),
-                                      vec_at(gbase, c, cvec.as_pointer(), vec.count), align=1)
-                with plain:
-                    for c in range(nv):
-                        builder.store(builder.load(accs[c]), vec_at(zbase, c), align=width)
-            return context.get_dummy_value()
-
-        return sig, codegen
-
-    return column_fma
-
-
-_column_fma8 = _make_column_fma(8)
-_column_fma4 = _make_column_fma(4)
-_column_fma2 = _make_column_fma(2)
-
-
 @njit(inline="always")
 def _column_sums(Ap, t_indices, t_perm, data, k0, k1, z, g, piecewise, slope):
     """``z[:] += W[:, j].T @ Ap`` for the connections ``k0:k1`` (CSC view) of neuron ``j``.
@@ -393,16 +220,16 @@ def _column_sums(Ap, t_indices, t_perm, data, k0, k1, z, g, piecewise, slope):
     and its derivative codes written to ``g``, straight from the registers.
     """
     TB = z.shape[0]
-    lanes = _VEC_BYTES // z.itemsize
+    lanes = VEC_BYTES // z.itemsize
     b0 = 0
     while b0 + 8 * lanes <= TB:
-        _column_fma8(Ap, t_indices, t_perm, data, k0, k1, b0, z, g, piecewise, slope)
+        column_fma8(Ap, t_indices, t_perm, data, k0, k1, b0, z, g, piecewise, slope)
         b0 += 8 * lanes
     if b0 + 4 * lanes <= TB:
-        _column_fma4(Ap, t_indices, t_perm, data, k0, k1, b0, z, g, piecewise, slope)
+        column_fma4(Ap, t_indices, t_perm, data, k0, k1, b0, z, g, piecewise, slope)
         b0 += 4 * lanes
     if b0 + 2 * lanes <= TB:
-        _column_fma2(Ap, t_indices, t_perm, data, k0, k1, b0, z, g, piecewise, slope)
+        column_fma2(Ap, t_indices, t_perm, data, k0, k1, b0, z, g, piecewise, slope)
         b0 += 2 * lanes
     for b in range(b0, TB):  # panels are multiples of 16 samples: only direct callers
         acc = z[b]
@@ -415,54 +242,6 @@ def _column_sums(Ap, t_indices, t_perm, data, k0, k1, z, g, piecewise, slope):
         z[b] = acc
 
 
-def _make_atomic(op, ordering, doc, operand=None):
-    """An intrinsic doing ``atomicrmw op`` on ``flags[i]`` (int64) and returning the old
-    value; the operand is the constant ``operand``, or a third argument when None."""
-
-    def codegen(context, builder, signature, args):
-        arr = context.make_array(signature.args[0])(context, builder, args[0])
-        idx = context.cast(builder, args[1], signature.args[1], types.intp)
-        val = (ir.Constant(ir.IntType(64), operand) if operand is not None
-               else context.cast(builder, args[2], signature.args[2], types.int64))
-        return builder.atomic_rmw(op, builder.gep(arr.data, [idx]), val, ordering)
-
-    def typer(flags, *rest):
-        if not (isinstance(flags, types.Array) and flags.dtype == types.int64):
-            return None
-        return types.int64(flags, *rest), codegen
-
-    if operand is None:
-        def atomic(typingctx, flags, i, value):
-            return typer(flags, i, value)
-    else:
-        def atomic(typingctx, flags, i):
-            return typer(flags, i)
-    atomic.__doc__ = doc
-    return intrinsic(atomic)
-
-
-_claim = _make_atomic("add", "monotonic", "``flags[i] += 1``; returns the task claimed.", 1)
-# a full barrier on x86: every write made before it is visible to a thread that then
-# reads the new value
-_publish = _make_atomic("xchg", "seq_cst", "``flags[i] = value``, atomically.")
-# atomic, so that a spin loop sees other threads' updates
-_read_flag = _make_atomic("add", "seq_cst", "``flags[i]``, read atomically.", 0)
-
-
-def _yield_codegen(context, builder, signature, args):
-    if sys.platform != "win32":  # elsewhere a spin without yield
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
-        builder.call(fn, [])
-    return context.get_dummy_value()
-
-
-@intrinsic
-def _yield_cpu(typingctx):
-    """``sched_yield()``: give the core to another runnable thread."""
-    return types.void(), _yield_codegen
-
-
 # spins of a waiting thread before it yields its core at every further look: a
 # thread the OS has descheduled (a busy neighbour, an overloaded host) then gets
 # the core back instead of watching a spinning sibling use up its time slice
@@ -473,10 +252,10 @@ _SPINS_BEFORE_YIELD = 2000
 def _wait_until(flags, i, target):
     """Return once ``flags[i] >= target`` (written by another thread)."""
     n = 0
-    while _read_flag(flags, i) < target:
+    while read_flag(flags, i) < target:
         n += 1
         if n > _SPINS_BEFORE_YIELD:
-            _yield_cpu()
+            yield_cpu()
 
 
 # Work is cut into this many blocks per thread (about equal connection counts).  Each
@@ -494,8 +273,8 @@ def _next_task(counters, own, per_queue):
     n = counters.shape[0]
     for k in range(n):
         d = (own + k) % n
-        if _read_flag(counters, d) < per_queue:  # cheap look before the atomic claim
-            q = _claim(counters, d)
+        if read_flag(counters, d) < per_queue:  # cheap look before the atomic claim
+            q = claim(counters, d)
             if q < per_queue:
                 return d, q
     return -1, 0
@@ -612,225 +391,26 @@ GRAD_STEP = 2
 GRAD_ADAM = 3
 
 
-# ---------------------------------------------------------------------------------
-# Register-blocked row sweep for the backward pass (the transpose of the forward's
-# column sums).  For the connections ``k0:k1`` of input neuron ``i`` (CSR row) and
-# the ``nv`` vectors of samples starting at ``b0``:
-#
-#   g_k   = sum_b x[b] * D[idx[k], b]          (SDDMM weight gradient, this block)
-#   e[b] += sum_k data[k] * D[idx[k], b]       (delta of the layer below)
-#
-# Each gathered delta row is loaded once and feeds both products; the ``e`` sums
-# stay in registers for the whole row and ``x`` (the row's activations) is read
-# from L1.  ``g_k`` then goes to ``grad[k - goff]`` by ``mode``: SWEEP_WRITE stores it,
-# SWEEP_ADD adds it, SWEEP_STEP applies the momentum step of :func:`_step` with
-# ``g_k`` as the whole gradient and SWEEP_STEP_ADD with ``grad[k - goff] + g_k`` (the
-# earlier blocks' sums), right after the old weight fed the delta.  Returns the
-# sum of the old squared weights of the stepped connections (for the L2 term).
-# ---------------------------------------------------------------------------------
-
-SWEEP_WRITE = 0
-SWEEP_ADD = 1
-SWEEP_STEP_ADD = 2
-SWEEP_STEP = 3
-
-
-def _make_row_sweep(nv, with_delta):
-    @intrinsic
-    def row_sweep(typingctx, D, idx, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr,
-                  mu, wd, c1, c2, codes, epilogue, hi, lo):
-        if not (isinstance(D, types.Array) and D.ndim == 2 and D.layout == "C"
-                and all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
-                        for a in (x, e, grad, velocity))
-                and data.dtype == D.dtype == x.dtype == e.dtype == grad.dtype
-                == velocity.dtype == lr == mu == wd == c1 == c2 == hi == lo
-                and isinstance(codes, types.Array) and codes.dtype == types.uint8):
-            return None
-        sig = types.Tuple((types.float64, D.dtype))(D, idx, data, k0, k1, b0, x, e, grad, goff,
-                                                     mode, velocity, lr, mu, wd, c1, c2, codes,
-                                                     epilogue, hi, lo)
-
-        def codegen(context, builder, signature, args):
-            tD, tidx, tdata, tk0, tk1, tb0, tx, te, tgrad, tgoff, tmode = signature.args[:11]
-            elem = context.get_data_type(tD.dtype)
-            width = elem.get_abi_size(context.target_data)
-            vec = ir.VectorType(elem, _VEC_BYTES // width)
-            vptr = vec.as_pointer()
-            i64 = ir.IntType(64)
-            i32 = ir.IntType(32)
-            f64 = ir.DoubleType()
-            arr = [context.make_array(ty)(context, builder, a)
-                   for ty, a in zip(signature.args, args) if isinstance(ty, types.Array)]
-            arr_D, arr_idx, arr_data, arr_x, arr_e, arr_grad, arr_vel, arr_codes = arr
-            k0 = context.cast(builder, args[3], tk0, types.intp)
-            k1 = context.cast(builder, args[4], tk1, types.intp)
-            b0 = context.cast(builder, args[5], tb0, types.intp)
-            goff = context.cast(builder, args[9], tgoff, types.intp)
-            mode = context.cast(builder, args[10], tmode, types.intp)
-            lr, mu, wd, c1, c2 = args[12:17]
-            epilogue = builder.icmp_unsigned(
-                "!=", context.cast(builder, args[18], signature.args[18], types.intp),
-                ir.Constant(i64, 0))
-            hi, lo = args[19], args[20]
-            zero_vec = ir.Constant(vec, [0.0] * vec.count)
-            row_len = builder.extract_value(arr_D.shape, 1)
-
-            def vec_at(base, c):
-                return builder.bitcast(builder.gep(base, [ir.Constant(i64, c * vec.count)]), vptr)
-
-            def splat(v):
-                v = builder.insert_element(ir.Constant(vec, None), v, ir.Constant(i64, 0))
-                return builder.shuffle_vector(v, ir.Constant(vec, None),
-                                              ir.Constant(ir.VectorType(i32, vec.count),
-                                                          [0] * vec.count))
-
-            def mode_is(m):
-                return builder.icmp_signed("==", mode, ir.Constant(i64, m))
-
-            xbase = builder.gep(arr_x.data, [b0])
-            ebase = builder.gep(arr_e.data, [b0])
-            accs = [cgutils.alloca_once(builder, vec) for _ in range(nv if with_delta else 0)]
-            for acc in accs:  # each block owns its samples of the row: sums start at 0
-                builder.store(zero_vec, acc)
-            sq = cgutils.alloca_once_value(builder, ir.Constant(f64, 0.0))
-
-            def sweep(m):  # the loop for one mode: no branch inside it
-                with cgutils.for_range(builder, builder.sub(k1, k0)) as loop:
-                    k = builder.add(k0, loop.index)
-                    j = context.cast(builder, builder.load(builder.gep(arr_idx.data, [k])),
-                                     tidx.dtype, types.intp)
-                    row = builder.gep(arr_D.data, [builder.add(builder.mul(j, row_len), b0)])
-                    wp = builder.gep(arr_data.data, [k])
-                    w = builder.load(wp)
-                    # two interleaved FMA chains for the gradient: few live registers
-                    # next to the nv accumulators of the delta
-                    chains = [None, None]
-                    wv = splat(w) if with_delta else None
-                    for c in range(nv):
-                        d = builder.load(vec_at(row, c), align=width)
-                        if with_delta:
-                            prod = builder.fmul(wv, d, flags=("contract",))
-                            builder.store(builder.fadd(builder.load(accs[c]), prod,
-                                                       flags=("contract",)), accs[c])
-                        prod = builder.fmul(builder.load(vec_at(xbase, c), align=width), d,
-                                            flags=("contract",))
-                        prev = chains[c % 2]
-                        chains[c % 2] = prod if prev is None else builder.fadd(
-                            prev, prod, flags=("contract",))
-                    v = builder.fadd(chains[0], chains[1])
-                    n = vec.count
-                    while n > 1:  # lanes: halves added until one remains
-                        n //= 2
-                        undef = ir.Constant(v.type, None)
-                        lo = builder.shuffle_vector(
-                            v, undef, ir.Constant(ir.VectorType(i32, n), list(range(n))))
-                        hi = builder.shuffle_vector(
-                            v, undef, ir.Constant(ir.VectorType(i32, n), list(range(n, 2 * n))))
-                        v = builder.fadd(lo, hi)
-                    g = builder.extract_element(v, ir.Constant(i64, 0))
-                    gp = builder.gep(arr_grad.data, [builder.sub(k, goff)])
-                    if m in (SWEEP_ADD, SWEEP_STEP_ADD):
-                        g = builder.fadd(builder.load(gp), g)
-                    if m in (SWEEP_WRITE, SWEEP_ADD):
-                        builder.store(g, gp)
-                    else:  # the momentum step of _step, from the whole gradient
-                        g = builder.fadd(g, builder.fmul(wd, w))
-                        vp = builder.gep(arr_vel.data, [k])
-                        vel = builder.fsub(builder.fmul(mu, builder.load(vp)), builder.fmul(lr, g))
-                        builder.store(vel, vp)
-                        # w + v (heavy ball: c1 = 1, c2 = 0, exactly) or w + (mu v - lr g)
-                        # (Nesterov: c1 = mu, c2 = lr), without a branch in the loop
-                        upd = builder.fsub(builder.fmul(c1, vel), builder.fmul(c2, g))
-                        builder.store(builder.fadd(w, upd), wp)
-                        w2 = builder.fmul(w, w)
-                        builder.store(builder.fadd(builder.load(sq), builder.fpext(w2, f64)
-                                                   if width == 4 else w2), sq)
-
-            with builder.if_else(builder.icmp_signed(">=", mode, ir.Constant(i64, 2))) \
-                    as (step, store):
-                with step:
-                    with builder.if_else(mode_is(SWEEP_STEP_ADD)) as (a, b):
-                        with a:
-                            sweep(SWEEP_STEP_ADD)
-                        with b:
-                            sweep(SWEEP_STEP)
-                with store:
-                    with builder.if_else(mode_is(SWEEP_ADD)) as (a, b):
-                        with a:
-                            sweep(SWEEP_ADD)
-                        with b:
-                            sweep(SWEEP_WRITE)
-            bias_part = cgutils.alloca_once_value(builder, ir.Constant(elem, 0.0))
-            if with_delta:
-                with builder.if_else(epilogue) as (fused, plain):
-                    with fused:  # delta = e * f'(z) from the codes, in place of x
-                        cbase = builder.gep(arr_codes.data, [b0])
-                        cvec = ir.VectorType(ir.IntType(8), vec.count)
-                        his, los = splat(hi), splat(lo)
-                        total = None
-                        for c, acc in enumerate(accs):
-                            code = builder.load(builder.bitcast(
-                                builder.gep(cbase, [ir.Constant(i64, c * vec.count)]),
-                                cvec.as_pointer()), align=1)
-                            kept = builder.icmp_unsigned(
-                                ">=", code, ir.Constant(cvec, [2] * vec.count))
-                            pos = builder.icmp_unsigned(
-                                "!=", builder.and_(code, ir.Constant(cvec, [1] * vec.count)),
-                                ir.Constant(cvec, [0] * vec.count))
-                            factor = builder.select(kept, builder.select(pos, his, los), zero_vec)
-                            v = builder.fmul(builder.load(acc), factor)
-                            builder.store(v, vec_at(xbase, c), align=width)
-                            total = v if total is None else builder.fadd(total, v)
-                        n = vec.count
-                        while n > 1:
-                            n //= 2
-                            undef = ir.Constant(total.type, None)
-                            total = builder.fadd(
-                                builder.shuffle_vector(total, undef, ir.Constant(
-                                    ir.VectorType(i32, n), list(range(n)))),
-                                builder.shuffle_vector(total, undef, ir.Constant(
-                                    ir.VectorType(i32, n), list(range(n, 2 * n)))))
-                        builder.store(builder.extract_element(total, ir.Constant(i64, 0)),
-                                      bias_part)
-                    with plain:
-                        for c, acc in enumerate(accs):
-                            builder.store(builder.load(acc), vec_at(ebase, c), align=width)
-            return context.make_tuple(builder, signature.return_type,
-                                      [builder.load(sq), builder.load(bias_part)])
-
-        return sig, codegen
-
-    return row_sweep
-
-
-_row_sweep8 = _make_row_sweep(8, False)
-_row_sweep4 = _make_row_sweep(4, False)
-_row_sweep2 = _make_row_sweep(2, False)
-_row_sweep8_delta = _make_row_sweep(8, True)
-_row_sweep4_delta = _make_row_sweep(4, True)
-_row_sweep2_delta = _make_row_sweep(2, True)
-
-
 @njit(inline="always")
 def _row_sweep(x, Dp, indices, data, k0, k1, b0, nv, e, grad, goff, mode, velocity, lr, mu,
                wd, c1, c2, codes, epilogue, hi, lo, do_bwd):
     """One register block of :func:`_row_sums` (``nv`` vectors from sample ``b0``)."""
     if do_bwd:
         if nv == 8:
-            return _row_sweep8_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode,
+            return row_sweep8_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode,
                                      velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo)
         if nv == 4:
-            return _row_sweep4_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode,
+            return row_sweep4_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode,
                                      velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo)
-        return _row_sweep2_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode,
+        return row_sweep2_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode,
                                  velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo)
     if nv == 8:
-        return _row_sweep8(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr,
+        return row_sweep8(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr,
                            mu, wd, c1, c2, codes, epilogue, hi, lo)
     if nv == 4:
-        return _row_sweep4(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr,
+        return row_sweep4(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr,
                            mu, wd, c1, c2, codes, epilogue, hi, lo)
-    return _row_sweep2(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr, mu,
+    return row_sweep2(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr, mu,
                        wd, c1, c2, codes, epilogue, hi, lo)
 
 
@@ -841,7 +421,7 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
     ``k0:k1`` over one panel row ``x``, in register blocks of 8, 4 and 2 vectors.
 
     ``first``: no earlier panel wrote ``grad``; ``last``: the final block takes the
-    momentum step, or with ``adam`` the row takes the Adam step of :func:`_adam_step`
+    momentum step, or with ``adam`` the row takes the Adam step of :func:`adam_update`
     once its gradients are complete (``velocity`` and ``second`` the moments, ``mu``
     beta_1, ``lr`` the bias-corrected rate).  With ``epilogue`` (ReLU-like or identity
     activation below) each
@@ -851,7 +431,7 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
     sum of the deltas written and whether the whole row was covered.
     """
     TB = x.shape[0]
-    lanes = _VEC_BYTES // x.itemsize
+    lanes = VEC_BYTES // x.itemsize
     one = x.dtype.type(1)
     zero = x.dtype.type(0)
     c1 = mu if nesterov else one
@@ -879,7 +459,7 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
         # Adam's step of the row's connections once their gradients are complete (and
         # the old weights used): contiguous, so LLVM vectorises its sqrt and division
         for k in range(k0, k1):
-            sq += _adam_step(data, velocity, second, k, grad[k - goff], lr, mu, b2, wd, aeps)
+            sq += adam_update(data, velocity, second, k, grad[k - goff], lr, mu, b2, wd, aeps)
     if b0 < TB:  # panels are multiples of 16 samples: only direct callers get here
         for b in range(b0, TB):
             e[b] = zero
@@ -892,9 +472,9 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
                 if do_bwd:
                     e[b] += w * d[b]
             if last and adam:
-                sq += _adam_step(data, velocity, second, k, acc, lr, mu, b2, wd, aeps)
+                sq += adam_update(data, velocity, second, k, acc, lr, mu, b2, wd, aeps)
             elif last:
-                sq += _step(data, velocity, k, acc, lr, mu, wd, nesterov)
+                sq += momentum_update(data, velocity, k, acc, lr, mu, wd, nesterov)
             else:
                 grad[k - goff] = acc
     return sq, bias, b0
@@ -1008,7 +588,7 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
                                             do_bwd, act, T(s), T(scale), bsum, velocity, T(lr),
                                             T(momentum), T(l2), nesterov, i0, i1, t, gs, e,
                                             second, T(beta_2), T(adam_eps))
-            _publish(done, blk, t + 1)
+            publish(done, blk, t + 1)
     return block_sq.sum()
 
 
@@ -1034,151 +614,6 @@ def sddmm_sparse_tiled(indptr, indices, xc_indptr, xc_indices, xc_data, D3, gbuf
                 gbuf[0, k] += acc
             else:
                 gbuf[0, k] = acc
-
-
-@njit(**_OPTS)
-def bias_step(bias, bias_velocity, bsum, n_parts, lr, momentum, nesterov):
-    """Momentum step on a bias from ``sum(bsum[:n_parts])`` (no weight decay), serial."""
-    T = bias.dtype.type
-    lr_ = T(lr)
-    mu = T(momentum)
-    for j in range(bias.shape[0]):
-        g = bsum[0, j]
-        for p in range(1, n_parts):
-            g += bsum[p, j]
-        v = mu * bias_velocity[j] - lr_ * g
-        bias_velocity[j] = v
-        if nesterov:
-            bias[j] += mu * v - lr_ * g
-        else:
-            bias[j] += v
-
-
-@njit(parallel=True, **_OPTS)
-def apply_step(data, velocity, gbuf, n_parts, lr, momentum, l2, nesterov):
-    """Momentum step on a layer from partial gradients; returns ``sum(data**2)`` before it.
-
-    ``g = sum(gbuf[:n_parts, k]) + l2 * data[k]``, then :func:`momentum_step`'s rule.
-    """
-    T = data.dtype.type
-    lr_ = T(lr)
-    mu = T(momentum)
-    wd = T(l2)
-    n = data.shape[0]
-    sq = 0.0
-    for k in prange(n):
-        g = gbuf[0, k]
-        if n_parts > 1:
-            g += gbuf[1, k]
-            for p in range(2, n_parts):
-                g += gbuf[p, k]
-        sq += _step(data, velocity, k, g, lr_, mu, wd, nesterov)
-    return sq
-
-
-@njit(parallel=True, **_OPTS)
-def apply_adam_step(data, m, v, gbuf, n_parts, lr_t, beta_1, beta_2, l2, eps):
-    """:func:`apply_step` with the rule of :func:`adam_step`."""
-    T = data.dtype.type
-    n = data.shape[0]
-    sq = 0.0
-    for k in prange(n):
-        g = gbuf[0, k]
-        for p in range(1, n_parts):
-            g += gbuf[p, k]
-        sq += _adam_step(data, m, v, k, g, T(lr_t), T(beta_1), T(beta_2), T(l2), T(eps))
-    return sq
-
-
-@njit(**_OPTS)
-def bias_adam_step(bias, m, v, bsum, n_parts, lr_t, beta_1, beta_2, eps):
-    """:func:`bias_step` with the rule of :func:`adam_step` (no weight decay)."""
-    T = bias.dtype.type
-    for j in range(bias.shape[0]):
-        g = bsum[0, j]
-        for p in range(1, n_parts):
-            g += bsum[p, j]
-        _adam_step(bias, m, v, j, g, T(lr_t), T(beta_1), T(beta_2), T(0), T(eps))
-
-
-LOSS_LOG = 0
-LOSS_BINARY = 1
-LOSS_SQUARED = 2
-LOSS_POISSON = 3
-OUT_SOFTMAX = 0
-OUT_LOGISTIC = 1
-OUT_IDENTITY = 2
-OUT_EXP = 3
-
-
-@njit(**_OPTS)
-def output_loss_delta(Z3, Y, w, B, out_act, loss_kind, eps, D3, bsum, accumulate):
-    """Output activation, weighted loss and output delta on the tiled layout.
-
-    ``Z3`` holds the output pre-activations (overwritten with the outputs ``P``),
-    ``Y`` is ``(B, n_out)`` targets in batch order, ``w`` the normalised sample
-    weights.  ``D3 = (P - Y) * w`` (divided by ``n_out`` for squared error, as
-    sklearn's loss is half the mean over outputs; the half Poisson deviance sums them
-    as sklearn's does), zero on padding;
-    ``bsum[0] (+)= D.sum(over samples)`` (other rows of ``bsum`` are zeroed unless
-    ``accumulate``).  ``D3`` may be ``Z3`` itself (each output is read before its
-    delta is written).  Returns ``sum_b w_b * loss_b`` with the
-    losses of :func:`sksparse_mlp._activations.loss_and_output_delta`.
-    """
-    nt, n_out, TB = Z3.shape
-    one = Z3.dtype.type(1)
-    if not accumulate:
-        bsum[:, :] = 0
-    total = 0.0
-    for t in range(nt):
-        for bb in range(TB):
-            b = t * TB + bb
-            if b >= B:
-                for j in range(n_out):
-                    D3[t, j, bb] = 0
-                    Z3[t, j, bb] = 0
-                continue
-            if out_act == OUT_SOFTMAX:
-                m = Z3[t, 0, bb]
-                for j in range(1, n_out):
-                    m = max(m, Z3[t, j, bb])
-                ssum = Z3.dtype.type(0)
-                for j in range(n_out):
-                    e = np.exp(Z3[t, j, bb] - m)
-                    Z3[t, j, bb] = e
-                    ssum += e
-                for j in range(n_out):
-                    Z3[t, j, bb] /= ssum
-            elif out_act == OUT_LOGISTIC:
-                for j in range(n_out):
-                    z = Z3[t, j, bb]
-                    e = np.exp(-abs(z))
-                    Z3[t, j, bb] = (one if z >= 0 else e) / (one + e)
-            elif out_act == OUT_EXP:
-                for j in range(n_out):
-                    Z3[t, j, bb] = np.exp(Z3[t, j, bb])
-            wb = w[b]
-            ls = 0.0
-            for j in range(n_out):
-                p = Z3[t, j, bb]
-                y = Y[b, j]
-                if loss_kind == LOSS_LOG:
-                    ls -= y * np.log(min(max(p, eps), one))
-                    d = (p - y) * wb
-                elif loss_kind == LOSS_BINARY:
-                    pc = min(max(p, eps), 1 - eps)
-                    ls -= y * np.log(pc) + (1 - y) * np.log1p(-pc)
-                    d = (p - y) * wb
-                elif loss_kind == LOSS_POISSON:  # half Poisson deviance, with xlogy(y, y / p)
-                    ls += (y * (np.log(y) - np.log(p)) if y > 0 else 0.0) - y + p
-                    d = (p - y) * wb
-                else:
-                    ls += 0.5 * (p - y) * (p - y) / n_out
-                    d = (p - y) * (wb / n_out)
-                D3[t, j, bb] = d
-                bsum[0, j] += d
-            total += ls * wb
-    return total
 
 
 @njit(parallel=True, **_OPTS)

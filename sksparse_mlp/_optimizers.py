@@ -7,7 +7,7 @@ and Adam's step count.
 """
 import numpy as np
 
-from . import _kernels
+from . import _steps
 
 
 class MomentumSGD:
@@ -55,7 +55,7 @@ class MomentumSGD:
     def update_layer(self, layer, grad_W, grad_b, l2, rule=None):
         """Update one layer in place; ``l2`` is the weight-decay coefficient."""
         lr, mu = self.learning_rate, self.momentum
-        _kernels.momentum_step(layer.W.data, layer.velocity, grad_W, lr, mu, l2, self.nesterov)
+        _steps.momentum_step(layer.W.data, layer.velocity, grad_W, lr, mu, l2, self.nesterov)
         v = layer.bias_velocity
         v *= mu
         v -= lr * grad_b
@@ -130,7 +130,7 @@ class Adam:
     def next_step(self):
         """Advance the step count; ``(lr_t, beta_1, False, (beta_2, eps))`` for the engine."""
         self.t += 1
-        lr_t = _kernels.adam_rate(self.learning_rate, self.beta_1, self.beta_2, self.t)
+        lr_t = _steps.adam_rate(self.learning_rate, self.beta_1, self.beta_2, self.t)
         return lr_t, self.beta_1, False, (self.beta_2, self.eps)
 
     def update_layer(self, layer, grad_W, grad_b, l2, rule=None):
@@ -138,9 +138,9 @@ class Adam:
         here when None)."""
         lr_t, b1, _, (b2, eps) = self.next_step() if rule is None else rule
         layer.use_state(adam=True)
-        _kernels.adam_step(layer.W.data, layer.velocity, layer.second, grad_W, lr_t, b1, b2, l2,
+        _steps.adam_step(layer.W.data, layer.velocity, layer.second, grad_W, lr_t, b1, b2, l2,
                            eps)
-        _kernels.adam_step(layer.bias, layer.bias_velocity, layer.bias_second,
+        _steps.adam_step(layer.bias, layer.bias_velocity, layer.bias_second,
                            np.ascontiguousarray(grad_b, dtype=layer.bias.dtype), lr_t, b1, b2,
                            0.0, eps)
 

@@ -16,7 +16,7 @@ import scipy.sparse as sp
 
 from . import _topology
 from ._activations import hidden_forward, loss_and_output_delta, output_forward
-from ._kernels import _OPTS
+from ._jit import OPTS as _OPTS
 
 # rows of the training data scored per evolution (one random batch of this size)
 SCORING_ROWS = 256

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from numba import njit, prange
 
 from sksparse_mlp._activations import hidden_forward, loss_and_output_delta, output_forward
-from sksparse_mlp._kernels import _OPTS
+from sksparse_mlp._jit import OPTS as _OPTS
 
 _BLOCK = 16
 _FWD_BLOCK = 64

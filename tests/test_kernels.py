@@ -5,6 +5,7 @@ import scipy.sparse as sp
 
 import reference as R
 from sksparse_mlp import _kernels as K
+from sksparse_mlp import _steps as S
 
 INDEX_DTYPES = [np.int32, np.int64]
 FLOAT_DTYPES = [np.float32, np.float64]
@@ -153,7 +154,7 @@ def test_momentum_step(dt, nesterov, n):
         d_ref = data + mu * v_ref - lr * g
     else:
         d_ref = data + v_ref
-    K.momentum_step(data, vel, grad, lr, mu, l2, nesterov)
+    S.momentum_step(data, vel, grad, lr, mu, l2, nesterov)
     np.testing.assert_allclose(vel, v_ref, **_tol(dt))
     np.testing.assert_allclose(data, d_ref, **_tol(dt))
     np.testing.assert_array_equal(grad, grad0)
@@ -278,7 +279,7 @@ def test_backward_tiled(idx, dt, TB, nt):
             d = data.copy()
             v = rng.standard_normal(W.nnz).astype(dt)
             d_ref, v_ref = d.copy(), v.copy()
-            K.momentum_step(d_ref, v_ref, grad_ref.astype(dt), 0.1, 0.9, 0.01, nesterov)
+            S.momentum_step(d_ref, v_ref, grad_ref.astype(dt), 0.1, 0.9, 0.01, nesterov)
             A = A3.copy()
             sq = K.backward_tiled(indptr, indices, d, A, D3, G3, gbuf, K.GRAD_STEP, True,
                                   K.ACT_PIECEWISE, s, 1.0, bsum, v, 0.1, 0.9, 0.01, nesterov,
@@ -299,7 +300,7 @@ def test_backward_tiled(idx, dt, TB, nt):
             A = A3.copy()
             sq = K.backward_tiled(indptr, indices, d, A, D3, G3, gbuf, K.GRAD_ADAM, True,
                                   K.ACT_PIECEWISE, s, 1.0, bsum, m,
-                                  K.adam_rate(0.01, 0.9, 0.999, t), 0.9, 0.01, False, chunks,
+                                  S.adam_rate(0.01, 0.9, 0.999, t), 0.9, 0.01, False, chunks,
                                   v2, 0.999, 1e-8)
             np.testing.assert_allclose(m, m_ref, **tol)
             np.testing.assert_allclose(v2, v_ref, **tol)
@@ -325,13 +326,13 @@ def test_adam_steps(dt, n):
     for t in (1, 2, 3):
         parts = rng.standard_normal((3, n)).astype(dt)
         grad = parts.sum(axis=0)
-        lr_t = K.adam_rate(lr, b1, b2, t)
+        lr_t = S.adam_rate(lr, b1, b2, t)
         R.adam_step(*ref, grad, lr, b1, b2, l2, eps, t)
         R.adam_step(*ref_b, grad, lr, b1, b2, 0.0, eps, t)
-        K.adam_step(data, m, v, grad, lr_t, b1, b2, l2, eps)
-        sq = K.apply_adam_step(d2, m2, v2, parts, 3, lr_t, b1, b2, l2, eps)
+        S.adam_step(data, m, v, grad, lr_t, b1, b2, l2, eps)
+        sq = S.apply_adam_step(d2, m2, v2, parts, 3, lr_t, b1, b2, l2, eps)
         np.testing.assert_allclose(sq, float((b.astype(np.float64) ** 2).sum()), rtol=1e-5)
-        K.bias_adam_step(b, bm, bv, parts, 3, lr_t, b1, b2, eps)  # no L2 on a bias
+        S.bias_adam_step(b, bm, bv, parts, 3, lr_t, b1, b2, eps)  # no L2 on a bias
         for out in (data, d2):
             np.testing.assert_allclose(out, ref[0], **_tol(dt))
         np.testing.assert_allclose(m, ref[1], **_tol(dt))

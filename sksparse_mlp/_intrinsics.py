@@ -1,0 +1,363 @@
+"""LLVM IR loops and atomics that numba cannot express, as numba intrinsics.
+
+The register-blocked column sums of the forward pass and row sweep of the backward
+pass (partial sums held in SIMD registers for a whole column or row), and the
+atomic flags and ``sched_yield`` of the kernels' task queues.  LLVM still picks
+the instructions for the host CPU.
+"""
+import sys
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+# ---------------------------------------------------------------------------------
+# Register-blocked column sums for the forward pass.
+#
+# ``z[b0:b0 + w] += sum_k data[perm[k]] * A[idx[k], b0:b0 + w]`` over the connections
+# ``k`` of one output neuron, with the ``w`` partial sums held in ``nv`` SIMD registers
+# for the whole column: each gathered activation row feeds one FMA per vector and
+# the output row is read and written once.  Numba's own vectoriser cannot express
+# this (given scalar accumulators it vectorises the loop over connections, with
+# gathers), so the loop is written in LLVM IR; LLVM still chooses the instructions
+# and falls back to narrower vectors on CPUs without AVX.  Measured on a 1000 x 1000
+# layer at 4 % density, batch 128: 1.15-1.4x the previous 8-connection unrolled loop.
+# ---------------------------------------------------------------------------------
+
+VEC_BYTES = 32  # one AVX register
+
+
+def _make_column_fma(nv):
+    @intrinsic
+    def column_fma(typingctx, A, idx, perm, data, k0, k1, b0, z, g, piecewise, slope):
+        if not (isinstance(A, types.Array) and A.ndim == 2 and A.layout == "C"
+                and isinstance(z, types.Array) and z.ndim == 1 and z.layout == "C"
+                and isinstance(g, types.Array) and g.ndim == 1 and g.dtype == types.uint8
+                and data.dtype == A.dtype == z.dtype):
+            return None
+        sig = types.void(A, idx, perm, data, k0, k1, b0, z, g, piecewise, slope)
+
+        def codegen(context, builder, signature, args):
+            tA, tidx, tperm, tdata, tk0, tk1, tb0, tz, tg, tpw, tslope = signature.args
+            elem = context.get_data_type(tA.dtype)
+            width = elem.get_abi_size(context.target_data)
+            vec = ir.VectorType(elem, VEC_BYTES // width)
+            vptr = vec.as_pointer()
+            i64 = ir.IntType(64)
+            i8 = ir.IntType(8)
+            cvec = ir.VectorType(i8, vec.count)
+            arr_A = context.make_array(tA)(context, builder, args[0])
+            arr_idx = context.make_array(tidx)(context, builder, args[1])
+            arr_perm = context.make_array(tperm)(context, builder, args[2])
+            arr_data = context.make_array(tdata)(context, builder, args[3])
+            arr_z = context.make_array(tz)(context, builder, args[7])
+            arr_g = context.make_array(tg)(context, builder, args[8])
+            k0 = context.cast(builder, args[4], tk0, types.intp)
+            k1 = context.cast(builder, args[5], tk1, types.intp)
+            b0 = context.cast(builder, args[6], tb0, types.intp)
+            piecewise = builder.icmp_unsigned(
+                "!=", context.cast(builder, args[9], tpw, types.intp), ir.Constant(i64, 0))
+            slope = context.cast(builder, args[10], tslope, tA.dtype)
+            row_len = builder.extract_value(arr_A.shape, 1)
+
+            def vec_at(base, c, ptr=vptr, count=vec.count):  # c-th vector after base
+                return builder.bitcast(builder.gep(base, [ir.Constant(i64, c * count)]), ptr)
+
+            def splat(v):
+                v = builder.insert_element(ir.Constant(vec, None), v, ir.Constant(i64, 0))
+                return builder.shuffle_vector(v, ir.Constant(vec, None),
+                                              ir.Constant(ir.VectorType(ir.IntType(32), vec.count),
+                                                          [0] * vec.count))
+
+            def index(arr, ty, k):
+                v = builder.load(builder.gep(arr.data, [k]))
+                return context.cast(builder, v, ty.dtype, types.intp)
+
+            # allocas in the entry block: LLVM promotes them to registers
+            accs = [cgutils.alloca_once(builder, vec) for _ in range(nv)]
+            zbase = builder.gep(arr_z.data, [b0])
+            for c in range(nv):
+                builder.store(builder.load(vec_at(zbase, c), align=width), accs[c])
+            with cgutils.for_range(builder, builder.sub(k1, k0)) as loop:
+                k = builder.add(k0, loop.index)
+                wv = splat(builder.load(builder.gep(arr_data.data, [index(arr_perm, tperm, k)])))
+                row = builder.gep(arr_A.data,
+                                  [builder.add(builder.mul(index(arr_idx, tidx, k), row_len), b0)])
+                for c in range(nv):
+                    a = builder.load(vec_at(row, c), align=width)
+                    prod = builder.fmul(wv, a, flags=("contract",))
+                    builder.store(builder.fadd(builder.load(accs[c]), prod, flags=("contract",)),
+                                  accs[c])
+            with builder.if_else(piecewise) as (fused, plain):
+                with fused:  # ReLU-like activation and derivative codes from the registers
+                    gbase = builder.gep(arr_g.data, [b0])
+                    sv = splat(slope)
+                    for c in range(nv):
+                        acc = builder.load(accs[c])
+                        pos = builder.fcmp_ordered(">", acc, ir.Constant(vec, [0.0] * vec.count))
+                        builder.store(builder.select(pos, acc, builder.fmul(acc, sv)),
+                                      vec_at(zbase, c), align=width)
+                        builder.store(builder.select(pos, ir.Constant(cvec, [3] * vec.count),
+                                                     ir.Constant(cvec, [2] * vec.count)),
+                                      vec_at(gbase, c, cvec.as_pointer(), vec.count), align=1)
+                with plain:
+                    for c in range(nv):
+                        builder.store(builder.load(accs[c]), vec_at(zbase, c), align=width)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return column_fma
+
+
+column_fma8 = _make_column_fma(8)
+column_fma4 = _make_column_fma(4)
+column_fma2 = _make_column_fma(2)
+
+
+def _make_atomic(op, ordering, doc, operand=None):
+    """An intrinsic doing ``atomicrmw op`` on ``flags[i]`` (int64) and returning the old
+    value; the operand is the constant ``operand``, or a third argument when None."""
+
+    def codegen(context, builder, signature, args):
+        arr = context.make_array(signature.args[0])(context, builder, args[0])
+        idx = context.cast(builder, args[1], signature.args[1], types.intp)
+        val = (ir.Constant(ir.IntType(64), operand) if operand is not None
+               else context.cast(builder, args[2], signature.args[2], types.int64))
+        return builder.atomic_rmw(op, builder.gep(arr.data, [idx]), val, ordering)
+
+    def typer(flags, *rest):
+        if not (isinstance(flags, types.Array) and flags.dtype == types.int64):
+            return None
+        return types.int64(flags, *rest), codegen
+
+    if operand is None:
+        def atomic(typingctx, flags, i, value):
+            return typer(flags, i, value)
+    else:
+        def atomic(typingctx, flags, i):
+            return typer(flags, i)
+    atomic.__doc__ = doc
+    return intrinsic(atomic)
+
+
+claim = _make_atomic("add", "monotonic", "``flags[i] += 1``; returns the task claimed.", 1)
+# a full barrier on x86: every write made before it is visible to a thread that then
+# reads the new value
+publish = _make_atomic("xchg", "seq_cst", "``flags[i] = value``, atomically.")
+# atomic, so that a spin loop sees other threads' updates
+read_flag = _make_atomic("add", "seq_cst", "``flags[i]``, read atomically.", 0)
+
+
+def _yield_codegen(context, builder, signature, args):
+    if sys.platform != "win32":  # elsewhere a spin without yield
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
+        builder.call(fn, [])
+    return context.get_dummy_value()
+
+
+@intrinsic
+def yield_cpu(typingctx):
+    """``sched_yield()``: give the core to another runnable thread."""
+    return types.void(), _yield_codegen
+
+
+# ---------------------------------------------------------------------------------
+# Register-blocked row sweep for the backward pass (the transpose of the forward's
+# column sums).  For the connections ``k0:k1`` of input neuron ``i`` (CSR row) and
+# the ``nv`` vectors of samples starting at ``b0``:
+#
+#   g_k   = sum_b x[b] * D[idx[k], b]          (SDDMM weight gradient, this block)
+#   e[b] += sum_k data[k] * D[idx[k], b]       (delta of the layer below)
+#
+# Each gathered delta row is loaded once and feeds both products; the ``e`` sums
+# stay in registers for the whole row and ``x`` (the row's activations) is read
+# from L1.  ``g_k`` then goes to ``grad[k - goff]`` by ``mode``: SWEEP_WRITE stores it,
+# SWEEP_ADD adds it, SWEEP_STEP applies the momentum step of :func:`momentum_update` with
+# ``g_k`` as the whole gradient and SWEEP_STEP_ADD with ``grad[k - goff] + g_k`` (the
+# earlier blocks' sums), right after the old weight fed the delta.  Returns the
+# sum of the old squared weights of the stepped connections (for the L2 term).
+# ---------------------------------------------------------------------------------
+
+SWEEP_WRITE = 0
+SWEEP_ADD = 1
+SWEEP_STEP_ADD = 2
+SWEEP_STEP = 3
+
+
+def _make_row_sweep(nv, with_delta):
+    @intrinsic
+    def row_sweep(typingctx, D, idx, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr,
+                  mu, wd, c1, c2, codes, epilogue, hi, lo):
+        if not (isinstance(D, types.Array) and D.ndim == 2 and D.layout == "C"
+                and all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
+                        for a in (x, e, grad, velocity))
+                and data.dtype == D.dtype == x.dtype == e.dtype == grad.dtype
+                == velocity.dtype == lr == mu == wd == c1 == c2 == hi == lo
+                and isinstance(codes, types.Array) and codes.dtype == types.uint8):
+            return None
+        sig = types.Tuple((types.float64, D.dtype))(D, idx, data, k0, k1, b0, x, e, grad, goff,
+                                                     mode, velocity, lr, mu, wd, c1, c2, codes,
+                                                     epilogue, hi, lo)
+
+        def codegen(context, builder, signature, args):
+            tD, tidx, tdata, tk0, tk1, tb0, tx, te, tgrad, tgoff, tmode = signature.args[:11]
+            elem = context.get_data_type(tD.dtype)
+            width = elem.get_abi_size(context.target_data)
+            vec = ir.VectorType(elem, VEC_BYTES // width)
+            vptr = vec.as_pointer()
+            i64 = ir.IntType(64)
+            i32 = ir.IntType(32)
+            f64 = ir.DoubleType()
+            arr = [context.make_array(ty)(context, builder, a)
+                   for ty, a in zip(signature.args, args) if isinstance(ty, types.Array)]
+            arr_D, arr_idx, arr_data, arr_x, arr_e, arr_grad, arr_vel, arr_codes = arr
+            k0 = context.cast(builder, args[3], tk0, types.intp)
+            k1 = context.cast(builder, args[4], tk1, types.intp)
+            b0 = context.cast(builder, args[5], tb0, types.intp)
+            goff = context.cast(builder, args[9], tgoff, types.intp)
+            mode = context.cast(builder, args[10], tmode, types.intp)
+            lr, mu, wd, c1, c2 = args[12:17]
+            epilogue = builder.icmp_unsigned(
+                "!=", context.cast(builder, args[18], signature.args[18], types.intp),
+                ir.Constant(i64, 0))
+            hi, lo = args[19], args[20]
+            zero_vec = ir.Constant(vec, [0.0] * vec.count)
+            row_len = builder.extract_value(arr_D.shape, 1)
+
+            def vec_at(base, c):
+                return builder.bitcast(builder.gep(base, [ir.Constant(i64, c * vec.count)]), vptr)
+
+            def splat(v):
+                v = builder.insert_element(ir.Constant(vec, None), v, ir.Constant(i64, 0))
+                return builder.shuffle_vector(v, ir.Constant(vec, None),
+                                              ir.Constant(ir.VectorType(i32, vec.count),
+                                                          [0] * vec.count))
+
+            def mode_is(m):
+                return builder.icmp_signed("==", mode, ir.Constant(i64, m))
+
+            xbase = builder.gep(arr_x.data, [b0])
+            ebase = builder.gep(arr_e.data, [b0])
+            accs = [cgutils.alloca_once(builder, vec) for _ in range(nv if with_delta else 0)]
+            for acc in accs:  # each block owns its samples of the row: sums start at 0
+                builder.store(zero_vec, acc)
+            sq = cgutils.alloca_once_value(builder, ir.Constant(f64, 0.0))
+
+            def sweep(m):  # the loop for one mode: no branch inside it
+                with cgutils.for_range(builder, builder.sub(k1, k0)) as loop:
+                    k = builder.add(k0, loop.index)
+                    j = context.cast(builder, builder.load(builder.gep(arr_idx.data, [k])),
+                                     tidx.dtype, types.intp)
+                    row = builder.gep(arr_D.data, [builder.add(builder.mul(j, row_len), b0)])
+                    wp = builder.gep(arr_data.data, [k])
+                    w = builder.load(wp)
+                    # two interleaved FMA chains for the gradient: few live registers
+                    # next to the nv accumulators of the delta
+                    chains = [None, None]
+                    wv = splat(w) if with_delta else None
+                    for c in range(nv):
+                        d = builder.load(vec_at(row, c), align=width)
+                        if with_delta:
+                            prod = builder.fmul(wv, d, flags=("contract",))
+                            builder.store(builder.fadd(builder.load(accs[c]), prod,
+                                                       flags=("contract",)), accs[c])
+                        prod = builder.fmul(builder.load(vec_at(xbase, c), align=width), d,
+                                            flags=("contract",))
+                        prev = chains[c % 2]
+                        chains[c % 2] = prod if prev is None else builder.fadd(
+                            prev, prod, flags=("contract",))
+                    v = builder.fadd(chains[0], chains[1])
+                    n = vec.count
+                    while n > 1:  # lanes: halves added until one remains
+                        n //= 2
+                        undef = ir.Constant(v.type, None)
+                        lo = builder.shuffle_vector(
+                            v, undef, ir.Constant(ir.VectorType(i32, n), list(range(n))))
+                        hi = builder.shuffle_vector(
+                            v, undef, ir.Constant(ir.VectorType(i32, n), list(range(n, 2 * n))))
+                        v = builder.fadd(lo, hi)
+                    g = builder.extract_element(v, ir.Constant(i64, 0))
+                    gp = builder.gep(arr_grad.data, [builder.sub(k, goff)])
+                    if m in (SWEEP_ADD, SWEEP_STEP_ADD):
+                        g = builder.fadd(builder.load(gp), g)
+                    if m in (SWEEP_WRITE, SWEEP_ADD):
+                        builder.store(g, gp)
+                    else:  # the momentum step of momentum_update, from the whole gradient
+                        g = builder.fadd(g, builder.fmul(wd, w))
+                        vp = builder.gep(arr_vel.data, [k])
+                        vel = builder.fsub(builder.fmul(mu, builder.load(vp)), builder.fmul(lr, g))
+                        builder.store(vel, vp)
+                        # w + v (heavy ball: c1 = 1, c2 = 0, exactly) or w + (mu v - lr g)
+                        # (Nesterov: c1 = mu, c2 = lr), without a branch in the loop
+                        upd = builder.fsub(builder.fmul(c1, vel), builder.fmul(c2, g))
+                        builder.store(builder.fadd(w, upd), wp)
+                        w2 = builder.fmul(w, w)
+                        builder.store(builder.fadd(builder.load(sq), builder.fpext(w2, f64)
+                                                   if width == 4 else w2), sq)
+
+            with builder.if_else(builder.icmp_signed(">=", mode, ir.Constant(i64, 2))) \
+                    as (step, store):
+                with step:
+                    with builder.if_else(mode_is(SWEEP_STEP_ADD)) as (a, b):
+                        with a:
+                            sweep(SWEEP_STEP_ADD)
+                        with b:
+                            sweep(SWEEP_STEP)
+                with store:
+                    with builder.if_else(mode_is(SWEEP_ADD)) as (a, b):
+                        with a:
+                            sweep(SWEEP_ADD)
+                        with b:
+                            sweep(SWEEP_WRITE)
+            bias_part = cgutils.alloca_once_value(builder, ir.Constant(elem, 0.0))
+            if with_delta:
+                with builder.if_else(epilogue) as (fused, plain):
+                    with fused:  # delta = e * f'(z) from the codes, in place of x
+                        cbase = builder.gep(arr_codes.data, [b0])
+                        cvec = ir.VectorType(ir.IntType(8), vec.count)
+                        his, los = splat(hi), splat(lo)
+                        total = None
+                        for c, acc in enumerate(accs):
+                            code = builder.load(builder.bitcast(
+                                builder.gep(cbase, [ir.Constant(i64, c * vec.count)]),
+                                cvec.as_pointer()), align=1)
+                            kept = builder.icmp_unsigned(
+                                ">=", code, ir.Constant(cvec, [2] * vec.count))
+                            pos = builder.icmp_unsigned(
+                                "!=", builder.and_(code, ir.Constant(cvec, [1] * vec.count)),
+                                ir.Constant(cvec, [0] * vec.count))
+                            factor = builder.select(kept, builder.select(pos, his, los), zero_vec)
+                            v = builder.fmul(builder.load(acc), factor)
+                            builder.store(v, vec_at(xbase, c), align=width)
+                            total = v if total is None else builder.fadd(total, v)
+                        n = vec.count
+                        while n > 1:
+                            n //= 2
+                            undef = ir.Constant(total.type, None)
+                            total = builder.fadd(
+                                builder.shuffle_vector(total, undef, ir.Constant(
+                                    ir.VectorType(i32, n), list(range(n)))),
+                                builder.shuffle_vector(total, undef, ir.Constant(
+                                    ir.VectorType(i32, n), list(range(n, 2 * n)))))
+                        builder.store(builder.extract_element(total, ir.Constant(i64, 0)),
+                                      bias_part)
+                    with plain:
+                        for c, acc in enumerate(accs):
+                            builder.store(builder.load(acc), vec_at(ebase, c), align=width)
+            return context.make_tuple(builder, signature.return_type,
+                                      [builder.load(sq), builder.load(bias_part)])
+
+        return sig, codegen
+
+    return row_sweep
+
+
+row_sweep8 = _make_row_sweep(8, False)
+row_sweep4 = _make_row_sweep(4, False)
+row_sweep2 = _make_row_sweep(2, False)
+row_sweep8_delta = _make_row_sweep(8, True)
+row_sweep4_delta = _make_row_sweep(4, True)
+row_sweep2_delta = _make_row_sweep(2, True)

@@ -1,0 +1,88 @@
+"""The output layer's kernel: output activation, loss and output delta in one pass.
+
+Codes of the output activations (``OUT_*``) and losses (``LOSS_*``) as
+:mod:`._fastpath` passes them; panels as in :mod:`._kernels`.
+"""
+import numpy as np
+from numba import njit
+
+from ._jit import OPTS as _OPTS
+
+LOSS_LOG = 0
+LOSS_BINARY = 1
+LOSS_SQUARED = 2
+LOSS_POISSON = 3
+OUT_SOFTMAX = 0
+OUT_LOGISTIC = 1
+OUT_IDENTITY = 2
+OUT_EXP = 3
+
+
+@njit(**_OPTS)
+def output_loss_delta(Z3, Y, w, B, out_act, loss_kind, eps, D3, bsum, accumulate):
+    """Output activation, weighted loss and output delta on the tiled layout.
+
+    ``Z3`` holds the output pre-activations (overwritten with the outputs ``P``),
+    ``Y`` is ``(B, n_out)`` targets in batch order, ``w`` the normalised sample
+    weights.  ``D3 = (P - Y) * w`` (divided by ``n_out`` for squared error, as
+    sklearn's loss is half the mean over outputs; the half Poisson deviance sums them
+    as sklearn's does), zero on padding;
+    ``bsum[0] (+)= D.sum(over samples)`` (other rows of ``bsum`` are zeroed unless
+    ``accumulate``).  ``D3`` may be ``Z3`` itself (each output is read before its
+    delta is written).  Returns ``sum_b w_b * loss_b`` with the
+    losses of :func:`sksparse_mlp._activations.loss_and_output_delta`.
+    """
+    nt, n_out, TB = Z3.shape
+    one = Z3.dtype.type(1)
+    if not accumulate:
+        bsum[:, :] = 0
+    total = 0.0
+    for t in range(nt):
+        for bb in range(TB):
+            b = t * TB + bb
+            if b >= B:
+                for j in range(n_out):
+                    D3[t, j, bb] = 0
+                    Z3[t, j, bb] = 0
+                continue
+            if out_act == OUT_SOFTMAX:
+                m = Z3[t, 0, bb]
+                for j in range(1, n_out):
+                    m = max(m, Z3[t, j, bb])
+                ssum = Z3.dtype.type(0)
+                for j in range(n_out):
+                    e = np.exp(Z3[t, j, bb] - m)
+                    Z3[t, j, bb] = e
+                    ssum += e
+                for j in range(n_out):
+                    Z3[t, j, bb] /= ssum
+            elif out_act == OUT_LOGISTIC:
+                for j in range(n_out):
+                    z = Z3[t, j, bb]
+                    e = np.exp(-abs(z))
+                    Z3[t, j, bb] = (one if z >= 0 else e) / (one + e)
+            elif out_act == OUT_EXP:
+                for j in range(n_out):
+                    Z3[t, j, bb] = np.exp(Z3[t, j, bb])
+            wb = w[b]
+            ls = 0.0
+            for j in range(n_out):
+                p = Z3[t, j, bb]
+                y = Y[b, j]
+                if loss_kind == LOSS_LOG:
+                    ls -= y * np.log(min(max(p, eps), one))
+                    d = (p - y) * wb
+                elif loss_kind == LOSS_BINARY:
+                    pc = min(max(p, eps), 1 - eps)
+                    ls -= y * np.log(pc) + (1 - y) * np.log1p(-pc)
+                    d = (p - y) * wb
+                elif loss_kind == LOSS_POISSON:  # half Poisson deviance, with xlogy(y, y / p)
+                    ls += (y * (np.log(y) - np.log(p)) if y > 0 else 0.0) - y + p
+                    d = (p - y) * wb
+                else:
+                    ls += 0.5 * (p - y) * (p - y) / n_out
+                    d = (p - y) * (wb / n_out)
+                D3[t, j, bb] = d
+                bsum[0, j] += d
+            total += ls * wb
+    return total
