@@ -579,8 +579,8 @@ def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuf
     return accumulated / n
 
 
-def _predict_rows_serial(net, views, X):
-    """Rows one at a time through :func:`~._kernels.forward_vec` (no parallel regions)."""
+def _predict_rows_serial(net, X):
+    """Rows one at a time through :func:`~._kernels.forward_row` (no parallel regions)."""
     L = len(net.layers)
     out = np.empty((X.shape[0], net.n_neurons[-1]), dtype=net.dtype)
     width = max(net.n_neurons)
@@ -590,8 +590,8 @@ def _predict_rows_serial(net, views, X):
         for l, layer in enumerate(net.layers):
             z = out[r] if l == L - 1 else bufs[l % 2][: layer.n_out]
             act, s = _act_code(net, l + 1) if l < L - 1 else (K.ACT_NONE, 0.0)
-            T = views[l]
-            K.forward_vec(T.indptr, T.indices, T.perm, layer.W.data, layer.bias, a, z, act, s)
+            W = layer.W
+            K.forward_row(W.indptr, W.indices, W.data, layer.bias, a, z, act, s)
             a = z
     output_forward(net.out_activation, out.T)
     return out
@@ -603,11 +603,11 @@ def predict_output(net, X, chunk=None):
     dtype = net.dtype
     sizes = net.n_neurons
     sparse = sp.issparse(X)
+    if n <= _SERIAL_PREDICT and not sparse:
+        return _predict_rows_serial(net, X)
     csr, views = False, None
     if _cached_views(net):
         views = [_predict_view(layer.W) for layer in net.layers]  # reused between calls
-        if n <= _SERIAL_PREDICT and not sparse:
-            return _predict_rows_serial(net, views, X)
     else:  # no cache: for a few rows, scattering beats transposing every weight matrix
         csr = n <= _CSR_PREDICT
     if chunk is None:
