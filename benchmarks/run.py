@@ -339,6 +339,9 @@ def bench_throughput(args, gemm, res):
                 else:
                     mlp.partial_fit(X, y)
                 dense_t.append(now() - t)
+                # OpenBLAS's threads spin for ~0.1 s after its last call: an epoch of
+                # ours started at once was 1.2x slower (ours sleep after 0.2 ms)
+                time.sleep(0.3)
         neighbour = _busy_neighbour()
         try:
             time.sleep(0.2)
