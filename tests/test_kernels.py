@@ -340,3 +340,22 @@ def test_adam_steps(dt, n):
         np.testing.assert_allclose(b, ref_b[0], **_tol(dt))
         np.testing.assert_allclose(bv, ref_b[2], **_tol(dt))
         assert data.dtype == m.dtype == v.dtype == dt
+
+
+@pytest.mark.parametrize("user", [{}, {"OMP_WAIT_POLICY": "PASSIVE"}, {"GOMP_SPINCOUNT": "7"}])
+def test_openmp_wait_policy(user, subprocess_env):
+    """OpenMP threads spin for a bounded time (GOMP_SPINCOUNT=20000) unless the user
+    chose a wait policy or spin count, which the package then leaves as it is."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in subprocess_env.items()
+           if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(user)
+    code = ("import os, sksparse_mlp._kernels; "
+            "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    expected = {(): ["None", "20000"], ("OMP_WAIT_POLICY",): ["PASSIVE", "None"],
+                ("GOMP_SPINCOUNT",): ["None", "7"]}[tuple(user)]
+    assert out == expected
