@@ -346,3 +346,16 @@ def test_memory_plan_follows_the_available_memory(monkeypatch):
     out = F.predict_output(net, X)
     monkeypatch.setattr(F, "available_memory", lambda: np.inf)
     np.testing.assert_allclose(out, F.predict_output(net, X), rtol=1e-5, atol=1e-6)
+
+
+def test_prediction_follows_weights_written_in_place():
+    """Views cached between calls hold no weights: weights written in place between
+    calls (as a user may through ``coefs_``) are the ones used."""
+    net = _net("allrelu", "softmax", "log_loss", np.float64, 3)
+    X = np.random.default_rng(3).standard_normal((40, 13))
+    before = F.predict_output(net, X)
+    for layer in net.layers:
+        layer.W.data *= -0.5
+    after = F.predict_output(net, X)
+    np.testing.assert_allclose(after, reference_predict(net, X), rtol=1e-10, atol=1e-12)
+    assert not np.allclose(after, before)
