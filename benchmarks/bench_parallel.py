@@ -84,7 +84,8 @@ def main(argv=None):
 
     quick = args.quick
     n_train = args.n_train or (1500 if quick else 6000)
-    hidden = tuple(int(h) for h in (args.hidden or ("100,100" if quick else "1000,1000,1000")).split(","))
+    hidden = args.hidden or ("100,100" if quick else "1000,1000,1000")
+    hidden = tuple(int(h) for h in hidden.split(","))
     epochs = args.epochs or (4 if quick else 20)
     Xtr, Xte, ytr, yte = make_fashion_like(n_train, 1000, random_state=0)
     print("data: %d x %d train, %d test; network 784-%s-10, epsilon 20, batch 128, lr %g, "
@@ -141,11 +142,11 @@ def main(argv=None):
         print("  %-18s spawn %.2f s, set-up (data shards + model to workers) %.2f s, "
               "close %.3f s, training %.2f s" % (name, st["spawn_s"], st["setup_s"],
                                                  st["close_s"], st["train_s"]))
+        compute = [w["compute_s"] / train for w in ws]
         print("  %-18s of the training time, each worker spent %s computing, %s in MPI "
               "(sending, waiting for the server's reply), %s otherwise (waiting for the "
-              "phase-2 merge, overheads);" % ("", ", ".join("%.0f%%" % (100 * w["compute_s"] / train) for w in ws),
-                                              ", ".join("%.0f%%" % (100 * c) for c in comm),
-                                              ", ".join("%.0f%%" % (100 * c) for c in idle)))
+              "phase-2 merge, overheads);" % ("", *(", ".join("%.0f%%" % (100 * c) for c in part)
+                                                   for part in (compute, comm, idle))))
         print("  %-18s the server spent %.0f%% in MPI waits, %.0f%% computing; %.1f MB sent, "
               "%.1f MB received" % ("", 100 * st["server_wait_share"],
                                     100 * st["server_compute_s"] / train,

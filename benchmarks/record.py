@@ -13,12 +13,13 @@ initialisation, one epoch, SET evolution (prune and regrow), a second full epoch
 (forward, backward, update).
 Nothing is special-cased: the same estimator and defaults as any user, except the
 architecture, epsilon and learning rate.  Times of initialisation, epochs and
-evolution are taken by wrapping the library's functions.  Peak memory is measured from outside: the script runs the
-fit in a child process and takes the kernel's maximum resident set size of that child
-(``wait4``); the child also samples its own resident size to tell which phase reached
-it, and notes the resident size just before the fit and the engine's memory plan
-(micro-batch, gradient buffers, CSC views) so that the peak can be set against
-weights + index + optimizer state + the activations of the micro-batch used.  Writes
+evolution are taken by wrapping the library's functions.  Peak memory is measured
+from outside: the script runs the fit in a child process and takes the kernel's
+maximum resident set size of that child (``wait4``); the child also samples its own
+resident size to tell which phase reached it, and notes the resident size just before
+the fit and the engine's memory plan (micro-batch, gradient buffers, CSC views) so that
+the peak can be set against weights + index + optimizer state + the activations of the
+micro-batch used.  Writes
 ``benchmarks/results/record.json``.
 """
 import argparse
@@ -69,7 +70,7 @@ def main(argv=None):
     if not args.child:
         return measure_child(args, argv)
 
-    from sksparse_mlp import TrulySparseMLPClassifier, _estimators, _fastpath, config
+    from sksparse_mlp import TrulySparseMLPClassifier, _base, _fastpath, _training, config
     if args.no_csc_views:
         config.CSC_VIEWS = False
     if args.activation_budget:
@@ -129,8 +130,8 @@ def main(argv=None):
         if ws.training:
             plans.append(dict(ws.plan, micro=ws.micro, lean=ws.lean))
     _fastpath.Workspace.__init__ = workspace
-    wrap(_estimators, "evolve_topology", "evolution", "SET evolution")
-    orig_new = _estimators._BaseTrulySparseMLP._new_network
+    wrap(_training, "evolve_topology", "evolution", "SET evolution")
+    orig_new = _base._BaseTrulySparseMLP._new_network
 
     def new_network(self, *a, **k):
         phase[0] = "initialisation"
@@ -145,7 +146,7 @@ def main(argv=None):
              f"connections")
         phase[0] = "other"
         return net
-    _estimators._BaseTrulySparseMLP._new_network = new_network
+    _base._BaseTrulySparseMLP._new_network = new_network
 
     X, y = make_lung_like(random_state=0)[:2]
     X = StandardScaler().fit_transform(X).astype(np.float32)  # log-expression values: centre
@@ -192,7 +193,8 @@ def main(argv=None):
         "init_s": timings["init"], "epoch_s": timings["epoch"], "evolution_s": timings["evolution"],
         "epoch_cpu_s": cpu.get("epoch", []), "evolution_cpu_s": cpu.get("evolution", []),
         "load_average": os.getloadavg(),
-        "fit_s": calls[0], "learning_rate_init": args.lr, "loss_curve": list(map(float, clf.loss_curve_)),
+        "fit_s": calls[0], "learning_rate_init": args.lr,
+        "loss_curve": list(map(float, clf.loss_curve_)),
         "training_accuracy": acc,
         "peak_rss_inside_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "rss_before_fit_bytes": rss_before,

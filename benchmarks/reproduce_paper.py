@@ -28,7 +28,7 @@ selection on the test set). The script writes a markdown table (mean ± std)
 and the raw runs as JSON::
 
     python benchmarks/reproduce_paper.py                    # 5 seeds, ~6-10 minutes on 2 cores
-    python benchmarks/reproduce_paper.py --quick            # 1 seed, a third of the epochs, ~1 minute
+    python benchmarks/reproduce_paper.py --quick            # 1 seed, a third of the epochs, ~1 min
     python benchmarks/reproduce_paper.py --seeds 5 --epoch-scale 4 --datasets madelon fashion
 
 Both the sparse kernels (numba) and the dense baseline (BLAS) get the same
@@ -44,7 +44,6 @@ import time
 import warnings
 
 import numpy as np
-
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split

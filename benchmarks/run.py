@@ -345,7 +345,7 @@ def bench_throughput(args, gemm, res):
         neighbour = _busy_neighbour()
         try:
             time.sleep(0.2)
-            for r in range(R):
+            for _ in range(R):
                 t = now()
                 clf.partial_fit(X, y)
                 busy_t.append(now() - t)
@@ -414,8 +414,8 @@ def bench_throughput(args, gemm, res):
           f"{min(busy_t):.3f} s (median {np.median(busy_t):.3f}) = "
           f"{out['busy_over_quiet_median']:.2f}x the quiet median")
     if probes:
-        print(f"  probe epoch floor {floor * 1e3:.1f} ms (best of {len(probes)} runs): our epoch is "
-              f"{best / floor:.2f}x the floor")
+        print(f"  probe epoch floor {floor * 1e3:.1f} ms (best of {len(probes)} runs): our epoch "
+              f"is {best / floor:.2f}x the floor")
     for th, rows in kernels.items():
         for i, r in enumerate(rows):
             line = (f"  ours  layer {r['n_in']} x {r['n_out']}, {r['nnz']} connections, batch "
@@ -487,7 +487,8 @@ def bench_variants(args, res):
         best, med = _epochs(clf, data, y, R, classes)
         rows[name] = {"epoch_s_best": best, "epoch_s_median": med}
         print(f"  {name}: epoch {best:.3f} s (median {med:.3f})")
-    rows["float64"]["over_float32"] = rows["float64"]["epoch_s_best"] / rows["float32"]["epoch_s_best"]
+    rows["float64"]["over_float32"] = (rows["float64"]["epoch_s_best"]
+                                       / rows["float32"]["epoch_s_best"])
     rows.update(bench_adam(X, y, classes, 2 * R))
     Xd, yd = load_digits(return_X_y=True)
     Xd = StandardScaler().fit_transform(Xd).astype(np.float32)
@@ -516,7 +517,7 @@ def bench_sweep(args, gemm, res):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dense_t = []
-        for r in range(args.dense_repeats):
+        for _ in range(args.dense_repeats):
             t = now()
             mlp.partial_fit(X, y, classes=classes)  # first call includes the (cheap) init
             dense_t.append(now() - t)
@@ -562,8 +563,9 @@ def bench_convergence(args, res):
     reach = next((i + 1 for i, a in enumerate(ours_acc) if a >= best_dense - 1e-12), None)
     dense_acc = curves["dense MLPClassifier"]["test_accuracy"]
     dense_reach = next((i + 1 for i, a in enumerate(dense_acc) if a >= best_dense - 1e-12), None)
-    res["convergence"] = {"epochs": E, "n_train": int(X.shape[0]), "curves": curves, "dense_best_accuracy": best_dense,
-                          "ours_epochs_to_dense_best": reach, "dense_epochs_to_its_best": dense_reach}
+    res["convergence"] = {"epochs": E, "n_train": int(X.shape[0]), "curves": curves,
+                          "dense_best_accuracy": best_dense, "ours_epochs_to_dense_best": reach,
+                          "dense_epochs_to_its_best": dense_reach}
 
 
 def bench_prediction(args, res, clf, mlp, X):
@@ -590,10 +592,10 @@ def bench_prediction(args, res, clf, mlp, X):
 
 def scaling_child(hidden, epochs):
     """Run in a subprocess: one network size on the lung-shaped set; prints JSON."""
+    from sklearn.preprocessing import StandardScaler
+
     from sksparse_mlp import TrulySparseMLPClassifier
     from sksparse_mlp.datasets import make_lung_like
-
-    from sklearn.preprocessing import StandardScaler
 
     X, y = make_lung_like(random_state=0)[:2]
     X = StandardScaler().fit_transform(X).astype(np.float32)
@@ -646,8 +648,9 @@ def bench_scaling(args, res):
             continue
         row = json.loads(p.stdout.strip().splitlines()[-1])
         rows.append(row)
-        print(f"  3 x {hidden}: {row['connections']} connections, epoch {row['epoch_s_best']:.2f} s "
-              f"({row['epoch_s_best'] / row['connections'] * 1e9:.1f} ns/connection), peak RSS "
+        per_connection = row["epoch_s_best"] / row["connections"]
+        print(f"  3 x {hidden}: {row['connections']} connections, epoch "
+              f"{row['epoch_s_best']:.2f} s ({per_connection * 1e9:.1f} ns/connection), peak RSS "
               f"{row['peak_rss_bytes'] / 2 ** 20:.0f} MiB (baseline "
               f"{row['baseline_rss_bytes'] / 2 ** 20:.0f}), (peak - baseline) / "
               f"(weights + state + activations) = {row['peak_over_model']:.2f}")
@@ -756,8 +759,8 @@ def table(res):
             f"| epoch with one busy process beside it (median) | "
             f"{t['epoch_busy_neighbour_s_median']:.3f} s = {t['busy_over_quiet_median']:.2f}x the "
             f"quiet median | <= 2.5x |",
-            f"| dense MLPClassifier(sgd) epoch, same layers, float32 | {t['dense_epoch_s_best']:.2f} s"
-            f" ({t['dense_effective_gflops']:.0f} GFLOP/s) | |",
+            f"| dense MLPClassifier(sgd) epoch, same layers, float32 | "
+            f"{t['dense_epoch_s_best']:.2f} s ({t['dense_effective_gflops']:.0f} GFLOP/s) | |",
             f"| speed-up vs dense | {t['speedup_vs_dense']:.1f}x | >= 15x |",
             f"| SET evolution per epoch | {t['evolution_s_best'] * 1e3:.1f} ms = "
             f"{100 * t['evolution_share']:.1f} % of the epoch | <= 10 % |",
@@ -785,7 +788,8 @@ def table(res):
             if "over_sgd" in r:
                 extra = (f", {r['over_sgd']:.2f}x SGD (median {r['over_sgd_median']:.2f}x)")
             if "speedup_vs_dense" in r:
-                extra = f", dense {r['dense_epoch_s_best'] * 1e3:.1f} ms: {r['speedup_vs_dense']:.1f}x"
+                extra = (f", dense {r['dense_epoch_s_best'] * 1e3:.1f} ms: "
+                         f"{r['speedup_vs_dense']:.1f}x")
             lines.append(f"| {name} | epoch {r['epoch_s_best']:.3f} s (median "
                          f"{r['epoch_s_median']:.3f}){extra} | |")
     s = res.get("sweep")
@@ -793,7 +797,8 @@ def table(res):
         for r in s["rows"]:
             lines.append(f"| {r['kind']} {r['value']:g} ({r['connections']} connections, "
                          f"{s['n_samples']} samples) | epoch {r['epoch_s']:.3f} s, "
-                         f"{r['effective_gflops']:.1f} GFLOP/s, {r['speedup_vs_dense']:.1f}x dense | |")
+                         f"{r['effective_gflops']:.1f} GFLOP/s, "
+                         f"{r['speedup_vs_dense']:.1f}x dense | |")
     c = res.get("convergence")
     if c:
         o = c["curves"]["sksparse_mlp"]["test_accuracy"]
@@ -847,8 +852,9 @@ def main(argv=None):
     t_start = now()
     res = {"mode": "fast" if fast else "full", "machine": machine_info()}
     gemm = Gemm(1536 if fast else 2048)
+    blas = res["machine"]["blas"]
     print(f"GEMM float32: {gemm.sample():.1f} GFLOP/s "
-          f"({res['machine']['blas'][0]['architecture'] if res['machine']['blas'] else '?'} kernel)")
+          f"({blas[0]['architecture'] if blas else '?'} kernel)")
     clf = mlp = X = None
     if "throughput" in sections or "prediction" in sections:
         print("throughput (784-1000-1000-1000-10, epsilon 20, batch 128, 10,000 samples):")

@@ -198,8 +198,9 @@ def table(recs):
         h = sum(r["hang"] for r in rs)
         o = sum(bool(r["orphans"]) for r in rs)
         dl = sum(bool(r["dirs_left"]) for r in rs)
-        tot["runs"] += len(rs); tot["deaths"] += d; tot["hangs"] += h
-        tot["orphans"] += o; tot["dirs"] += dl
+        for key, n in (("runs", len(rs)), ("deaths", d), ("hangs", h), ("orphans", o),
+                       ("dirs", dl)):
+            tot[key] += n
         rows.append("| %s (%s) | %d | %d | %d | %d | %d | %s | %s | %s |" % (
             n, MIX[n][1], len(rs), d, h, o, dl,
             ", ".join("%s %d" % kv for kv in sorted(outc.items())), det,

@@ -20,10 +20,6 @@ the SET topology update happens between calls exactly as in ``fit``.
 import os
 import time
 
-import matplotlib
-
-if not os.environ.get("MPLBACKEND"):
-    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.preprocessing import StandardScaler

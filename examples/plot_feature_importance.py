@@ -16,10 +16,6 @@ pixel has left, and the pixel standard deviation of the data for reference
 # %%
 import os
 
-import matplotlib
-
-if not os.environ.get("MPLBACKEND"):
-    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.datasets import load_digits

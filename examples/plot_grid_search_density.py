@@ -16,10 +16,6 @@ numba's start-up in each of the two worker processes for the first densities.)
 import os
 import warnings
 
-import matplotlib
-
-if not os.environ.get("MPLBACKEND"):
-    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning

@@ -16,10 +16,6 @@ without pruning, on the Fashion-MNIST-shaped generated set.
 import os
 import time
 
-import matplotlib
-
-if not os.environ.get("MPLBACKEND"):
-    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 

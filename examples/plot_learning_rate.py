@@ -19,10 +19,6 @@ same optimiser at three learning rates on a Fashion-MNIST-shaped generated set
 import os
 import warnings
 
-import matplotlib
-
-if not os.environ.get("MPLBACKEND"):
-    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning

@@ -14,10 +14,6 @@ rewires after every epoch.
 # Setup: smoke mode (for the test suite) and where the figure goes.
 import os
 
-import matplotlib
-
-if not os.environ.get("MPLBACKEND"):
-    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from sklearn.datasets import load_digits
 from sklearn.metrics import ConfusionMatrixDisplay

@@ -18,10 +18,6 @@ connections per hidden neuron.
 # %%
 import os
 
-import matplotlib
-
-if not os.environ.get("MPLBACKEND"):
-    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.model_selection import train_test_split

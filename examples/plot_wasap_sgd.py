@@ -25,10 +25,6 @@ import os
 import time
 import warnings
 
-import matplotlib
-
-if not os.environ.get("MPLBACKEND"):
-    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from sklearn.exceptions import ConvergenceWarning
 

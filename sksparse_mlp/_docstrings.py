@@ -1,10 +1,12 @@
-"""The estimators' parameters and fitted attributes, each described once.
+"""The estimators' parameters, fitted attributes and method arguments, each described once.
 
 Both estimators' numpydoc sections are made from these entries by
 :func:`document` (each with the defaults of its own signature), and the command
 line takes the text of every ``train`` flag from the same entries
 (:attr:`Entry.summary` and :attr:`Entry.type`): no docstring is parsed at run time.
 A new estimator parameter needs an entry here; ``tests/test_docstrings.py`` says so.
+The methods' Parameters sections (``fit``, ``partial_fit``, ``predict``, ...) are
+made from :data:`ARGUMENTS` and the estimator's :data:`TARGETS` entry the same way.
 """
 from __future__ import annotations
 
@@ -193,6 +195,27 @@ ATTRIBUTES = {
     "network_": Entry("SparseMLP", "The trained network."),
 }
 
+# The arguments of the estimators' methods; ``y`` is the estimator's TARGETS entry.
+ARGUMENTS = {
+    "X": Entry("{array-like, sparse matrix} of shape (n_samples, n_features)",
+               "The input samples."),
+    "classes": Entry(
+        "array-like of shape (n_classes,)", "Every class of the whole training run.",
+        "Required on the first call, and if given later, it must be the same."),
+    "sample_weight": Entry(
+        "array-like of shape (n_samples,)", "Non-negative, with a positive sum.",
+        "Relative: rescaled to mean 1 over the samples trained on, so a batch of "
+        "zero-weight samples is an SGD step without data gradient."),
+}
+
+TARGETS = {
+    "classifier": Entry(
+        "array-like of shape (n_samples,) or (n_samples, n_labels)",
+        "Labels, or a binary indicator matrix for multilabel classification."),
+    "regressor": Entry(
+        "array-like of shape (n_samples,) or (n_samples, n_targets)", "Target values."),
+}
+
 
 def _literal(value) -> str:
     # numpydoc's convention: strings in double quotes
@@ -212,26 +235,34 @@ def _section(title: str, entries: dict, defaults: dict | None = None) -> str:
     lines = [title, "-" * len(title)]
     for name, entry in entries.items():
         head = f"{name} : {entry.type}"
-        if defaults is not None:
+        if name in (defaults or {}):
             head += f", default={_literal(defaults[name])}"
         lines.append(head)
         lines += _wrap(entry.summary + (" " + entry.details if entry.details else ""))
     return "\n".join(lines)
 
 
+def _arguments(func) -> dict:
+    """The parameters of ``func`` but ``self``, by name."""
+    return {n: p for n, p in inspect.signature(func).parameters.items() if n != "self"}
+
+
 def signature_defaults(cls: type) -> dict:
     """``{name: default}`` of the parameters of ``cls.__init__``."""
-    sig = inspect.signature(cls.__init__)
-    return {p.name: p.default for p in sig.parameters.values() if p.name != "self"}
+    return {n: p.default for n, p in _arguments(cls.__init__).items()}
 
 
-def document(without: tuple = ()):
-    """Class decorator: put the Parameters and Attributes sections into the docstring.
+def document(without: tuple = (), targets: str = "classifier"):
+    """Class decorator: put the Parameters and Attributes sections into the docstrings.
 
     Every entry of :data:`ATTRIBUTES` is listed but those named in ``without``.
-    The docstring names the place with a ``%(sections)s`` line; the defaults come
-    from the class's own ``__init__``, so they cannot drift from the signature.
+    The class docstring names the place with a ``%(sections)s`` line, each of the
+    class's own methods that takes arguments with a ``%(parameters)s`` line (its
+    arguments from :data:`ARGUMENTS`, ``y`` from ``TARGETS[targets]``). The
+    defaults come from the signatures, so they cannot drift from them.
     """
+    arguments = {**ARGUMENTS, "y": TARGETS[targets]}
+
     def decorate(cls):
         # a parameter without an entry is left out (tests/test_docstrings.py
         # reports it) rather than breaking the import
@@ -239,8 +270,14 @@ def document(without: tuple = ()):
         sections = "\n\n".join([
             _section("Parameters", {k: PARAMETERS[k] for k in defaults}, defaults),
             _section("Attributes", {k: v for k, v in ATTRIBUTES.items() if k not in without})])
-        doc = inspect.cleandoc(cls.__doc__)
-        cls.__doc__ = doc.replace("%(sections)s", sections)
+        cls.__doc__ = inspect.cleandoc(cls.__doc__).replace("%(sections)s", sections)
+        for method in vars(cls).values():
+            if inspect.isfunction(method) and "%(parameters)s" in (method.__doc__ or ""):
+                params = _arguments(method)
+                defaults = {n: p.default for n, p in params.items() if p.default is not p.empty}
+                section = _section("Parameters", {n: arguments[n] for n in params}, defaults)
+                doc = inspect.cleandoc(method.__doc__)
+                method.__doc__ = doc.replace("%(parameters)s", section)
         return cls
 
     return decorate

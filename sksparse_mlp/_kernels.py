@@ -320,26 +320,17 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
                 break
             t = q // per
             j0, j1 = _chunk_bounds(t_indptr, d * per + q - t * per, n_blocks)
-            _forward_block(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, thr,
-                           seed, scale, t, j0, j1, fused, slope)
-
-
-@njit(inline="always")
-def _forward_block(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, thr, seed,
-                   scale, t, j0, j1, fused, slope):
-    """Output neurons ``j0:j1`` of panel ``t`` (a task of :func:`forward_tiled`)."""
-    TB = Z3.shape[2]
-    Ap = A3[t]
-    for j in range(j0, j1):
-        z = Z3[t, j]
-        bj = bias[j]
-        for b in range(TB):
-            z[b] = bj
-        g = G3[t, j] if act >= 0 else G3[0, 0]
-        _column_sums(Ap, t_indices, t_perm, data, t_indptr[j], t_indptr[j + 1], z, g,
-                     fused, slope)
-        if act >= 0 and not fused:
-            _activate_row(z, g, j, t * TB, act, s, thr, seed, scale)
+            Ap = A3[t]
+            for j in range(j0, j1):
+                z = Z3[t, j]
+                bj = bias[j]
+                for b in range(TB):
+                    z[b] = bj
+                g = G3[t, j] if act >= 0 else G3[0, 0]
+                _column_sums(Ap, t_indices, t_perm, data, t_indptr[j], t_indptr[j + 1], z, g,
+                             fused, slope)
+                if act >= 0 and not fused:
+                    _activate_row(z, g, j, t * TB, act, s, thr, seed, scale)
 
 
 @njit(parallel=True, **_OPTS)

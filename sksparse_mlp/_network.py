@@ -9,9 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _fastpath, _regrowth, _topology
+from . import _fastpath, _pruning, _regrowth, _sampling, _set
 from ._activations import hidden_forward
-
 
 
 def layer_init(init, layer):
@@ -145,7 +144,7 @@ class SparseMLP:
                slope=0.6, out_activation="softmax", loss="log_loss", dtype=np.float32):
         """Erdős–Rényi network with ``len(layer_sizes) - 1`` sparse layers."""
         layers = [
-            SparseLayer(_topology.random_layer(n_in, n_out, d, rng, layer_init(init, l), dtype),
+            SparseLayer(_sampling.random_layer(n_in, n_out, d, rng, layer_init(init, l), dtype),
                         np.zeros(n_out, dtype=dtype))
             for l, (n_in, n_out, d) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:], densities))
         ]
@@ -237,8 +236,8 @@ class SparseMLP:
                 W, state = _regrowth.prune_and_grow(layer.W, state, zeta, rng, *signals[l],
                                                     factor=factor)
             else:
-                W, state = _topology.prune_and_regrow(layer.W, state, zeta, rng,
-                                                      layer_init(init, l), regrow)
+                W, state = _set.prune_and_regrow(layer.W, state, zeta, rng,
+                                                 layer_init(init, l), regrow)
             layer.W = W
             if one:
                 layer.velocity = state
@@ -252,7 +251,7 @@ class SparseMLP:
         """
         removed = []
         for l in range(len(self.layers) - 1):
-            drop = _topology.importance_prune_mask(self.layers[l].W, percentile)
+            drop = _pruning.importance_prune_mask(self.layers[l].W, percentile)
             removed.append(int(drop.sum()))
             if drop.any():
                 self.remove_neurons(l + 1, ~drop)
@@ -270,12 +269,12 @@ class SparseMLP:
         const = inc.bias[drop].reshape(-1, 1).copy()
         hidden_forward(self.activation, const, hidden_layer, self.slope)
         out.bias += (out.W[drop].T @ const[:, 0]).astype(out.bias.dtype)
-        inc.W, kept = _topology.drop_columns(inc.W, keep)
+        inc.W, kept = _pruning.drop_columns(inc.W, keep)
         inc.select_state(kept)
         inc.bias, inc.bias_velocity = inc.bias[keep], inc.bias_velocity[keep]
         if inc.bias_second is not None:
             inc.bias_second = inc.bias_second[keep]
-        out.W, kept = _topology.drop_rows(out.W, keep)
+        out.W, kept = _pruning.drop_rows(out.W, keep)
         out.select_state(kept)
 
 

@@ -14,9 +14,11 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-from . import _topology
+from . import _set
 from ._activations import hidden_forward, loss_and_output_delta, output_forward
+from ._csr import _as_canonical_csr
 from ._jit import OPTS as _OPTS
+from ._sampling import _sample_sorted_distinct
 
 # rows of the training data scored per evolution (one random batch of this size)
 SCORING_ROWS = 256
@@ -120,7 +122,7 @@ def prune_and_grow(W, velocity, zeta, rng, A, D, factor=4.0, return_candidates=F
     velocity : ndarray of shape (W.nnz,)
         State aligned with ``W.data`` (any dtype; an index array works too).
     zeta : float in [0, 1]
-        SET's removal fraction (see :func:`._topology.prune_and_regrow`).
+        SET's removal fraction (see :func:`._set.prune_and_regrow`).
     rng : numpy.random.Generator
         Draws the candidates.
     A, D : ndarray of shape (n_in, batch) and (n_out, batch)
@@ -139,7 +141,7 @@ def prune_and_grow(W, velocity, zeta, rng, A, D, factor=4.0, return_candidates=F
     """
     if not factor >= 1:
         raise ValueError("factor must be >= 1, got %r" % (factor,))
-    W = _topology._as_canonical_csr(W)
+    W = _as_canonical_csr(W)
     velocity = np.asarray(velocity)
     if velocity.shape != W.data.shape:
         raise ValueError(f"velocity has shape {velocity.shape}, expected {W.data.shape}")
@@ -152,7 +154,7 @@ def prune_and_grow(W, velocity, zeta, rng, A, D, factor=4.0, return_candidates=F
         return (W, velocity, None) if return_candidates else (W, velocity)
     n_empty = n_in * n_out - (W.nnz - k)
     m = int(min(n_empty, max(k, np.ceil(factor * k))))
-    ranks = _topology._sample_sorted_distinct(n_empty, m, rng)
+    ranks = _sample_sorted_distinct(n_empty, m, rng)
     rows = np.empty(m, np.int64)
     cols = np.empty(m, np.int64)
     _empty_positions(W.indptr, W.indices, keep, ranks, n_out, rows, cols)
@@ -160,8 +162,8 @@ def prune_and_grow(W, velocity, zeta, rng, A, D, factor=4.0, return_candidates=F
     candidate_gradients(np.ascontiguousarray(A), np.ascontiguousarray(D), rows, cols, grads)
     # the k largest |gradient| (selection, not a sort), in position order
     chosen = np.sort(np.argpartition(-np.abs(grads), k - 1)[:k]) if k < m else np.arange(m)
-    W_new, vel_new = _topology._rebuild(W, velocity, keep, ranks[chosen],
-                                        np.zeros(k, W.dtype))
+    W_new, vel_new = _set._rebuild(W, velocity, keep, ranks[chosen],
+                                   np.zeros(k, W.dtype))
     if return_candidates:
         return W_new, vel_new, (rows, cols, grads, chosen)
     return W_new, vel_new
@@ -172,4 +174,4 @@ def _set_prune(W, zeta):
         raise ValueError(f"zeta must be in [0, 1], got {zeta}")
     if zeta == 0 or W.nnz == 0:
         return None, 0, 0.0
-    return _topology._set_prune(W.data, zeta)
+    return _set._set_prune(W.data, zeta)

@@ -332,8 +332,8 @@ def test_warm_up_fits_a_copy_and_never_raises():
     est = TrulySparseMLPClassifier(hidden_layer_sizes=(300, 300), max_iter=7)
     assert cli.warm_up(est, stream=io.StringIO()) > 0
     assert not hasattr(est, "network_") and est.max_iter == 7      # the estimator is untouched
-    from sksparse_mlp import _topology  # the sampler of dense Erdős–Rényi layers is compiled too
-    assert _topology._complement_sorted.signatures
+    from sksparse_mlp import _sampling  # the sampler of dense Erdős–Rényi layers is compiled too
+    assert _sampling._complement_sorted.signatures
     assert cli.warm_up(TrulySparseMLPRegressor(), sparse_input=True) > 0
     # settings the tiny copy cannot take: the real fit will report them, not the warm-up
     assert cli.warm_up(TrulySparseMLPClassifier(dtype="float16")) == 0.0

@@ -4,13 +4,13 @@ import copy
 import numpy as np
 import pytest
 import scipy.sparse as sp
-
-from sksparse_mlp import _fastpath as F
-from sksparse_mlp import config
-from sksparse_mlp import _kernels as K
-from sksparse_mlp._network import SparseMLP, TrainingConfig
 from reference import predict_output as reference_predict
 from reference import run_epoch
+
+from sksparse_mlp import _fastpath as F
+from sksparse_mlp import _kernels as K
+from sksparse_mlp import config
+from sksparse_mlp._network import SparseMLP, TrainingConfig
 from sksparse_mlp._optimizers import Adam, MomentumSGD
 
 

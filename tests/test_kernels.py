@@ -1,9 +1,9 @@
 """Numba kernels against dense numpy references."""
 import numpy as np
 import pytest
+import reference as R
 import scipy.sparse as sp
 
-import reference as R
 from sksparse_mlp import _kernels as K
 from sksparse_mlp import _steps as S
 

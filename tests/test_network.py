@@ -1,9 +1,9 @@
 """The sparse network against finite differences and dense references."""
 import numpy as np
 import pytest
+import reference
 import scipy.sparse as sp
 
-import reference
 from sksparse_mlp._activations import HIDDEN_ACTIVATIONS, hidden_forward, negative_slope
 from sksparse_mlp._network import SparseMLP, TrainingConfig, evolve_topology, train_step
 from sksparse_mlp._optimizers import MomentumSGD

@@ -1,4 +1,5 @@
-"""Tests of sksparse_mlp._topology against dense numpy references."""
+"""Tests of the topology modules (_sampling, _set, _pruning) and of the server's
+pattern algebra (parallel._merge) against dense numpy references."""
 import math
 import tracemalloc
 
@@ -6,20 +7,16 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from sksparse_mlp import _topology as T
-from sksparse_mlp._topology import (
-    drop_columns,
-    drop_rows,
+from sksparse_mlp._pruning import drop_columns, drop_rows, importance_prune_mask, neuron_importance
+from sksparse_mlp._sampling import (
+    _sample_sorted_distinct,
     erdos_renyi_density,
-    importance_prune_mask,
     init_values,
-    neuron_importance,
-    prune_and_regrow,
     random_layer,
     sample_pattern,
 )
+from sksparse_mlp._set import prune_and_regrow
 from sksparse_mlp.parallel._merge import average_union, project_to_pattern, prune_to_nnz
-
 
 # ---------------------------------------------------------------- helpers
 
@@ -115,12 +112,12 @@ def test_sample_sorted_distinct_uniform_marginals(M, m):
     if M > 10**6:
         # Huge range: only check the values are distinct, sorted, in range.
         for _ in range(50):
-            s = T._sample_sorted_distinct(M, m, rng)
+            s = _sample_sorted_distinct(M, m, rng)
             assert s.shape == (m,) and np.all(np.diff(s) > 0) and s[0] >= 0 and s[-1] < M
         return
     counts = np.zeros(M)
     for _ in range(reps):
-        s = T._sample_sorted_distinct(M, m, rng)
+        s = _sample_sorted_distinct(M, m, rng)
         assert s.shape == (m,) and np.all(np.diff(s) > 0) and s[0] >= 0 and s[-1] < M
         counts[s] += 1
     p = m / M
@@ -232,12 +229,13 @@ def test_prune_and_regrow_matches_reference(shape, density, zeta):
 
 def test_prune_and_regrow_pruned_scale_regrowth():
     rng = np.random.default_rng(7)
-    W = T.random_layer(60, 50, 0.2, rng)
+    W = random_layer(60, 50, 0.2, rng)
     v = np.zeros(W.nnz, dtype=W.dtype)
     removed = reference_removed(W.data, 0.3)
     t = np.abs(W.data[removed]).max()
     W2, v2 = prune_and_regrow(W, v, 0.3, np.random.default_rng(1), regrow="pruned")
-    is_new = ~np.isin(flat_positions(W2), np.setdiff1d(flat_positions(W), flat_positions(W)[removed]))
+    survivors = np.setdiff1d(flat_positions(W), flat_positions(W)[removed])
+    is_new = ~np.isin(flat_positions(W2), survivors)
     assert is_new.sum() == removed.size and W2.nnz == W.nnz
     # new values never exceed the largest removed magnitude, and use the range
     assert np.abs(W2.data[is_new]).max() <= t

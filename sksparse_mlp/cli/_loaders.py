@@ -183,6 +183,9 @@ def load_csv(path, target: str | None = None, *, delimiter: str | None = None,
     Returns
     -------
     Dataset
+        ``X`` float64 (every column but the target), ``y`` float64 when every
+        target value is a number, else the labels as strings (None without a
+        target); ``feature_names`` are the header's names of the columns of ``X``.
 
     Raises
     ------
@@ -397,6 +400,8 @@ def load_npz(path, target: str = "y", *, require_target: bool = True) -> Dataset
     Returns
     -------
     Dataset
+        ``X`` as stored when numeric (else converted to float64), ``y`` the
+        target array as stored (a single column flattened); no feature names.
 
     Raises
     ------

@@ -111,7 +111,7 @@ def warm_up(est, sparse_input: bool = False, stream=None) -> float:
             tiny.predict(X)
             tiny.predict(X[:1])
         # Erdős–Rényi layers denser than 50 % sample the connections they leave out
-        from .._topology import _sample_sorted_distinct
+        from .._sampling import _sample_sorted_distinct
         _sample_sorted_distinct(8192, 6000, rng)
     except Exception:  # the real fit reports any problem with the settings
         return 0.0
