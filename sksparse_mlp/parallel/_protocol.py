@@ -60,6 +60,27 @@ def meta_len(n_layers):
     return 1 + 3 * n_layers
 
 
+# ---------------------------------------------------------------- message sizes
+# What one phase-1 update puts on the wire, from the layouts above (the benchmarks'
+# traffic model; tests check it against the bytes the server counts).
+def gradient_bytes(n_values, itemsize):
+    """Bytes of one gradient message: header + gradient (``n_values`` entries)."""
+    return 8 * GRAD_HEADER + int(n_values) * int(itemsize)
+
+
+def structure_bytes(shapes_nnz):
+    """Bytes of a structure: ``meta`` + ``indptr`` and ``indices`` (int64) of every
+    layer; ``shapes_nnz`` is ``[(n_in, n_out, nnz), ...]``."""
+    return 8 * (meta_len(len(shapes_nnz)) + sum(n_in + 1 + nnz for n_in, _, nnz in shapes_nnz))
+
+
+def reply_bytes(n_values, itemsize, shapes_nnz=None):
+    """Bytes of one reply: header + values, plus the structure when the worker's copy
+    is of an older topology (``shapes_nnz`` given)."""
+    return (8 * REPLY_HEADER + int(n_values) * int(itemsize)
+            + (structure_bytes(shapes_nnz) if shapes_nnz is not None else 0))
+
+
 # ---------------------------------------------------------------- caller <-> helper
 # caller -> helper: ("plan", plan, network, optimizer, rng, hooks)
 #                   ("continue", stop, optimizer, rng)       answer to HELPER_EPOCH

@@ -69,6 +69,13 @@ class _Server:
         self._struct = None                  # cached structure arrays of the current version
         self.stopped = False
         self.compute_s = 0.0
+        # phase-1 statistics (the benchmarks' inputs): gradients received and steps taken,
+        # server time from a gradient's arrival to the replies posted (wall, CPU), epoch
+        # ends (reporting to the caller + evolution) counted apart
+        self.gradients = self.received = self.steps = self.structure_replies = 0
+        self.bytes_in = self.bytes_out = 0  # phase-1 loop traffic: gradients and replies
+        self.update_s = self.update_cpu_s = 0.0
+        self.epoch_end_s = self.epoch_end_cpu_s = self.evolve_s = 0.0
         self.data = None                     # (X, Y, sample_weight): regrow="gradient"
 
     # ------------------------------------------------------------------ topology versions
@@ -135,6 +142,7 @@ class _Server:
         else:
             pool.isend_async(np.array([P.STRUCTURE, self.version, 0, 0], dtype=np.int64),
                              r, P.TAG_MH)
+            self.structure_replies += 1
             if self._struct is None:
                 self._struct = _wire.structure_arrays(self.net)
             meta, arrays = self._struct
@@ -155,11 +163,25 @@ class _Server:
             buf = np.empty(size, dtype=self.net.dtype)
             pool.Recv(buf, src, P.TAG_GD)
         pool.trim()
+        self.received += 1
         return src, ver, loss, total, nb, buf
 
     # ------------------------------------------------------------------ epochs
+    def _timed(self, t0, c0, e0, ec0):
+        """Add the time since ``(t0, c0)`` to the update time, but for epoch ends."""
+        self.update_s += time.perf_counter() - t0 - (self.epoch_end_s - e0)
+        self.update_cpu_s += time.process_time() - c0 - (self.epoch_end_cpu_s - ec0)
+
     def end_epoch(self, loss, last_epoch_of_phase):
         """Report the epoch; evolve the topology unless training (or the phase) ends."""
+        t_end, c_end = time.perf_counter(), time.process_time()
+        try:
+            return self._end_epoch(loss, last_epoch_of_phase)
+        finally:
+            self.epoch_end_s += time.perf_counter() - t_end
+            self.epoch_end_cpu_s += time.process_time() - c_end
+
+    def _end_epoch(self, loss, last_epoch_of_phase):
         self.epochs += 1
         stop = bool(self.on_epoch_end(loss)) if self.on_epoch_end is not None else False
         if stop:
@@ -172,9 +194,20 @@ class _Server:
                         self.data)
         self._new_version([l.W.shape for l in self.net.layers] != shapes)
         self.compute_s += time.perf_counter() - t0
+        self.evolve_s += time.perf_counter() - t0
         return False
 
+    def _traffic(self, start=None):
+        """Bytes counted by the pool; with ``start``, add the difference to the phase-1 loop
+        traffic."""
+        now = (self.pool.stats["bytes_in"], self.pool.stats["bytes_out"])
+        if start is not None:
+            self.bytes_in += now[0] - start[0]
+            self.bytes_out += now[1] - start[1]
+        return now
+
     def phase1_async(self, n_epochs, steps_per_epoch):
+        b0 = self._traffic()
         n = self.pool.n
         ended, finished = set(), False
         loss_acc = n_acc = 0.0
@@ -185,7 +218,10 @@ class _Server:
                 self.reply(src, end=True)
                 ended.add(src)
                 continue
-            t0 = time.perf_counter()
+            t0, c0, e0, ec0 = (time.perf_counter(), time.process_time(), self.epoch_end_s,
+                               self.epoch_end_cpu_s)
+            self.gradients += 1
+            self.steps += 1
             if buf is not None and total > 0:
                 grads = self._align(buf, ver)
                 if grads is not None:
@@ -205,9 +241,12 @@ class _Server:
                 ended.add(src)
             else:
                 self.reply(src)
+            self._timed(t0, c0, e0, ec0)
         self.pool.flush()
+        self._traffic(b0)
 
     def phase1_sync(self, n_epochs, steps_per_epoch):
+        b0 = self._traffic()
         n = self.pool.n
         finished = False
         loss_acc = n_acc = 0.0
@@ -219,6 +258,9 @@ class _Server:
                 src, ver, loss, total, nb, buf = self.recv_gradient([r for r in range(n) if r not in got])
                 got[src] = (ver, loss, total, nb, buf)
             t0 = time.perf_counter()
+            t1, c1, e1, ec1 = t0, time.process_time(), self.epoch_end_s, self.epoch_end_cpu_s
+            self.gradients += n
+            self.steps += 1
             tot = sum(g[2] for g in got.values())
             if tot > 0:
                 combined = None
@@ -252,7 +294,9 @@ class _Server:
                 steps = 0
             for r in range(n):
                 self.reply(r, end=finished)
+            self._timed(t1, c1, e1, ec1)
         self.pool.flush()
+        self._traffic(b0)
 
     def phase2(self, n_epochs):
         pool, n = self.pool, self.pool.n
@@ -435,6 +479,9 @@ def train(plan, network, optimizer, rng, on_epoch_end=None, hooks=None):
             for r in range(n_workers):
                 pool.recv(r)                        # phase1_done
         stats["phase1_s"] = time.perf_counter() - t_train
+        for k in ("bytes_in", "bytes_out", "gradients", "received", "steps",
+                  "structure_replies", "update_s", "update_cpu_s", "epoch_end_s", "evolve_s"):
+            stats["phase1_" + k] = getattr(server, k)
         if n2 > 0 and not server.stopped:
             server.phase2(n2)
         stats["train_s"] = time.perf_counter() - t_train

@@ -46,6 +46,7 @@ class State:
         self.order = None
         self.pos = 0
         self.compute_s = 0.0
+        self.compute_cpu_s = 0.0   # CPU seconds: fair under oversubscription (1 thread)
         self.steps = 0
 
     def optimizer(self, lr, t=0):
@@ -71,7 +72,8 @@ def init(w, cfg):
 
 def stats(w):
     s = w.state
-    w.ch.send({"compute_s": s.compute_s if s else 0.0, "comm_s": w.ch.comm_s,
+    w.ch.send({"compute_s": s.compute_s if s else 0.0,
+               "compute_cpu_s": s.compute_cpu_s if s else 0.0, "comm_s": w.ch.comm_s,
                "steps": s.steps if s else 0}, TAG_RES)
 
 
@@ -155,7 +157,7 @@ def phase1(w, params):
     gbuf = np.empty(_wire.value_size(s.net), dtype=s.dtype)
     while True:
         w.faults.check("step")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         idx = s.next_batch()
         Xb, Yb = s.X[idx], s.Y[idx]
         swb = None if s.sw is None else s.sw[idx]
@@ -171,6 +173,7 @@ def phase1(w, params):
             loss = 0.0
         hdr[:] = (s.version, loss, total, len(idx), gbuf.size if total > 0 else 0)
         s.compute_s += time.perf_counter() - t0
+        s.compute_cpu_s += time.process_time() - c0
         s.steps += 1
         ch.Isend(hdr, TAG_GH)
         if total > 0:
@@ -198,7 +201,7 @@ def local_epoch(w, params):
     """Phase 2: one local epoch with the worker's own SET; the model goes back."""
     ch, s = w.ch, w.state
     w.faults.check("phase2")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if s.opt is None:
         s.opt = s.optimizer(params["lr"], int(params.get("t", 0)))
     s.opt.learning_rate = params["lr"]
@@ -208,6 +211,7 @@ def local_epoch(w, params):
     loss = run_epoch(s.net, s.X, s.Y, s.sw, s.batch_size, s.opt, s.local_config, s.rng,
                      s.shuffle)
     s.compute_s += time.perf_counter() - t0
+    s.compute_cpu_s += time.process_time() - c0
     s.steps += -(-s.X.shape[0] // s.batch_size)
     meta, arrays = _wire.structure_arrays(s.net)
     ch.send({"rank": ch.rank, "loss": float(loss), "n": int(s.X.shape[0])}, TAG_RES)
