@@ -25,6 +25,7 @@ server model in phase 2.
 Between topology changes only ``W.data`` values and biases travel (one flat buffer, with
 upper-case MPI calls); the sparsity structure is sent only after it changed.
 """
+import dataclasses
 import math
 import os
 import time
@@ -32,7 +33,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from .._network import SparseLayer, evolve_topology
+from .._network import SparseLayer, SparseMLP, evolve_topology
 from .._topology import _make_csr
 from . import _protocol as P
 from . import _wire
@@ -450,6 +451,8 @@ def train(plan, network, optimizer, rng, on_epoch_end=None, hooks=None):
                         if hasattr(optimizer, "beta_2") else None)}
         for r in range(n_workers):
             pool.send((P.CMD_INIT, dict(cfg, seed=int(seeds[r]), sparse_X=sp.issparse(X))), r)
+        _warm_up(network, optimizer, config)   # while the workers warm up theirs
+        pool.touch()
         for r in range(n_workers):
             pool.recv(r)
         for r in range(n_workers):
@@ -498,6 +501,24 @@ def train(plan, network, optimizer, rng, on_epoch_end=None, hooks=None):
     stats["close_s"] = time.perf_counter() - t_close
     stats["total_s"] = time.perf_counter() - t_start
     return stats
+
+
+def _warm_up(network, optimizer, config):
+    """Load (or compile) the server's numba kernels (optimizer step, SET) on a tiny network
+    of the real dtype before training: in a fresh helper process the first update
+    otherwise took seconds (loading numba's cache), measured as server time per update.
+    Copies of the optimizer and its own generator: the real ones are not touched."""
+    import copy
+    rng = np.random.default_rng(0)
+    net = SparseMLP.random([6, 6, 2], [0.5, 1.0], rng, init=config.init, dtype=network.dtype)
+    opt = copy.deepcopy(optimizer)
+    net.apply_gradients([(np.zeros_like(l.W.data), np.zeros_like(l.bias)) for l in net.layers],
+                        opt, 0.0)
+    if config.zeta > 0:
+        X = rng.random((3, 6)).astype(net.dtype)
+        Y = np.eye(2, dtype=net.dtype)[[0, 1, 0]]
+        evolve_topology(net, 1, dataclasses.replace(config, importance_pruning=False), rng,
+                        (X, Y, None))
 
 
 def _send_shard(pool, r, X, Y, sample_weight, idx):
