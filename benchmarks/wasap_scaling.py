@@ -41,7 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
 
 WORKERS = (2, 4, 8)
-MODES = ("async", "sync")
+MODES = ("async", "sync", "allreduce")
 DATASETS = {
     "fashion": dict(title="Fashion-shaped", hidden=(1000, 1000, 1000), epsilon=20, batch=128,
                     slope=0.6, n_train=4000, n_test=1000, epochs=10),
@@ -153,16 +153,22 @@ def summarise(stats, res):
     g, steps, epochs = stats["phase1_gradients"], stats["phase1_steps"], stats["epochs"]
     workers = stats["workers"]
     nv, rcv, W = res["n_values"], stats["phase1_received"], stats["n_workers"]
-    expect_in = rcv * P.gradient_bytes(nv, 4)
-    expect_out = (rcv * P.reply_bytes(0, 4) + (rcv - W) * 4 * nv
-                  + stats["phase1_structure_replies"] * P.structure_bytes(res["shapes"]))
-    if (expect_in, expect_out) != (stats["phase1_bytes_in"], stats["phase1_bytes_out"]):
-        raise RuntimeError("bytes counted %s differ from the wire format's %s" % (
-            (stats["phase1_bytes_in"], stats["phase1_bytes_out"]), (expect_in, expect_out)))
+    if stats["mode"] != "allreduce":   # there the gradients never reach the server
+        expect_in = rcv * P.gradient_bytes(nv, 4)
+        expect_out = (rcv * P.reply_bytes(0, 4) + (rcv - W) * 4 * nv
+                      + stats["phase1_structure_replies"] * P.structure_bytes(res["shapes"]))
+        if (expect_in, expect_out) != (stats["phase1_bytes_in"], stats["phase1_bytes_out"]):
+            raise RuntimeError("bytes counted %s differ from the wire format's %s" % (
+                (stats["phase1_bytes_in"], stats["phase1_bytes_out"]), (expect_in, expect_out)))
+        rcv = max(rcv, 1)
+    else:
+        rcv = g
     return {
+        "worker_step_cpu_per_batch_s": sum(w.get("step_cpu_s", 0.0) for w in workers)
+                                        / sum(w["steps"] for w in workers),
         "epochs": epochs, "gradients": g, "steps": steps,
-        "bytes_in_per_update": stats["phase1_bytes_in"] / stats["phase1_received"],
-        "bytes_out_per_update": stats["phase1_bytes_out"] / stats["phase1_received"],
+        "bytes_in_per_update": stats["phase1_bytes_in"] / rcv,
+        "bytes_out_per_update": stats["phase1_bytes_out"] / rcv,
         "bytes_in_per_epoch": stats["phase1_bytes_in"] / epochs,
         "bytes_out_per_epoch": stats["phase1_bytes_out"] / epochs,
         "structure_replies_per_epoch": stats["phase1_structure_replies"] / epochs,
@@ -177,10 +183,19 @@ def summarise(stats, res):
     }
 
 
-def measure(quick):
+def measure(quick, modes=MODES, previous=None):
+    """All measurements; with ``previous`` (saved ones), only the runs of ``modes``, against
+    the saved local runs and targets."""
     from sksparse_mlp import TrulySparseMLPClassifier
     workers = (2, 4) if quick else WORKERS
-    out = {"config": {"workers": workers, "modes": MODES, "quick": quick,
+    if previous is not None:
+        for name, res in previous["datasets"].items():
+            data = load(name, quick)
+            cap = int(np.ceil(EPOCH_CAP * len(res["local"]["acc"])))
+            res["runs"].update(parallel_runs(name, data, res, modes, workers, cap))
+        previous["config"]["modes"] = sorted(set(previous["config"]["modes"]) | set(modes))
+        return previous
+    out = {"config": {"workers": workers, "modes": modes, "quick": quick,
                       "target_margin": TARGET_MARGIN, "epoch_cap": EPOCH_CAP,
                       "cores": len(os.sched_getaffinity(0)), "loadavg_start": os.getloadavg(),
                       "datasets": {k: dict(v, hidden=list(v["hidden"]))
@@ -211,28 +226,33 @@ def measure(quick):
         print("  local: %d epochs, best test accuracy %.4f; target %.4f reached at epoch %d "
               "(%.1f s)" % (epochs, best, target, e1, local["wall_s"]), flush=True)
         cap = int(np.ceil(EPOCH_CAP * epochs))
-        runs = {}
-        for mode in MODES:
-            for W in workers:
-                _, r = run_fit(name, data, cap, target, n_workers=W, worker_mode=mode)
-                hit = next((i + 1 for i, a in enumerate(r["acc"]) if a >= target), None)
-                r["epochs_to_target"] = hit
-                r["inputs"] = summarise(r["stats"], res)
-                runs["%s %d" % (mode, W)] = r
-                s = r["inputs"]
-                print("  %-5s W=%d: target %s; per update %.0f B in / %.0f B out; per epoch "
-                      "%.2f MB in / %.2f MB out; server %.2f ms CPU per step; worker %.2f ms CPU "
-                      "per batch (%.1f s)" % (
-                          mode, W, "at epoch %d" % hit if hit else "not reached in %d" % cap,
-                          s["bytes_in_per_update"], s["bytes_out_per_update"],
-                          s["bytes_in_per_epoch"] / 1e6, s["bytes_out_per_epoch"] / 1e6,
-                          1e3 * s["server_cpu_per_step_s"], 1e3 * s["worker_cpu_per_batch_s"],
-                          r["wall_s"]), flush=True)
-        res["runs"] = runs
+        res["runs"] = parallel_runs(name, data, res, modes, workers, cap)
         out["datasets"][name] = res
     out["config"]["loadavg_end"] = os.getloadavg()
     out["config"]["total_s"] = time.perf_counter() - t_all
     return out
+
+
+def parallel_runs(name, data, res, modes, workers, cap):
+    runs = {}
+    target = res["target"]
+    for mode in modes:
+        for W in workers:
+            _, r = run_fit(name, data, cap, target, n_workers=W, worker_mode=mode)
+            hit = next((i + 1 for i, a in enumerate(r["acc"]) if a >= target), None)
+            r["epochs_to_target"] = hit
+            r["inputs"] = summarise(r["stats"], res)
+            runs["%s %d" % (mode, W)] = r
+            s = r["inputs"]
+            print("  %-9s W=%d: target %s; per update %.0f B in / %.0f B out; per epoch "
+                  "%.2f MB in / %.2f MB out; server %.2f ms CPU per step; worker %.2f ms CPU "
+                  "per batch (%.1f s)" % (
+                      mode, W, "at epoch %d" % hit if hit else "not reached in %d" % cap,
+                      s["bytes_in_per_update"], s["bytes_out_per_update"],
+                      s["bytes_in_per_epoch"] / 1e6, s["bytes_out_per_epoch"] / 1e6,
+                      1e3 * s["server_cpu_per_step_s"], 1e3 * s["worker_cpu_per_batch_s"],
+                      r["wall_s"]), flush=True)
+    return runs
 
 
 # ====================================================================== model
@@ -287,10 +307,15 @@ def predict(W, mode, inp, link, N):
         epoch = batches / W * step
         bound = "server link" if W * (bg + bm) / B > tc else "workers"
     else:  # allreduce: ring Allreduce among the workers, each applies the mean itself
-        ring = 2 * (W - 1) / W * bg / B + 2 * (W - 1) * lat
+        ring = 2 * (W - 1) / W * inp["allreduce_bytes"] * s / B + 2 * (W - 1) * lat
         step = tc + ring + inp["allreduce_apply_s"] * s
         epoch = batches / W * step
         bound = "ring" if ring > tc else "workers"
+        # per epoch: worker 0's model to the server and the new one back (values and
+        # momentum, 4 bytes each, + structure), then a binomial-tree broadcast of it
+        model = 2 * bm + bst
+        epoch += tev + (2 + np.ceil(np.log2(W))) * model / B
+        return epoch, {"bound": bound}
     epoch += tev + W * bst / B
     return epoch, {"bound": bound}
 
@@ -324,10 +349,11 @@ def model_inputs(meas):
     ts = np.array([sync[int(w)] for w in Ws])
     slope = float(np.polyfit(Ws, ts, 1)[0]) if len(Ws) > 1 else 0.0
     inp["server_add_s"] = max(0.0, slope)
-    inp["allreduce_apply_s"] = res["kernels"]["apply"]["median"]
-    for key in ("allreduce",):
-        if any(k.startswith(key) for k in runs):
-            inp["allreduce_apply_s"] = median("server_cpu_per_step_s", key)
+    inp["allreduce_bytes"] = float(4 * P.allreduce_len(res["n_values"]))
+    # a worker's own optimizer step in mode "allreduce" (measured there; else in-process)
+    inp["allreduce_apply_s"] = (median("worker_step_cpu_per_batch_s", "allreduce")
+                                if any(k.startswith("allreduce") for k in runs)
+                                else res["kernels"]["apply"]["median"])
     return inp
 
 
@@ -460,14 +486,21 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
     ap.add_argument("--model-only", action="store_true",
                     help="re-run the model on the saved measurements")
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="phase-1 modes to measure (default: all)")
+    ap.add_argument("--merge", action="store_true",
+                    help="measure only --modes and add them to the saved measurements")
     ap.add_argument("--out", default=os.path.join(RESULTS, "wasap_scaling"))
     args = ap.parse_args(argv)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    if args.model_only:
+    modes = tuple(args.modes.split(","))
+    if args.model_only or args.merge:
         with open(args.out + ".json") as f:
             meas = json.load(f)["measured"]
+        if args.merge:
+            meas = measure(args.quick, modes, meas)
     else:
-        meas = measure(args.quick)
+        meas = measure(args.quick, modes)
     mod = model(meas)
     with open(args.out + ".json", "w") as f:
         json.dump({"measured": meas, "model": mod}, f, indent=1, default=float)

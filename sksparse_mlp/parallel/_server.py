@@ -10,9 +10,14 @@ connections, and one computed before a neuron removal is dropped. In ``"sync"`` 
 server waits for all workers, averages their gradients (weighted by their samples), and
 takes one step with the learning rate scaled by ``n_workers`` after a 5-epoch linear
 warm-up; together with the per-worker seeds derived from ``rng`` this is reproducible.
+In ``"allreduce"`` mode the workers take the sync mode's steps without the server: they
+sum their gradients with MPI's ``Allreduce`` among themselves and each applies the same
+step (they own the momentum); once per epoch worker 0 sends the model back, and the
+server's new topology goes to worker 0, which broadcasts it.
 One server epoch is ``ceil(n_samples / batch_size)`` gradients (async) or
-``ceil(n_samples / (batch_size * n_workers))`` averaged steps (sync); at its end the server
-calls ``on_epoch_end`` and then runs importance pruning + SET (``evolve_topology``).
+``ceil(n_samples / (batch_size * n_workers))`` averaged steps (sync, allreduce); at its end
+the server calls ``on_epoch_end`` and then runs importance pruning + SET
+(``evolve_topology``).
 
 Phase 2 (the remaining epochs): each worker trains locally on its shard with its own SET
 (``run_epoch`` / ``evolve_topology``, the same code as the local optimizer), so their
@@ -299,6 +304,49 @@ class _Server:
         self.pool.flush()
         self._traffic(b0)
 
+    def phase1_allreduce(self, n_epochs, steps_per_epoch):
+        """Mode "allreduce": the workers average their gradients among themselves; the
+        server hears from them once per epoch (worker 0's model), reports the epoch,
+        evolves the topology and sends the new model to worker 0, which broadcasts it."""
+        b0 = self._traffic()
+        pool, n, net = self.pool, self.pool.n, self.net
+        n_state = 2 if net.layers[0].second is not None else 1  # Adam: 2 moments
+        finished = False
+        while not finished:
+            for r in range(n):
+                pool.send((P.CMD_AR_EPOCH, {
+                    "lr": self.opt.learning_rate, "t": getattr(self.opt, "t", 0),
+                    "epoch": self.epochs, "steps": steps_per_epoch, "n_workers": n,
+                    "warmup": WARMUP_EPOCHS}), r)
+            info = pool.recv(0)
+            vals = np.empty(_wire.value_size(net), dtype=net.dtype)
+            state = np.empty(n_state * vals.size, dtype=net.dtype)
+            pool.Recv(vals, 0, P.TAG_GD)
+            pool.Recv(state, 0, P.TAG_GD)
+            for r in range(1, n):
+                pool.recv(r)
+            t0, c0, e0, ec0 = (time.perf_counter(), time.process_time(), self.epoch_end_s,
+                               self.epoch_end_cpu_s)
+            _wire.unpack_into(net, vals, state)
+            self._values = None
+            if hasattr(self.opt, "t"):
+                self.opt.t = int(info["t"])
+            self.steps += steps_per_epoch
+            self.gradients += n * steps_per_epoch
+            finished = self.end_epoch(info["loss"], self.epochs + 1 >= n_epochs)
+            if not finished:
+                self.send_model(0, with_velocity=True)
+                pool.flush()
+                pool.recv(0)
+                for r in range(n):
+                    pool.send((P.CMD_AR_MODEL, {"n_layers": len(net.layers),
+                                                "version": self.version}), r)
+                for r in range(n):
+                    pool.recv(r)
+                    self.worker_version[r] = self.version
+            self._timed(t0, c0, e0, ec0)
+        self._traffic(b0)
+
     def phase2(self, n_epochs):
         pool, n = self.pool, self.pool.n
         net = self.net
@@ -468,19 +516,22 @@ def train(plan, network, optimizer, rng, on_epoch_end=None, hooks=None):
         t_train = time.perf_counter()
         wait0, out0, in0 = pool.stats["wait_s"], pool.stats["bytes_out"], pool.stats["bytes_in"]
         if n1 > 0:
-            for r in range(n_workers):
-                server.send_model(r, with_velocity=False)
+            for r in range(n_workers):      # "allreduce": the workers own the momentum
+                server.send_model(r, with_velocity=mode == "allreduce")
             pool.flush()
             for r in range(n_workers):
                 pool.recv(r)
-            for r in range(n_workers):
-                pool.send((P.CMD_PHASE1, {}), r)
-            if mode == "async":
-                server.phase1_async(n1, max(1, math.ceil(n / batch_size)))
+            if mode == "allreduce":
+                server.phase1_allreduce(n1, max(1, math.ceil(n / (batch_size * n_workers))))
             else:
-                server.phase1_sync(n1, max(1, math.ceil(n / (batch_size * n_workers))))
-            for r in range(n_workers):
-                pool.recv(r)                        # phase1_done
+                for r in range(n_workers):
+                    pool.send((P.CMD_PHASE1, {}), r)
+                if mode == "async":
+                    server.phase1_async(n1, max(1, math.ceil(n / batch_size)))
+                else:
+                    server.phase1_sync(n1, max(1, math.ceil(n / (batch_size * n_workers))))
+                for r in range(n_workers):
+                    pool.recv(r)                        # phase1_done
         stats["phase1_s"] = time.perf_counter() - t_train
         for k in ("bytes_in", "bytes_out", "gradients", "received", "steps",
                   "structure_replies", "update_s", "update_cpu_s", "epoch_end_s", "evolve_s"):
