@@ -2,6 +2,8 @@
 import dataclasses
 from typing import Any, Optional
 
+from ._protocol import MODES
+
 
 @dataclasses.dataclass
 class TrainingPlan:
@@ -54,6 +56,5 @@ class TrainingPlan:
         if n < self.n_workers:
             raise ValueError("n_workers=%d is more than the %d training samples"
                              % (self.n_workers, n))
-        if self.mode not in ("async", "sync", "allreduce"):
-            raise ValueError("mode must be 'async', 'sync' or 'allreduce', got %r"
-                             % (self.mode,))
+        if self.mode not in MODES:
+            raise ValueError("mode must be one of %s, got %r" % (MODES, self.mode))
