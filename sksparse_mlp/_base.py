@@ -85,7 +85,7 @@ class _BaseTrulySparseMLP(EpochLoop, BaseEstimator):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
         "dtype": [StrOptions({"float32", "float64"})],
         "n_workers": [Interval(Integral, 1, None, closed="left")],
-        "worker_mode": [StrOptions({"async", "sync"})],
+        "worker_mode": [StrOptions({"async", "sync", "allreduce"})],
         "phase1_fraction": [Interval(Real, 0, 1, closed="both")],
         "worker_timeout": [None, Interval(Real, 0, None, closed="neither")],
         "mpi_info": [None, dict],

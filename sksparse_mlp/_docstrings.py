@@ -140,8 +140,14 @@ PARAMETERS = {
         "1 trains in the calling process. More spawns that many workers from ``fit`` "
         '(needs ``pip install "sksparse_mlp[mpi]"``).'),
     "worker_mode": Entry(
-        '{"async", "sync"}',
-        "Asynchronous WASAP-SGD, or synchronous averaged gradients (reproducible)."),
+        '{"async", "sync", "allreduce"}',
+        "Asynchronous WASAP-SGD, or synchronous averaged gradients (reproducible).",
+        'In phase 1 (see ``phase1_fraction``). ``"sync"`` averages the gradients at the '
+        'parameter server, which receives and sends every one; ``"allreduce"`` takes the '
+        "same averaged steps with the gradients summed by MPI's ``Allreduce`` among the "
+        "workers (no server in the data path, so it scales to many workers); the server "
+        "then only evolves the topology after every epoch. Both scale the learning rate "
+        "by ``n_workers`` after a 5-epoch warm-up."),
     "phase1_fraction": Entry(
         "float in [0, 1]", "Share of the epochs trained in the parameter-server phase."),
     "worker_timeout": Entry(

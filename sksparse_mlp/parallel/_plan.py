@@ -2,6 +2,8 @@
 import dataclasses
 from typing import Any, Optional
 
+from ._protocol import MODES
+
 
 @dataclasses.dataclass
 class TrainingPlan:
@@ -20,7 +22,7 @@ class TrainingPlan:
         Reshuffle each worker's shard every pass.
     n_workers : int
         At least 2.
-    mode : {"async", "sync"}
+    mode : {"async", "sync", "allreduce"}
     phase1_fraction : float in [0, 1]
         Share of the epochs in the parameter-server phase.
     timeout : float or None
@@ -54,5 +56,5 @@ class TrainingPlan:
         if n < self.n_workers:
             raise ValueError("n_workers=%d is more than the %d training samples"
                              % (self.n_workers, n))
-        if self.mode not in ("async", "sync"):
-            raise ValueError("mode must be 'async' or 'sync', got %r" % (self.mode,))
+        if self.mode not in MODES:
+            raise ValueError("mode must be one of %s, got %r" % (MODES, self.mode))

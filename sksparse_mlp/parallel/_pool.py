@@ -463,6 +463,8 @@ class Pool:
     def send(self, obj, dst, tag=TAG_CMD):
         """Send a pickled object to worker ``dst`` (waits for completion by polling)."""
         req = self.comm.isend(obj, dest=dst, tag=tag)
+        # the pickle mpi4py sent (commands are small: pickling twice costs nothing)
+        self.stats["bytes_out"] += len(self.MPI.pickle.dumps(obj))
         self._send_wait(req, None, dst, "sending to worker %d" % dst)
 
     def Send(self, buf, dst, tag=TAG_BUF):

@@ -21,6 +21,14 @@ Header layouts (numpy buffers, so they travel with upper-case MPI calls):
   layer, :func:`meta_len`), then ``indptr`` and ``indices`` (int64) of every layer;
 * values: one flat buffer ``[W_0.data, ..., W_{L-1}.data, b_0, ..., b_{L-1}]``
   (gradients and velocities use the same layout; see ``_wire``).
+
+Mode ``"allreduce"`` keeps the server out of the data path: per epoch the server sends
+:data:`CMD_AR_EPOCH` to every worker; each step the workers sum an
+:func:`allreduce_len` buffer (``total * gradient``, then ``total, loss * rows, rows``)
+with MPI's ``Allreduce`` over their own ``COMM_WORLD`` and all take the same step; at the
+epoch's end worker 0 sends its values and optimizer state (``TAG_GD``), the others a
+result; after the server's topology change it sends the model to worker 0
+(:data:`CMD_MODEL`), which broadcasts it to the others (:data:`CMD_AR_MODEL`).
 """
 import os
 import pickle
@@ -48,6 +56,8 @@ TAG_ALIVE = 13   # worker -> server: heartbeat while a set-up command runs
 CMD_STOP, CMD_SETUP = "stop", "setup"
 CMD_INIT, CMD_SHARD, CMD_MODEL = "init", "shard", "model"
 CMD_PHASE1, CMD_EPOCH, CMD_STATS = "phase1", "epoch", "stats"
+CMD_AR_EPOCH, CMD_AR_MODEL = "ar_epoch", "ar_model"     # mode "allreduce"
+MODES = ("async", "sync", "allreduce")
 
 # ---------------------------------------------------------------- headers
 GRAD_HEADER = 5                  # float64: version, loss, total, rows, size
@@ -58,6 +68,32 @@ VALUES, STRUCTURE, END = 0, 1, 2  # reply kinds
 def meta_len(n_layers):
     """Length of the structure ``meta`` array of a network of ``n_layers`` layers."""
     return 1 + 3 * n_layers
+
+
+# ---------------------------------------------------------------- message sizes
+# What one phase-1 update puts on the wire, from the layouts above (the benchmarks'
+# traffic model; tests check it against the bytes the server counts).
+def gradient_bytes(n_values, itemsize):
+    """Bytes of one gradient message: header + gradient (``n_values`` entries)."""
+    return 8 * GRAD_HEADER + int(n_values) * int(itemsize)
+
+
+def structure_bytes(shapes_nnz):
+    """Bytes of a structure: ``meta`` + ``indptr`` and ``indices`` (int64) of every
+    layer; ``shapes_nnz`` is ``[(n_in, n_out, nnz), ...]``."""
+    return 8 * (meta_len(len(shapes_nnz)) + sum(n_in + 1 + nnz for n_in, _, nnz in shapes_nnz))
+
+
+def allreduce_len(n_values):
+    """Entries of the buffer the workers sum each step in mode ``"allreduce"``."""
+    return int(n_values) + 3
+
+
+def reply_bytes(n_values, itemsize, shapes_nnz=None):
+    """Bytes of one reply: header + values, plus the structure when the worker's copy
+    is of an older topology (``shapes_nnz`` given)."""
+    return (8 * REPLY_HEADER + int(n_values) * int(itemsize)
+            + (structure_bytes(shapes_nnz) if shapes_nnz is not None else 0))
 
 
 # ---------------------------------------------------------------- caller <-> helper

@@ -10,9 +10,14 @@ connections, and one computed before a neuron removal is dropped. In ``"sync"`` 
 server waits for all workers, averages their gradients (weighted by their samples), and
 takes one step with the learning rate scaled by ``n_workers`` after a 5-epoch linear
 warm-up; together with the per-worker seeds derived from ``rng`` this is reproducible.
+In ``"allreduce"`` mode the workers take the sync mode's steps without the server: they
+sum their gradients with MPI's ``Allreduce`` among themselves and each applies the same
+step (they own the momentum); once per epoch worker 0 sends the model back, and the
+server's new topology goes to worker 0, which broadcasts it.
 One server epoch is ``ceil(n_samples / batch_size)`` gradients (async) or
-``ceil(n_samples / (batch_size * n_workers))`` averaged steps (sync); at its end the server
-calls ``on_epoch_end`` and then runs importance pruning + SET (``evolve_topology``).
+``ceil(n_samples / (batch_size * n_workers))`` averaged steps (sync, allreduce); at its end
+the server calls ``on_epoch_end`` and then runs importance pruning + SET
+(``evolve_topology``).
 
 Phase 2 (the remaining epochs): each worker trains locally on its shard with its own SET
 (``run_epoch`` / ``evolve_topology``, the same code as the local optimizer), so their
@@ -25,6 +30,7 @@ server model in phase 2.
 Between topology changes only ``W.data`` values and biases travel (one flat buffer, with
 upper-case MPI calls); the sparsity structure is sent only after it changed.
 """
+import dataclasses
 import math
 import os
 import time
@@ -32,7 +38,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from .._network import SparseLayer, evolve_topology
+from .._network import SparseLayer, SparseMLP, evolve_topology
 from .._topology import _make_csr
 from . import _protocol as P
 from . import _wire
@@ -69,6 +75,13 @@ class _Server:
         self._struct = None                  # cached structure arrays of the current version
         self.stopped = False
         self.compute_s = 0.0
+        # phase-1 statistics (the benchmarks' inputs): gradients received and steps taken,
+        # server time from a gradient's arrival to the replies posted (wall, CPU), epoch
+        # ends (reporting to the caller + evolution) counted apart
+        self.gradients = self.received = self.steps = self.structure_replies = 0
+        self.bytes_in = self.bytes_out = 0  # phase-1 loop traffic: gradients and replies
+        self.update_s = self.update_cpu_s = 0.0
+        self.epoch_end_s = self.epoch_end_cpu_s = self.evolve_s = 0.0
         self.data = None                     # (X, Y, sample_weight): regrow="gradient"
 
     # ------------------------------------------------------------------ topology versions
@@ -135,6 +148,7 @@ class _Server:
         else:
             pool.isend_async(np.array([P.STRUCTURE, self.version, 0, 0], dtype=np.int64),
                              r, P.TAG_MH)
+            self.structure_replies += 1
             if self._struct is None:
                 self._struct = _wire.structure_arrays(self.net)
             meta, arrays = self._struct
@@ -155,11 +169,25 @@ class _Server:
             buf = np.empty(size, dtype=self.net.dtype)
             pool.Recv(buf, src, P.TAG_GD)
         pool.trim()
+        self.received += 1
         return src, ver, loss, total, nb, buf
 
     # ------------------------------------------------------------------ epochs
+    def _timed(self, t0, c0, e0, ec0):
+        """Add the time since ``(t0, c0)`` to the update time, but for epoch ends."""
+        self.update_s += time.perf_counter() - t0 - (self.epoch_end_s - e0)
+        self.update_cpu_s += time.process_time() - c0 - (self.epoch_end_cpu_s - ec0)
+
     def end_epoch(self, loss, last_epoch_of_phase):
         """Report the epoch; evolve the topology unless training (or the phase) ends."""
+        t_end, c_end = time.perf_counter(), time.process_time()
+        try:
+            return self._end_epoch(loss, last_epoch_of_phase)
+        finally:
+            self.epoch_end_s += time.perf_counter() - t_end
+            self.epoch_end_cpu_s += time.process_time() - c_end
+
+    def _end_epoch(self, loss, last_epoch_of_phase):
         self.epochs += 1
         stop = bool(self.on_epoch_end(loss)) if self.on_epoch_end is not None else False
         if stop:
@@ -172,9 +200,20 @@ class _Server:
                         self.data)
         self._new_version([l.W.shape for l in self.net.layers] != shapes)
         self.compute_s += time.perf_counter() - t0
+        self.evolve_s += time.perf_counter() - t0
         return False
 
+    def _traffic(self, start=None):
+        """Bytes counted by the pool; with ``start``, add the difference to the phase-1 loop
+        traffic."""
+        now = (self.pool.stats["bytes_in"], self.pool.stats["bytes_out"])
+        if start is not None:
+            self.bytes_in += now[0] - start[0]
+            self.bytes_out += now[1] - start[1]
+        return now
+
     def phase1_async(self, n_epochs, steps_per_epoch):
+        b0 = self._traffic()
         n = self.pool.n
         ended, finished = set(), False
         loss_acc = n_acc = 0.0
@@ -185,7 +224,10 @@ class _Server:
                 self.reply(src, end=True)
                 ended.add(src)
                 continue
-            t0 = time.perf_counter()
+            t0, c0, e0, ec0 = (time.perf_counter(), time.process_time(), self.epoch_end_s,
+                               self.epoch_end_cpu_s)
+            self.gradients += 1
+            self.steps += 1
             if buf is not None and total > 0:
                 grads = self._align(buf, ver)
                 if grads is not None:
@@ -205,9 +247,12 @@ class _Server:
                 ended.add(src)
             else:
                 self.reply(src)
+            self._timed(t0, c0, e0, ec0)
         self.pool.flush()
+        self._traffic(b0)
 
     def phase1_sync(self, n_epochs, steps_per_epoch):
+        b0 = self._traffic()
         n = self.pool.n
         finished = False
         loss_acc = n_acc = 0.0
@@ -219,6 +264,9 @@ class _Server:
                 src, ver, loss, total, nb, buf = self.recv_gradient([r for r in range(n) if r not in got])
                 got[src] = (ver, loss, total, nb, buf)
             t0 = time.perf_counter()
+            t1, c1, e1, ec1 = t0, time.process_time(), self.epoch_end_s, self.epoch_end_cpu_s
+            self.gradients += n
+            self.steps += 1
             tot = sum(g[2] for g in got.values())
             if tot > 0:
                 combined = None
@@ -252,7 +300,52 @@ class _Server:
                 steps = 0
             for r in range(n):
                 self.reply(r, end=finished)
+            self._timed(t1, c1, e1, ec1)
         self.pool.flush()
+        self._traffic(b0)
+
+    def phase1_allreduce(self, n_epochs, steps_per_epoch):
+        """Mode "allreduce": the workers average their gradients among themselves; the
+        server hears from them once per epoch (worker 0's model), reports the epoch,
+        evolves the topology and sends the new model to worker 0, which broadcasts it."""
+        b0 = self._traffic()
+        pool, n, net = self.pool, self.pool.n, self.net
+        n_state = 2 if net.layers[0].second is not None else 1  # Adam: 2 moments
+        finished = False
+        while not finished:
+            for r in range(n):
+                pool.send((P.CMD_AR_EPOCH, {
+                    "lr": self.opt.learning_rate, "t": getattr(self.opt, "t", 0),
+                    "epoch": self.epochs, "steps": steps_per_epoch, "n_workers": n,
+                    "warmup": WARMUP_EPOCHS}), r)
+            info = pool.recv(0)
+            vals = np.empty(_wire.value_size(net), dtype=net.dtype)
+            state = np.empty(n_state * vals.size, dtype=net.dtype)
+            pool.Recv(vals, 0, P.TAG_GD)
+            pool.Recv(state, 0, P.TAG_GD)
+            for r in range(1, n):
+                pool.recv(r)
+            t0, c0, e0, ec0 = (time.perf_counter(), time.process_time(), self.epoch_end_s,
+                               self.epoch_end_cpu_s)
+            _wire.unpack_into(net, vals, state)
+            self._values = None
+            if hasattr(self.opt, "t"):
+                self.opt.t = int(info["t"])
+            self.steps += steps_per_epoch
+            self.gradients += n * steps_per_epoch
+            finished = self.end_epoch(info["loss"], self.epochs + 1 >= n_epochs)
+            if not finished:
+                self.send_model(0, with_velocity=True)
+                pool.flush()
+                pool.recv(0)
+                for r in range(n):
+                    pool.send((P.CMD_AR_MODEL, {"n_layers": len(net.layers),
+                                                "version": self.version}), r)
+                for r in range(n):
+                    pool.recv(r)
+                    self.worker_version[r] = self.version
+            self._timed(t0, c0, e0, ec0)
+        self._traffic(b0)
 
     def phase2(self, n_epochs):
         pool, n = self.pool, self.pool.n
@@ -406,6 +499,8 @@ def train(plan, network, optimizer, rng, on_epoch_end=None, hooks=None):
                         if hasattr(optimizer, "beta_2") else None)}
         for r in range(n_workers):
             pool.send((P.CMD_INIT, dict(cfg, seed=int(seeds[r]), sparse_X=sp.issparse(X))), r)
+        _warm_up(network, optimizer, config)   # while the workers warm up theirs
+        pool.touch()
         for r in range(n_workers):
             pool.recv(r)
         for r in range(n_workers):
@@ -421,20 +516,26 @@ def train(plan, network, optimizer, rng, on_epoch_end=None, hooks=None):
         t_train = time.perf_counter()
         wait0, out0, in0 = pool.stats["wait_s"], pool.stats["bytes_out"], pool.stats["bytes_in"]
         if n1 > 0:
-            for r in range(n_workers):
-                server.send_model(r, with_velocity=False)
+            for r in range(n_workers):      # "allreduce": the workers own the momentum
+                server.send_model(r, with_velocity=mode == "allreduce")
             pool.flush()
             for r in range(n_workers):
                 pool.recv(r)
-            for r in range(n_workers):
-                pool.send((P.CMD_PHASE1, {}), r)
-            if mode == "async":
-                server.phase1_async(n1, max(1, math.ceil(n / batch_size)))
+            if mode == "allreduce":
+                server.phase1_allreduce(n1, max(1, math.ceil(n / (batch_size * n_workers))))
             else:
-                server.phase1_sync(n1, max(1, math.ceil(n / (batch_size * n_workers))))
-            for r in range(n_workers):
-                pool.recv(r)                        # phase1_done
+                for r in range(n_workers):
+                    pool.send((P.CMD_PHASE1, {}), r)
+                if mode == "async":
+                    server.phase1_async(n1, max(1, math.ceil(n / batch_size)))
+                else:
+                    server.phase1_sync(n1, max(1, math.ceil(n / (batch_size * n_workers))))
+                for r in range(n_workers):
+                    pool.recv(r)                        # phase1_done
         stats["phase1_s"] = time.perf_counter() - t_train
+        for k in ("bytes_in", "bytes_out", "gradients", "received", "steps",
+                  "structure_replies", "update_s", "update_cpu_s", "epoch_end_s", "evolve_s"):
+            stats["phase1_" + k] = getattr(server, k)
         if n2 > 0 and not server.stopped:
             server.phase2(n2)
         stats["train_s"] = time.perf_counter() - t_train
@@ -451,6 +552,24 @@ def train(plan, network, optimizer, rng, on_epoch_end=None, hooks=None):
     stats["close_s"] = time.perf_counter() - t_close
     stats["total_s"] = time.perf_counter() - t_start
     return stats
+
+
+def _warm_up(network, optimizer, config):
+    """Load (or compile) the server's numba kernels (optimizer step, SET) on a tiny network
+    of the real dtype before training: in a fresh helper process the first update
+    otherwise took seconds (loading numba's cache), measured as server time per update.
+    Copies of the optimizer and its own generator: the real ones are not touched."""
+    import copy
+    rng = np.random.default_rng(0)
+    net = SparseMLP.random([6, 6, 2], [0.5, 1.0], rng, init=config.init, dtype=network.dtype)
+    opt = copy.deepcopy(optimizer)
+    net.apply_gradients([(np.zeros_like(l.W.data), np.zeros_like(l.bias)) for l in net.layers],
+                        opt, 0.0)
+    if config.zeta > 0:
+        X = rng.random((3, 6)).astype(net.dtype)
+        Y = np.eye(2, dtype=net.dtype)[[0, 1, 0]]
+        evolve_topology(net, 1, dataclasses.replace(config, importance_pruning=False), rng,
+                        (X, Y, None))
 
 
 def _send_shard(pool, r, X, Y, sample_weight, idx):

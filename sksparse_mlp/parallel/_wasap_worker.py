@@ -46,6 +46,8 @@ class State:
         self.order = None
         self.pos = 0
         self.compute_s = 0.0
+        self.compute_cpu_s = 0.0   # CPU seconds: fair under oversubscription (1 thread)
+        self.step_cpu_s = 0.0      # CPU seconds of the optimizer steps ("allreduce")
         self.steps = 0
 
     def optimizer(self, lr, t=0):
@@ -71,7 +73,9 @@ def init(w, cfg):
 
 def stats(w):
     s = w.state
-    w.ch.send({"compute_s": s.compute_s if s else 0.0, "comm_s": w.ch.comm_s,
+    w.ch.send({"compute_s": s.compute_s if s else 0.0,
+               "compute_cpu_s": s.compute_cpu_s if s else 0.0,
+               "step_cpu_s": s.step_cpu_s if s else 0.0, "comm_s": w.ch.comm_s,
                "steps": s.steps if s else 0}, TAG_RES)
 
 
@@ -155,7 +159,7 @@ def phase1(w, params):
     gbuf = np.empty(_wire.value_size(s.net), dtype=s.dtype)
     while True:
         w.faults.check("step")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         idx = s.next_batch()
         Xb, Yb = s.X[idx], s.Y[idx]
         swb = None if s.sw is None else s.sw[idx]
@@ -171,6 +175,7 @@ def phase1(w, params):
             loss = 0.0
         hdr[:] = (s.version, loss, total, len(idx), gbuf.size if total > 0 else 0)
         s.compute_s += time.perf_counter() - t0
+        s.compute_cpu_s += time.process_time() - c0
         s.steps += 1
         ch.Isend(hdr, TAG_GH)
         if total > 0:
@@ -194,11 +199,91 @@ def phase1(w, params):
     ch.send(("phase1_done", ch.rank), TAG_RES)
 
 
+def _batch_gradient(s):
+    """Loss (with the L2 term) and gradients of the next batch; its weight total, rows."""
+    idx = s.next_batch()
+    swb = None if s.sw is None else s.sw[idx]
+    weights, total = _normalised_weights(swb, len(idx), s.dtype)
+    loss, grads = s.net.loss_and_gradients(s.X[idx], s.Y[idx], weights, s.config.dropout, s.rng)
+    loss += 0.5 * (s.config.alpha / total) * s.net.squared_norm()
+    return loss, grads, total, len(idx)
+
+
+def allreduce_epoch(w, params):
+    """Mode "allreduce": one epoch of synchronous steps without the server. The workers
+    sum ``total * gradient`` (and the loss) with MPI's Allreduce and all take the same
+    step (learning rate scaled by the workers after the warm-up, as in mode "sync"), so
+    their models stay equal; worker 0 then sends its model to the server."""
+    ch, s = w.ch, w.state
+    net, W = s.net, int(params["n_workers"])
+    opt = s.optimizer(params["lr"], int(params.get("t", 0)))
+    base, steps, epoch = opt.learning_rate, int(params["steps"]), int(params["epoch"])
+    nv = _wire.value_size(net)
+    buf = np.empty(P.allreduce_len(nv), dtype=s.dtype)
+    loss_sum = rows = 0.0
+    beat = time.monotonic()
+    for k in range(steps):
+        w.faults.check("step")
+        t0, c0 = time.perf_counter(), time.process_time()
+        loss, grads, total, n = _batch_gradient(s)
+        _wire.pack_grads(grads, buf[:nv])
+        buf[:nv] *= buf.dtype.type(total)
+        buf[nv:] = (total, loss * n, n)
+        s.compute_s += time.perf_counter() - t0
+        s.compute_cpu_s += time.process_time() - c0
+        ch.Allreduce(buf)
+        c1 = time.process_time()
+        tot = float(buf[nv])
+        buf[:nv] /= buf.dtype.type(tot)
+        opt.learning_rate = base * (1.0 + (W - 1) * min(1.0, (epoch + k / steps)
+                                                        / params["warmup"]))
+        net.apply_gradients(_wire.split(buf[:nv], *_wire.sizes(net)), opt,
+                            s.config.alpha / tot)
+        s.step_cpu_s += time.process_time() - c1
+        loss_sum += float(buf[nv + 1])
+        rows += float(buf[nv + 2])
+        s.steps += 1
+        if time.monotonic() - beat > 1.0:   # proof of life: the server hears nothing else
+            beat = time.monotonic()
+            ch.isend(("alive",), P.TAG_ALIVE)
+            ch.trim()
+    if ch.rank == 0:
+        ch.send({"loss": loss_sum / max(rows, 1.0), "t": getattr(opt, "t", 0)}, TAG_RES)
+        ch.Isend(_wire.pack_values(net), TAG_GD)
+        ch.Isend(_wire.pack_velocity(net), TAG_GD)
+        ch.flush()
+    else:
+        ch.send(("ok", ch.rank), TAG_RES)
+
+
+def allreduce_model(w, info):
+    """Mode "allreduce": worker 0's model (just received from the server, with its
+    optimizer state) broadcast to the other workers."""
+    ch, s = w.ch, w.state
+    root = ch.rank == 0
+    meta = s.meta if root else np.empty(P.meta_len(info["n_layers"]), dtype=np.int64)
+    ch.Bcast(meta)
+    arrays = s.arrays if root else _wire.empty_structure(meta)
+    for a in arrays:
+        ch.Bcast(a)
+    n_vals = int(sum(meta[3::3]) + sum(meta[2::3]))
+    flat = s.flat if root else np.empty(n_vals, dtype=s.dtype)
+    vel = (_wire.pack_velocity(s.net) if root
+           else np.empty(n_vals * (1 if s.adam is None else 2), dtype=s.dtype))
+    ch.Bcast(flat)
+    ch.Bcast(vel)
+    if not root:
+        s.meta, s.arrays, s.flat = meta, arrays, flat
+        s.net = _wire.build_network(meta, arrays, flat, s.proto, vel)
+        s.version = int(info["version"])
+    ch.send(("ok", ch.rank), TAG_RES)
+
+
 def local_epoch(w, params):
     """Phase 2: one local epoch with the worker's own SET; the model goes back."""
     ch, s = w.ch, w.state
     w.faults.check("phase2")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if s.opt is None:
         s.opt = s.optimizer(params["lr"], int(params.get("t", 0)))
     s.opt.learning_rate = params["lr"]
@@ -208,6 +293,7 @@ def local_epoch(w, params):
     loss = run_epoch(s.net, s.X, s.Y, s.sw, s.batch_size, s.opt, s.local_config, s.rng,
                      s.shuffle)
     s.compute_s += time.perf_counter() - t0
+    s.compute_cpu_s += time.process_time() - c0
     s.steps += -(-s.X.shape[0] // s.batch_size)
     meta, arrays = _wire.structure_arrays(s.net)
     ch.send({"rank": ch.rank, "loss": float(loss), "n": int(s.X.shape[0])}, TAG_RES)
@@ -221,4 +307,5 @@ def local_epoch(w, params):
 
 # command name -> handler(worker, *arguments); the worker loop runs them
 HANDLERS = {P.CMD_INIT: init, P.CMD_SHARD: recv_shard, P.CMD_MODEL: recv_model,
-            P.CMD_PHASE1: phase1, P.CMD_EPOCH: local_epoch, P.CMD_STATS: stats}
+            P.CMD_PHASE1: phase1, P.CMD_EPOCH: local_epoch, P.CMD_STATS: stats,
+            P.CMD_AR_EPOCH: allreduce_epoch, P.CMD_AR_MODEL: allreduce_model}

@@ -31,6 +31,20 @@ def pack_velocity(net):
     return np.concatenate(parts)
 
 
+def unpack_into(net, values, state):
+    """Copy a values buffer and an optimizer-state buffer (:func:`pack_values`,
+    :func:`pack_velocity` layouts) into ``net``, whose structure they match."""
+    nnz, n_out = sizes(net)
+    second = len(state) > len(values)
+    for layer, (w, b), (v, bv) in zip(net.layers, split(values, nnz, n_out),
+                                      split(state, nnz, n_out)):
+        layer.W.data[:], layer.bias[:] = w, b
+        layer.velocity[:], layer.bias_velocity[:] = v, bv
+    if second:
+        for layer, (m, bm) in zip(net.layers, split(state[len(values):], nnz, n_out)):
+            layer.second[:], layer.bias_second[:] = m, bm
+
+
 def pack_grads(grads, out):
     """``grads`` as returned by ``SparseMLP.loss_and_gradients`` -> ``out`` (same layout)."""
     return np.concatenate([g for g, _ in grads] + [b for _, b in grads], out=out)

@@ -129,6 +129,15 @@ class Channel:
                 pass
             raise
 
+    # -- collectives among the workers (their own COMM_WORLD: the parent is not in it)
+    def Allreduce(self, buf):
+        """Sum ``buf`` over all workers, in place; polled, so a stop is still seen."""
+        self._poll(MPI.COMM_WORLD.Iallreduce(MPI.IN_PLACE, buf, op=MPI.SUM).Test, fast=True)
+
+    def Bcast(self, buf, root=0):
+        """``buf`` of worker ``root`` to every worker; polled like :meth:`Allreduce`."""
+        self._poll(MPI.COMM_WORLD.Ibcast(buf, root=root).Test, fast=True)
+
     # -- sending
     def isend(self, obj, tag):
         self.pending.append((self.comm.isend(obj, dest=0, tag=tag), None))
