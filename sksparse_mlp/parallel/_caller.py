@@ -113,7 +113,13 @@ class _Helper:
         self._start()
         try:
             ch = self.ch
-            ch.send((P.CALLER_PLAN, plan, network, optimizer, rng, hooks))
+            # two messages: the helper spawns the workers as soon as it has the first
+            # (small, plain values) and only then reads and unpickles the plan
+            ch.send((P.CALLER_START, P.start_spec(plan, hooks)))
+            try:
+                ch.send((P.CALLER_PLAN, plan, network, optimizer, rng))
+            except P.ChannelClosed:
+                pass        # the helper failed to start the workers: its error is read below
             while True:
                 msg = ch.recv()
                 if msg[0] == P.HELPER_EPOCH:
