@@ -18,8 +18,9 @@ import os
 # 1.2-1.7 s at 20000, 7.5-10 s at 300000 and 0.9-1.2 s passive.  The user's own
 # OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.  Takes effect when numba starts its
 # OpenMP threads (at the first parallel kernel call), so it must run before that.
-if "OMP_WAIT_POLICY" not in os.environ:
-    os.environ.setdefault("GOMP_SPINCOUNT", "20000")
+SPIN_SET_HERE = "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ
+if SPIN_SET_HERE:
+    os.environ["GOMP_SPINCOUNT"] = "20000"
 
 # Reassociation lets LLVM vectorise the dot products; NaN / inf semantics are kept
 # (no 'nnan' / 'ninf') so a diverging network is still detected by the caller.

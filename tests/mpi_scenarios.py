@@ -364,7 +364,10 @@ def main(name):
             from sklearn.datasets import make_classification
             from sksparse_mlp import TrulySparseMLPClassifier
             from sksparse_mlp.parallel import _testing
-            X, y = make_classification(n_samples=300, n_features=10, random_state=0)
+            # fit_start_hang: a plan (2.4 MB) larger than the socket's buffers, so the
+            # caller is still sending it when the helper reports the failure
+            X, y = make_classification(n_samples=300, n_features=10 if name == "fit_start_die"
+                                       else 1000, random_state=0)
             flag = "--die-before-init" if name == "fit_start_die" else "--hang-before-init"
             _testing.hooks["worker_flags"] = [flag]
             clf = TrulySparseMLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0,
@@ -372,6 +375,9 @@ def main(name):
             t_fail = time.monotonic()
             try:
                 clf.fit(X, y)
+            except Exception:
+                out["t_exc"] = time.monotonic()     # not counting the next fit below
+                raise
             finally:
                 _testing.hooks["worker_flags"] = None
                 out["left_while_alive"] = procs.workers_of(os.getpid())
@@ -575,7 +581,7 @@ def main(name):
             raise SystemExit("unknown scenario " + name)
         out["exc"] = out.get("exc")
     except Exception as e:
-        t = time.monotonic()
+        t = out.pop("t_exc", None) or time.monotonic()
         out["exc"] = type(e).__name__
         out["bases"] = [c.__name__ for c in type(e).__mro__]
         out["msg"] = str(e)[:3000]

@@ -345,17 +345,21 @@ def test_adam_steps(dt, n):
 @pytest.mark.parametrize("user", [{}, {"OMP_WAIT_POLICY": "PASSIVE"}, {"GOMP_SPINCOUNT": "7"}])
 def test_openmp_wait_policy(user, subprocess_env):
     """OpenMP threads spin for a bounded time (GOMP_SPINCOUNT=20000) unless the user
-    chose a wait policy or spin count, which the package then leaves as it is."""
+    chose a wait policy or spin count, which the package then leaves as it is (also for
+    the MPI helper process)."""
     import subprocess
     import sys
 
     env = {k: v for k, v in subprocess_env.items()
            if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env.update(user)
-    code = ("import os, sksparse_mlp._kernels; "
-            "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))")
+    # and the MPI helper process (the parameter server, beside the workers) sleeps at once
+    code = ("import os, sksparse_mlp._kernels; from sksparse_mlp.parallel import _caller; "
+            "h = _caller.helper_env(); print(os.environ.get('OMP_WAIT_POLICY'), "
+            "os.environ.get('GOMP_SPINCOUNT'), h.get('OMP_WAIT_POLICY'), h.get('GOMP_SPINCOUNT'))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True, timeout=120).stdout.split()
-    expected = {(): ["None", "20000"], ("OMP_WAIT_POLICY",): ["PASSIVE", "None"],
-                ("GOMP_SPINCOUNT",): ["None", "7"]}[tuple(user)]
+    expected = {(): ["None", "20000", "PASSIVE", "None"],
+                ("OMP_WAIT_POLICY",): ["PASSIVE", "None", "PASSIVE", "None"],
+                ("GOMP_SPINCOUNT",): ["None", "7", "None", "7"]}[tuple(user)]
     assert out == expected

@@ -4,11 +4,11 @@ Nothing here imports mpi4py: ``n_workers=1`` never touches MPI, and for ``n_work
 the MPI world lives in a helper process started for the fit (``_caller`` / ``_helper``).
 The estimators call :func:`fit_wasap` with a :class:`TrainingPlan`. Modules: ``_protocol``
 (every tag, command, header and error), ``_caller`` (the caller's side), ``_helper`` (the
-helper process), ``_server`` (parameter server), ``_merge`` (the pattern algebra of the
-phase-2 merge), ``_pool`` (spawn, waits, failure handling), ``_mpi`` (loading MPI, the
-launcher shim), ``_worker`` (the generic worker loop) with ``_wasap_worker`` (its training
-handlers), ``_wire`` (network <-> buffers), ``_boot`` (process bootstrap), ``_testing``
-(test hooks, run statistics).
+helper process), ``_start`` (spawning before numpy is imported), ``_server`` (parameter
+server), ``_merge`` (the pattern algebra of the phase-2 merge), ``_pool`` (spawn, waits,
+failure handling), ``_mpi`` (loading MPI, the launcher shim), ``_worker`` (the generic
+worker loop) with ``_wasap_worker`` (its training handlers), ``_wire`` (network <->
+buffers), ``_boot`` (process bootstrap), ``_testing`` (test hooks, run statistics).
 """
 from ._plan import TrainingPlan
 from ._protocol import MPIUnusableError, WorkerDied, WorkerError, WorkerFailure, WorkerTimeout

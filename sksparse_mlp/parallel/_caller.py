@@ -25,6 +25,7 @@ import sys
 import time
 import warnings
 
+from .. import _jit
 from . import _procs, _testing
 from . import _protocol as P
 
@@ -86,6 +87,18 @@ def _adopt(network, optimizer, rng, net, opt, gen):
     rng.bit_generator.state = gen.bit_generator.state
 
 
+def helper_env():
+    """The helper process's environment: its own MPI singleton, whatever this process
+    inherited; and, unless the user chose, OpenMP threads that sleep at once, since the
+    parameter server shares the cores with the workers (a spinning server thread takes
+    a worker's time)."""
+    env = {k: v for k, v in os.environ.items() if k not in P.LAUNCH_VARS}
+    if _jit.SPIN_SET_HERE:
+        env.pop("GOMP_SPINCOUNT", None)
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    return env
+
+
 class _Helper:
     """One helper process and its socket."""
 
@@ -95,8 +108,7 @@ class _Helper:
 
     def _start(self):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        # the helper must be a singleton (its own launcher), whatever this process inherited
-        env = {k: v for k, v in os.environ.items() if k not in P.LAUNCH_VARS}
+        env = helper_env()
         pkg_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         try:
             self.proc = subprocess.Popen(
@@ -113,7 +125,13 @@ class _Helper:
         self._start()
         try:
             ch = self.ch
-            ch.send((P.CALLER_PLAN, plan, network, optimizer, rng, hooks))
+            # two messages: the helper spawns the workers as soon as it has the first
+            # (small, plain values) and only then reads and unpickles the plan
+            ch.send((P.CALLER_START, P.start_spec(plan, hooks)))
+            try:
+                ch.send((P.CALLER_PLAN, plan, network, optimizer, rng))
+            except P.ChannelClosed:
+                pass        # the helper failed to start the workers: its error is read below
             while True:
                 msg = ch.recv()
                 if msg[0] == P.HELPER_EPOCH:

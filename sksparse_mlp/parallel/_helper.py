@@ -49,29 +49,37 @@ def main(argv):
     fd = int(argv[argv.index("--helper") + 1])
     ch = P.Channel.from_fd(fd)
     try:
-        kind, plan, network, optimizer, rng, hooks = ch.recv()
+        kind, spec = ch.recv()
     except (P.ChannelClosed, KeyboardInterrupt):
         os._exit(1)
-    assert kind == P.CALLER_PLAN, kind
+    assert kind == P.CALLER_START, kind
     from . import _mpi
-    _mpi.use_multi_host_defaults(plan.mpi_info)      # before MPI is loaded
-
-    def on_epoch_end(loss):
-        ch.send((P.HELPER_EPOCH, loss, network, optimizer, rng))
-        kind, stop, opt, gen = ch.recv()
-        # the caller's schedules may have changed the learning rate; keep both in step
-        optimizer.__dict__.update(opt.__dict__)
-        rng.bit_generator.state = gen.bit_generator.state
-        return stop
-
+    _mpi.use_multi_host_defaults(spec["mpi_info"])      # before MPI is loaded
     code = 0
     try:
-        from ._server import train
         # warnings (a worker that died after the training completed, ...) go to the caller,
         # where the user's warning filters apply
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            stats = train(plan, network, optimizer, rng, on_epoch_end, hooks)
+            # the workers first, then the plan: unpickling it imports numpy, scipy and
+            # numba, which must neither delay a start-up failure nor the workers' set-up
+            from ._start import start
+            with start(spec) as pool:
+                kind, plan, network, optimizer, rng = ch.recv()
+                assert kind == P.CALLER_PLAN, kind
+
+                def on_epoch_end(loss):
+                    ch.send((P.HELPER_EPOCH, loss, network, optimizer, rng))
+                    kind, stop, opt, gen = ch.recv()
+                    # the caller's schedules may have changed the learning rate; keep both
+                    # in step
+                    optimizer.__dict__.update(opt.__dict__)
+                    rng.bit_generator.state = gen.bit_generator.state
+                    return stop
+
+                from ._server import train
+                stats = train(plan, network, optimizer, rng, on_epoch_end, spec["hooks"],
+                              pool=pool)
         stats["warnings"] = [(w.category.__name__, str(w.message)) for w in caught]
         stats["helper_imports_sklearn"] = "sklearn" in sys.modules
         ch.send((P.HELPER_DONE, network, optimizer, rng, stats))

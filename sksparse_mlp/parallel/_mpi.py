@@ -197,11 +197,14 @@ import os, sys, time
 
 
 def _caller_alive():
+    # dead: a zombie, gone, or exiting (PF_EXITING, 0x4 in the flags): a SIGKILLed caller
+    # closes its launcher connection inside exit(), so hydra can exit and this tee see
+    # EOF while the caller, on a busy machine, is not yet a zombie (the folder was left)
     try:
         with open("/proc/%(ppid)d/stat") as f:
             r = f.read().rsplit(")", 1)[1].split()
-        return r[0] not in ("Z", "X") and r[19] == %(start)r
-    except (OSError, IndexError):
+        return r[0] not in ("Z", "X") and not int(r[6]) & 4 and r[19] == %(start)r
+    except (OSError, IndexError, ValueError):
         return False
 
 

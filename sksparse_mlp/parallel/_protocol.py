@@ -97,13 +97,23 @@ def reply_bytes(n_values, itemsize, shapes_nnz=None):
 
 
 # ---------------------------------------------------------------- caller <-> helper
-# caller -> helper: ("plan", plan, network, optimizer, rng, hooks)
+# caller -> helper: ("start", start_spec(plan, hooks))        first: the helper spawns
+#                   ("plan", plan, network, optimizer, rng)   then reads this
 #                   ("continue", stop, optimizer, rng)       answer to HELPER_EPOCH
 # helper -> caller: ("epoch", loss, network, optimizer, rng) after every epoch
 #                   ("done", network, optimizer, rng, stats)
 #                   ("error", exception)
-CALLER_PLAN, CALLER_CONTINUE = "plan", "continue"
+CALLER_START, CALLER_PLAN, CALLER_CONTINUE = "start", "plan", "continue"
 HELPER_EPOCH, HELPER_DONE, HELPER_ERROR = "epoch", "done", "error"
+
+
+def start_spec(plan, hooks=None):
+    """What ``_start.start`` needs of ``plan``, in plain Python values: the helper can
+    spawn the workers before it unpickles anything that imports numpy."""
+    return {"n_workers": int(plan.n_workers),
+            "timeout": None if plan.timeout is None else float(plan.timeout),
+            "mpi_info": None if plan.mpi_info is None else dict(plan.mpi_info),
+            "hooks": dict(hooks or {})}
 
 
 class ChannelClosed(EOFError):

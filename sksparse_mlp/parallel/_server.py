@@ -32,7 +32,6 @@ upper-case MPI calls); the sparsity structure is sent only after it changed.
 """
 import dataclasses
 import math
-import os
 import time
 
 import numpy as np
@@ -41,19 +40,10 @@ import scipy.sparse as sp
 from .._network import SparseLayer, SparseMLP, evolve_topology
 from .._topology import _make_csr
 from . import _protocol as P
-from . import _wire
+from . import _start, _wire
 from ._merge import average_union, project_to_pattern, prune_to_nnz
-from ._pool import Pool
 
 WARMUP_EPOCHS = 5
-SETUP_TIMEOUT = 180.0     # start-up deadline (Spawn + hellos) when worker_timeout is None
-
-
-def _cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:          # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 class _Server:
@@ -427,7 +417,7 @@ class _Server:
         net.layers[:] = new_layers
 
 
-def train(plan, network, optimizer, rng, on_epoch_end=None, hooks=None):
+def train(plan, network, optimizer, rng, on_epoch_end=None, hooks=None, pool=None):
     """Train ``network`` in place with WASAP-SGD as ``plan`` says; returns run statistics.
 
     Parameters
@@ -446,6 +436,9 @@ def train(plan, network, optimizer, rng, on_epoch_end=None, hooks=None):
         Called after every epoch with its mean training loss; returning True stops.
     hooks : dict or None
         Test hooks (``_testing.hooks``).
+    pool : Pool or None
+        The run's pool from :func:`_start.start` (the helper starts it before it has
+        the plan); started here when None. Closed when training ends, in any case.
 
     Returns
     -------
@@ -470,25 +463,13 @@ def train(plan, network, optimizer, rng, on_epoch_end=None, hooks=None):
     n2 = max_epochs - n1
     seeds = rng.integers(0, np.iinfo(np.int64).max, size=n_workers)
     shards = np.array_split(rng.permutation(n), n_workers)
-    cores = _cores()
-    flags = ((["--fail-import"] if hooks.get("fail_import") else [])
-             + list(hooks.get("worker_flags") or ()))
     stats = {"n_workers": n_workers, "mode": mode}
-    # workers send heartbeats while they run set-up commands (imports, numba kernels from
-    # the on-disk cache or compiled on a cold cache, data shards), so set-up is watched
-    # with the same worker_timeout as training; start-up (Spawn and every worker's hello)
-    # must also finish within worker_timeout: a worker that dies while starting, or a
-    # launcher that cannot reach a host, is reported then (or as soon as the launcher or
-    # a started worker exits)
-    setup_timeout = None if timeout is None else float(timeout)
-    with Pool(n_workers, timeout=setup_timeout, mpi_info=plan.mpi_info, worker_flags=flags,
-              spawn_timeout=SETUP_TIMEOUT if timeout is None else float(timeout)) as pool:
+    if pool is None:
+        pool = _start.start(P.start_spec(plan, hooks))
+    with pool:
         stats["spawn_s"] = pool.stats["spawn_s"]
         stats["worker_hosts"] = [pool.hosts[r] for r in range(n_workers)]
-        t_setup = time.perf_counter()
-        for r in range(n_workers):
-            pool.send((P.CMD_SETUP, {"fault": hooks.get("fault"),
-                                     "numba_threads": max(1, cores // n_workers)}), r)
+        t_setup = pool.setup_t0
         for r in range(n_workers):
             pool.recv(r)
         cfg = {"config": {f: getattr(config, f) for f in config.__dataclass_fields__},

@@ -1,7 +1,7 @@
 """Test hooks and run statistics of the MPI backend (not a public API).
 
-``hooks`` travel with the training plan to the helper process and from there to the
-workers in their setup message:
+``hooks`` travel in the start spec (``_protocol.start_spec``) to the helper process and
+from there to the workers in their setup message:
 
 * ``fault``: ``dict(rank=int|list, kind="raise"|"exit"|"abort"|"kill"|"stall",
   where="setup"|"step"|"phase2"|"bye"|"after_bye"|"disconnected", after=int,

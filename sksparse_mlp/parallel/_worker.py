@@ -328,6 +328,10 @@ class Worker:
                 numba.set_num_threads(max(1, min(int(nt), numba.config.NUMBA_NUM_THREADS)))
             except ImportError:
                 pass
+        if self.cfg.get("preload") and self.handlers is None and self._load_handlers:
+            # the training modules (numpy, scipy, numba) now, while the server reads its
+            # plan, rather than at the first training command
+            self.handlers = self._load_handlers()
         self.faults.check("setup")
         self.ch.send(("ready", self.ch.rank), TAG_RES)
 
