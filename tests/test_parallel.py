@@ -160,7 +160,10 @@ def test_worker_dies_hard_gives_worker_died(kind):
     assert res["next_fit"] == "ok", res["next_fit"]
 
 
-N_TRANSFER_KILLS = int(os.environ.get("SKSPARSE_TRANSFER_KILLS", "6"))
+# three kills: with cma allowed the caller aborted in 5 of 6 runs, so three clean runs
+# would pass by chance with probability (1/6)**3 < 0.5 %; the soak
+# (benchmarks/soak_mpi.py) kills many more
+N_TRANSFER_KILLS = int(os.environ.get("SKSPARSE_TRANSFER_KILLS", "3"))
 
 
 @pytest.mark.timeout(NEXT_FIT_S + 30 * N_TRANSFER_KILLS)
