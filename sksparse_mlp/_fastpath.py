@@ -87,6 +87,9 @@ _MAX_PANEL = 128
 _CSR_PREDICT = 32
 # predicting at most this many rows with cached CSC views: one row at a time, serial
 _SERIAL_PREDICT = 2
+# predicting at least this many panels at once: each layer's values are gathered into
+# CSC order first (O(nnz), against a permuted load per connection and panel)
+_GATHERED_PANELS = 4
 # force the number of batch panels (None: choose_tiles decides); the tests use it to
 # run training batches through the multi-panel code path
 PANELS = None
@@ -303,11 +306,13 @@ class Workspace:
             room = min(activation_budget, available - fixed - sums - grads_all)
             return int(max(0, room) // max(1, per_sample))
 
-        micro = largest(views)
+        # prediction gathers each layer's values into CSC order, one layer at a time
+        values = 0 if training else max(nnz) * itemsize
+        micro = largest(views + values)
         self.lean = bool(views) and (cfg.CSC_VIEWS is False or cfg.CSC_VIEWS is None and (
             micro < min(capacity, _LEAN_MICRO) and largest(0) > micro))
         if self.lean:
-            micro, views = largest(0), 0
+            micro, views, values = largest(0), 0, 0
         micro = max(1, min(capacity, micro))
         self.nt, self.tb = choose_tiles(micro, width, itemsize)
         if self.lean:  # the scatter runs panels in parallel: one per thread at least
@@ -333,11 +338,13 @@ class Workspace:
             self.A += [bufs[l % 2] for l in range(L)]
             codes = _aligned_empty(max(sizes[1:]) * cap, np.uint8)
             self.G = [None] + [codes] * (L - 1)
+        self.values = _aligned_empty(values // itemsize, dtype) if values else None
         self.G.append(np.empty(0, np.uint8))
         self.trans = [None if cached else _Transposed() for _ in range(L)]
         self.training = training
         self.n_micro_max = -(-int(capacity) // self.micro)
-        self.plan = dict(activations=per_sample * cap, views=views, available=available,
+        self.plan = dict(activations=per_sample * cap, views=views, values=values,
+                         available=available,
                          gradients=0, panel_sums=0, per_sample=per_sample,
                          reserved=sums + grads_all)
         if training:
@@ -360,6 +367,7 @@ class Workspace:
             self.plan["panel_sums"] = sum(b.nbytes for b in self.bsum)
             self._nogbuf = np.zeros((1, 1), dtype)
         self._dummy_codes = np.zeros((1, 1, 1), np.uint8)
+        self._no_codes = np.zeros((0, 1, 1), np.uint8)
 
     def describe(self, capacity):
         """One line on the memory choices for batches of ``capacity``, or None if
@@ -428,7 +436,14 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
                                 seed, lscale)
         else:
             T = _predict_view(W) if ws.trans[l] is None else ws.trans[l].get(W)
-            K.forward_tiled(T.indptr, T.indices, T.perm, W.data, layer.bias, A, Z, G, act, s,
+            perm, data = T.perm, W.data
+            if not ws.training:
+                if act == K.ACT_PIECEWISE:  # nothing reads the derivative codes
+                    G = ws._no_codes
+                if nt >= _GATHERED_PANELS and ws.values is not None:
+                    data = np.take(W.data, perm, out=ws.values[: W.nnz])
+                    perm = perm[:0]
+            K.forward_tiled(T.indptr, T.indices, perm, data, layer.bias, A, Z, G, act, s,
                             lthr, seed, lscale, ws.n_threads)
         acts.append(Z)
         codes.append(G)

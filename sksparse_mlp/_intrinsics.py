@@ -16,7 +16,7 @@ from numba.extending import intrinsic
 # Register-blocked column sums for the forward pass.
 #
 # ``z[b0:b0 + w] += sum_k data[perm[k]] * A[idx[k], b0:b0 + w]`` over the connections
-# ``k`` of one output neuron, with the ``w`` partial sums held in ``nv`` SIMD registers
+# ``k`` of one output neuron (``data[k]`` when ``perm`` is empty: values in CSC order), with the ``w`` partial sums held in ``nv`` SIMD registers
 # for the whole column: each gathered activation row feeds one FMA per vector and
 # the output row is read and written once.  Numba's own vectoriser cannot express
 # this (given scalar accumulators it vectorises the loop over connections, with
@@ -26,6 +26,10 @@ from numba.extending import intrinsic
 # ---------------------------------------------------------------------------------
 
 VEC_BYTES = 32  # one AVX register
+# ``piecewise`` modes of the column sums: the ReLU-like activation applied from the
+# registers with its derivative codes written (training), or without them (prediction)
+FUSED_CODES = 1
+FUSED = 2
 
 
 def _make_column_fma(nv):
@@ -56,8 +60,9 @@ def _make_column_fma(nv):
             k0 = context.cast(builder, args[4], tk0, types.intp)
             k1 = context.cast(builder, args[5], tk1, types.intp)
             b0 = context.cast(builder, args[6], tb0, types.intp)
-            piecewise = builder.icmp_unsigned(
-                "!=", context.cast(builder, args[9], tpw, types.intp), ir.Constant(i64, 0))
+            mode = context.cast(builder, args[9], tpw, types.intp)  # 0, FUSED_CODES, FUSED
+            piecewise = builder.icmp_unsigned("!=", mode, ir.Constant(i64, 0))
+            codes = builder.icmp_unsigned("==", mode, ir.Constant(i64, FUSED_CODES))
             slope = context.cast(builder, args[10], tslope, tA.dtype)
             row_len = builder.extract_value(arr_A.shape, 1)
 
@@ -79,28 +84,48 @@ def _make_column_fma(nv):
             zbase = builder.gep(arr_z.data, [b0])
             for c in range(nv):
                 builder.store(builder.load(vec_at(zbase, c), align=width), accs[c])
-            with cgutils.for_range(builder, builder.sub(k1, k0)) as loop:
-                k = builder.add(k0, loop.index)
-                wv = splat(builder.load(builder.gep(arr_data.data, [index(arr_perm, tperm, k)])))
-                row = builder.gep(arr_A.data,
-                                  [builder.add(builder.mul(index(arr_idx, tidx, k), row_len), b0)])
-                for c in range(nv):
-                    a = builder.load(vec_at(row, c), align=width)
-                    prod = builder.fmul(wv, a, flags=("contract",))
-                    builder.store(builder.fadd(builder.load(accs[c]), prod, flags=("contract",)),
-                                  accs[c])
-            with builder.if_else(piecewise) as (fused, plain):
-                with fused:  # ReLU-like activation and derivative codes from the registers
-                    gbase = builder.gep(arr_g.data, [b0])
-                    sv = splat(slope)
+            def sweep(direct):  # one loop each way: no test inside it
+                with cgutils.for_range(builder, builder.sub(k1, k0)) as loop:
+                    k = builder.add(k0, loop.index)
+                    at = k if direct else index(arr_perm, tperm, k)
+                    wv = splat(builder.load(builder.gep(arr_data.data, [at])))
+                    row = builder.gep(arr_A.data, [
+                        builder.add(builder.mul(index(arr_idx, tidx, k), row_len), b0)])
                     for c in range(nv):
-                        acc = builder.load(accs[c])
-                        pos = builder.fcmp_ordered(">", acc, ir.Constant(vec, [0.0] * vec.count))
-                        builder.store(builder.select(pos, acc, builder.fmul(acc, sv)),
-                                      vec_at(zbase, c), align=width)
+                        a = builder.load(vec_at(row, c), align=width)
+                        prod = builder.fmul(wv, a, flags=("contract",))
+                        builder.store(builder.fadd(builder.load(accs[c]), prod,
+                                                   flags=("contract",)), accs[c])
+
+            # an empty permutation: the values are in CSC order already
+            n_perm = builder.extract_value(arr_perm.shape, 0)
+            with builder.if_else(builder.icmp_signed("==", n_perm, ir.Constant(i64, 0))) as (
+                    direct, permuted):
+                with direct:
+                    sweep(True)
+                with permuted:
+                    sweep(False)
+
+            def activate(codes):  # ReLU-like activation (and derivative codes) from registers
+                gbase = builder.gep(arr_g.data, [b0])
+                sv = splat(slope)
+                for c in range(nv):
+                    acc = builder.load(accs[c])
+                    pos = builder.fcmp_ordered(">", acc, ir.Constant(vec, [0.0] * vec.count))
+                    builder.store(builder.select(pos, acc, builder.fmul(acc, sv)),
+                                  vec_at(zbase, c), align=width)
+                    if codes:
                         builder.store(builder.select(pos, ir.Constant(cvec, [3] * vec.count),
                                                      ir.Constant(cvec, [2] * vec.count)),
                                       vec_at(gbase, c, cvec.as_pointer(), vec.count), align=1)
+
+            with builder.if_else(piecewise) as (fused, plain):
+                with fused:
+                    with builder.if_else(codes) as (with_codes, without):
+                        with with_codes:
+                            activate(True)
+                        with without:
+                            activate(False)
                 with plain:
                     for c in range(nv):
                         builder.store(builder.load(accs[c]), vec_at(zbase, c), align=width)

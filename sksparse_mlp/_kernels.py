@@ -25,6 +25,8 @@ from ._intrinsics import (
     SWEEP_WRITE,
     VEC_BYTES,
     claim,
+    FUSED,
+    FUSED_CODES,
     column_fma2,
     column_fma4,
     column_fma8,
@@ -216,8 +218,10 @@ def _activate_row(z, g, j, b_first, act, s, thr, seed, scale):
 def _column_sums(Ap, t_indices, t_perm, data, k0, k1, z, g, piecewise, slope):
     """``z[:] += W[:, j].T @ Ap`` for the connections ``k0:k1`` (CSC view) of neuron ``j``.
 
-    With ``piecewise`` the result is activated (``z`` if positive, else ``slope * z``)
-    and its derivative codes written to ``g``, straight from the registers.
+    With ``piecewise`` (:data:`FUSED_CODES` or :data:`FUSED`) the result is activated
+    (``z`` if positive, else ``slope * z``) straight from the registers, and with
+    :data:`FUSED_CODES` its derivative codes are written to ``g``.  An empty ``t_perm``
+    means ``data`` is in CSC order already.
     """
     TB = z.shape[0]
     lanes = VEC_BYTES // z.itemsize
@@ -231,13 +235,16 @@ def _column_sums(Ap, t_indices, t_perm, data, k0, k1, z, g, piecewise, slope):
     if b0 + 2 * lanes <= TB:
         column_fma2(Ap, t_indices, t_perm, data, k0, k1, b0, z, g, piecewise, slope)
         b0 += 2 * lanes
+    direct = t_perm.shape[0] == 0
     for b in range(b0, TB):  # panels are multiples of 16 samples: only direct callers
         acc = z[b]
         for k in range(k0, k1):
-            acc += data[np.uint64(t_perm[k])] * Ap[np.uint64(t_indices[k]), b]
+            w = data[k] if direct else data[np.uint64(t_perm[k])]
+            acc += w * Ap[np.uint64(t_indices[k]), b]
         pos = acc > 0
         if piecewise:
-            g[b] = 3 if pos else 2
+            if piecewise == FUSED_CODES:
+                g[b] = 3 if pos else 2
             acc = acc if pos else slope * acc
         z[b] = acc
 
@@ -300,6 +307,10 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
     every unit is written to ``G3`` (uint8, same shape as ``Z3``); with ``thr > 0``
     inverted dropout keeps a unit when ``hash(seed, neuron, sample) < thr`` and
     scales kept units by ``scale``.  ``act == -1`` leaves the raw pre-activations.
+    Prediction passes ``G3`` with no panels (no codes wanted; the ReLU-like activation
+    without dropout only) and, over many panels, an empty ``t_perm`` with ``data``
+    gathered into CSC order once (``data[t_perm]``), which saves the permuted load
+    of every connection in every panel.
 
     The output neurons are cut into blocks of about equal connection counts,
     :data:`_BLOCKS_PER_THREAD` per thread; each of the ``n_threads`` threads sweeps
@@ -308,11 +319,17 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
     one neuron stay in registers (:func:`_column_sums`).
     """
     nt, n_out, TB = Z3.shape
-    fused = act == ACT_PIECEWISE and thr == 0
+    codes = G3.shape[0] > 0
+    fused = 0
+    if act == ACT_PIECEWISE and thr == 0:
+        fused = FUSED_CODES if codes else FUSED
+    elif act >= 0 and not codes:
+        raise ValueError("forward_tiled: this activation needs a code buffer")
     slope = Z3.dtype.type(s)
     per = max(1, min(n_out // n_threads, _BLOCKS_PER_THREAD))  # blocks per queue
     n_blocks = per * n_threads
     counters = np.zeros(n_threads, np.int64)
+    no_codes = np.zeros(1, np.uint8)
     for own in prange(n_threads):
         while True:
             d, q = _next_task(counters, own, nt * per)
@@ -326,7 +343,7 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
                 bj = bias[j]
                 for b in range(TB):
                     z[b] = bj
-                g = G3[t, j] if act >= 0 else G3[0, 0]
+                g = G3[t, j] if act >= 0 and codes else no_codes
                 _column_sums(Ap, t_indices, t_perm, data, t_indptr[j], t_indptr[j + 1], z, g,
                              fused, slope)
                 if act >= 0 and not fused:

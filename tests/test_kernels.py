@@ -197,7 +197,8 @@ def test_transpose_pattern_blocks(idx, shape, density):
 @pytest.mark.parametrize("piecewise", [False, True])
 def test_forward_tiled(idx, dt, TB, piecewise):
     """Every split of a panel into register blocks (8, 4, 2 vectors, scalar tail), with the
-    ReLU-like activation fused into the register epilogue or not, over 1 to 3 chunks."""
+    ReLU-like activation fused into the register epilogue or not, over 1 to 3 chunks; in
+    prediction's form (values gathered into CSC order, no derivative codes) the same bits."""
     rng = np.random.default_rng(TB)
     indptr, indices, data, W = _layer(rng, 37, 29, 0.3, idx, dt)
     t_indptr, t_indices, t_perm = K.transpose_pattern(indptr, indices, W.shape[1])
@@ -216,6 +217,23 @@ def test_forward_tiled(idx, dt, TB, piecewise):
                 np.testing.assert_array_equal(G3[t], np.where(z > 0, 3, 2))
                 z = np.where(z > 0, z, -0.6 * z)
             np.testing.assert_allclose(Z3[t], z, **_tol(dt))
+        Zp = np.full(Z3.shape, np.nan, dt)
+        no_codes = np.zeros((0, 1, 1), np.uint8)
+        K.forward_tiled(t_indptr, t_indices, t_perm[:0], data[t_perm], bias, A3, Zp,
+                        no_codes if piecewise else G3, act, -0.6, 0, 0, 1.0, chunks)
+        np.testing.assert_array_equal(Zp, Z3)
+
+
+def test_forward_tiled_needs_codes():
+    """Activations other than the fused ReLU-like one write codes: no buffer, an error."""
+    rng = np.random.default_rng(1)
+    indptr, indices, data, W = _layer(rng, 9, 7, 0.5, np.int32, np.float32)
+    t_indptr, t_indices, t_perm = K.transpose_pattern(indptr, indices, 7)
+    A3 = rng.standard_normal((1, 9, 16)).astype(np.float32)
+    Z3 = np.empty((1, 7, 16), np.float32)
+    with pytest.raises(ValueError, match="code buffer"):
+        K.forward_tiled(t_indptr, t_indices, t_perm, data, np.zeros(7, np.float32), A3, Z3,
+                        np.zeros((0, 1, 1), np.uint8), K.ACT_TANH, 0.0, 0, 0, 1.0, 1)
 
 
 def _backward_case(rng, idx, dt, nt, TB, n_in=37, n_out=29):
