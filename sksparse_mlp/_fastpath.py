@@ -626,9 +626,8 @@ def predict_output(net, X, chunk=None):
     else:  # no cache: for a few rows, scattering beats transposing every weight matrix
         csr = n <= _CSR_PREDICT
     if chunk is None:
-        # as many rows as the activation budget and the free memory allow: every
-        # chunk streams all weights
-        ws = Workspace(net, min(n, 8192), training=False, sparse_input=sparse)
+        # as many rows as the cache, the activation budget and the free memory allow
+        ws = Workspace(net, min(n, cfg.PREDICT_CHUNK_ROWS), training=False, sparse_input=sparse)
         chunk = ws.micro
     else:
         chunk = max(1, min(chunk, n))
