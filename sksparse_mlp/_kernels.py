@@ -466,8 +466,9 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
     if last and adam and b0 == TB:
         # Adam's step of the row's connections once their gradients are complete (and
         # the old weights used): contiguous, so LLVM vectorises its sqrt and division
-        for k in range(k0, k1):
-            sq += adam_update(data, velocity, second, k, grad[k - goff], lr, mu, b2, wd, aeps)
+        g0 = np.uint64(goff)  # unsigned positions: no wraparound tests in the loop
+        for k in range(np.uint64(k0), np.uint64(k1)):
+            sq += adam_update(data, velocity, second, k, grad[k - g0], lr, mu, b2, wd, aeps)
     if b0 < TB:  # panels are multiples of 16 samples: only direct callers get here
         for b in range(b0, TB):
             e[b] = zero
