@@ -596,17 +596,21 @@ def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuf
 
 def _predict_rows_serial(net, X):
     """Rows one at a time through :func:`~._kernels.forward_row` (no parallel regions)."""
-    L = len(net.layers)
-    out = np.empty((X.shape[0], net.n_neurons[-1]), dtype=net.dtype)
-    width = max(net.n_neurons)
-    bufs = [np.empty(width, net.dtype), np.empty(width, net.dtype)]
+    layers = net.layers
+    L = len(layers)
+    dtype = layers[0].bias.dtype
+    # (activation code, slope) per layer, and buffers: looked up once, not per row
+    acts = [_act_code(net, l + 1) for l in range(L - 1)] + [(K.ACT_NONE, 0.0)]
+    width = max(layer.bias.shape[0] for layer in layers)
+    out = np.empty((X.shape[0], layers[-1].bias.shape[0]), dtype=dtype)
+    bufs = [np.empty(width, dtype), np.empty(width, dtype)]
     for r in range(X.shape[0]):
-        a = np.ascontiguousarray(X[r], dtype=net.dtype)
-        for l, layer in enumerate(net.layers):
-            z = out[r] if l == L - 1 else bufs[l % 2][: layer.n_out]
-            act, s = _act_code(net, l + 1) if l < L - 1 else (K.ACT_NONE, 0.0)
+        a = np.ascontiguousarray(X[r], dtype=dtype)
+        for l, layer in enumerate(layers):
+            bias = layer.bias
+            z = out[r] if l == L - 1 else bufs[l % 2][: bias.shape[0]]
             W = layer.W
-            K.forward_row(W.indptr, W.indices, W.data, layer.bias, a, z, act, s)
+            K.forward_row(W.indptr, W.indices, W.data, bias, a, z, *acts[l])
             a = z
     output_forward(net.out_activation, out.T)
     return out
@@ -615,11 +619,11 @@ def _predict_rows_serial(net, X):
 def predict_output(net, X, chunk=None):
     """Output activations for all rows of ``X`` (dense or CSR), shape ``(n, n_outputs)``."""
     n = X.shape[0]
-    dtype = net.dtype
-    sizes = net.n_neurons
     sparse = sp.issparse(X)
     if n <= _SERIAL_PREDICT and not sparse:
         return _predict_rows_serial(net, X)
+    dtype = net.dtype
+    sizes = net.n_neurons
     csr, views = False, None
     if _cached_views(net):
         views = [_predict_view(layer.W) for layer in net.layers]  # reused between calls

@@ -15,11 +15,17 @@ import numba
 _WORKQUEUE_LOCK = threading.RLock()
 
 
+_NEED_LOCK = None  # known once numba has chosen its layer (it never changes after)
+
+
 def _kernels_need_lock():
-    try:
-        return numba.threading_layer() == "workqueue"
-    except ValueError:  # not chosen yet: the first parallel call picks the layer
-        return True
+    global _NEED_LOCK
+    if _NEED_LOCK is None:
+        try:
+            _NEED_LOCK = numba.threading_layer() == "workqueue"
+        except ValueError:  # not chosen yet: the first parallel call picks the layer
+            return True
+    return _NEED_LOCK
 
 
 @contextmanager

@@ -16,9 +16,10 @@ from numba.extending import intrinsic
 # Register-blocked column sums for the forward pass.
 #
 # ``z[b0:b0 + w] += sum_k data[perm[k]] * A[idx[k], b0:b0 + w]`` over the connections
-# ``k`` of one output neuron (``data[k]`` when ``perm`` is empty: values in CSC order), with the ``w`` partial sums held in ``nv`` SIMD registers
-# for the whole column: each gathered activation row feeds one FMA per vector and
-# the output row is read and written once.  Numba's own vectoriser cannot express
+# ``k`` of one output neuron (``data[k]`` when ``perm`` is empty: values in CSC order),
+# with the ``w`` partial sums held in ``nv`` SIMD registers for the whole column: each
+# gathered activation row feeds one FMA per vector and the output row is read and
+# written once.  Numba's own vectoriser cannot express
 # this (given scalar accumulators it vectorises the loop over connections, with
 # gathers), so the loop is written in LLVM IR; LLVM still chooses the instructions
 # and falls back to narrower vectors on CPUs without AVX.  Measured on a 1000 x 1000

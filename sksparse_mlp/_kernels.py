@@ -19,14 +19,14 @@ import numpy as np
 from numba import njit, prange
 
 from ._intrinsics import (
+    FUSED,
+    FUSED_CODES,
     SWEEP_ADD,
     SWEEP_STEP,
     SWEEP_STEP_ADD,
     SWEEP_WRITE,
     VEC_BYTES,
     claim,
-    FUSED,
-    FUSED_CODES,
     column_fma2,
     column_fma4,
     column_fma8,
