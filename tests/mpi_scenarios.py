@@ -119,6 +119,25 @@ def _fault_thread(action, delay, seen, timeout=60.0):
     threading.Thread(target=run, daemon=True).start()
 
 
+def _healthy(_pool, out, info=None):
+    """Spawn a pool, run work, measure idle workers' CPU, close, try a second pool."""
+    with _pool.Pool(2, timeout=10, mpi_info=info) as pool:
+        out["spawn_s"] = pool.stats["spawn_s"]
+        pids = _related_pids(pool)
+        _setup(pool)
+        _run_work(pool, 3, 0.01)
+        # idle workers must not busy-poll: CPU time used over 1 s of idleness
+        tick = os.sysconf("SC_CLK_TCK")
+        cpu0 = [_cpu_s(p, tick) for p in pool.pids.values()]
+        time.sleep(1.0)
+        cpu1 = [_cpu_s(p, tick) for p in pool.pids.values()]
+        out["idle_cpu_s"] = [b - a for a, b in zip(cpu0, cpu1)]
+    out["again"] = _try_again(_pool)
+    out["launched_by_mpiexec"] = __import__("sksparse_mlp.parallel._mpi",
+                                            fromlist=["x"]).launched_by_mpiexec()
+    return pids
+
+
 def main(name):
     _pool = _pool_module()
     out = {"scenario": name}
@@ -128,20 +147,7 @@ def main(name):
     try:
         if name in ("healthy", "mpi_info_host"):
             info = {"host": __import__("socket").gethostname()} if name == "mpi_info_host" else None
-            with _pool.Pool(2, timeout=10, mpi_info=info) as pool:
-                out["spawn_s"] = pool.stats["spawn_s"]
-                pids = _related_pids(pool)
-                _setup(pool)
-                _run_work(pool, 3, 0.01)
-                # idle workers must not busy-poll: CPU time used over 1 s of idleness
-                tick = os.sysconf("SC_CLK_TCK")
-                cpu0 = [_cpu_s(p, tick) for p in pool.pids.values()]
-                time.sleep(1.0)
-                cpu1 = [_cpu_s(p, tick) for p in pool.pids.values()]
-                out["idle_cpu_s"] = [b - a for a, b in zip(cpu0, cpu1)]
-            out["again"] = _try_again(_pool)
-            out["launched_by_mpiexec"] = __import__("sksparse_mlp.parallel._mpi",
-                                                    fromlist=["x"]).launched_by_mpiexec()
+            pids = _healthy(_pool, out, info)
         elif name == "fit_interrupt":                      # Ctrl-C during an n_workers=2 fit
             import threading
             import numpy as np
@@ -514,12 +520,15 @@ def main(name):
             out["n_iter_"] = clf.n_iter_
             out["warnings"] = [str(x.message) for x in w if issubclass(x.category, RuntimeWarning)]
             out["again"] = _next_fit()
-        elif name == "tiny_fit":
-            # under mpiexec: the server runs in this process (no helper)
-            out["again"] = _next_fit()
+        elif name == "tiny_fit_then_healthy":
+            # under mpiexec: the server of a fit runs in this process (no helper), then the
+            # pool checks of "healthy" (one mpiexec run for both)
+            out["mpi_before"] = "mpi4py.MPI" in sys.modules
+            out["fit"] = _next_fit()
             out["mpi_in_caller"] = "mpi4py.MPI" in sys.modules
-            out["launched_by_mpiexec"] = __import__("sksparse_mlp.parallel._protocol",
-                                                    fromlist=["x"]).launched_by_mpiexec()
+            out["fit_launched_by_mpiexec"] = __import__("sksparse_mlp.parallel._protocol",
+                                                        fromlist=["x"]).launched_by_mpiexec()
+            pids = _healthy(_pool, out)
         elif name == "fit_parent_dies":
             # the test kills this process (SIGKILL) during a fit, once the workers run
             import numpy as np
@@ -530,44 +539,52 @@ def main(name):
                           0.2, seen)
             TrulySparseMLPClassifier(hidden_layer_sizes=(16,), max_iter=10 ** 6, tol=0.0,
                                      n_iter_no_change=10 ** 9, n_workers=2).fit(X, X[:, 0] > 0.5)
-        elif name in ("fit_kill", "fit_stall", "fit_raise"):
-            # estimator level: a fitted model, then a failing n_workers=2 fit
+        elif name == "fit_failures":
+            # estimator level: a fitted model, then a failing n_workers=2 fit of each kind
+            # (worker raises, worker killed, worker stalls), each followed by the next
+            # n_workers=2 fit. One process for the three: each fit has its own helper
+            # process, so a fault cannot reach the next fit through this one
+            import tempfile
             import numpy as np
             from sklearn.datasets import make_classification
             from sksparse_mlp import TrulySparseMLPClassifier
             from sksparse_mlp.parallel import _testing
             X, y = make_classification(n_samples=600, n_features=10, random_state=0)
             clf = TrulySparseMLPClassifier(hidden_layer_sizes=(16,), max_iter=3, random_state=0,
-                                           n_workers=2, worker_timeout=2.0 if name == "fit_stall" else 60.0)
+                                           n_workers=2, worker_timeout=60.0)
             clf.fit(X, y)
-            before = [W.toarray() for W in clf.coefs_]
-            kind = name[4:]
-            import tempfile
-            stamp = os.path.join(tempfile.mkdtemp(), "stamp")
-            _testing.hooks["fault"] = {"rank": 1, "kind": kind, "where": "step", "after": 5,
-                                             "stamp": stamp}
-            clf.set_params(max_iter=50)
-            t_fail = None
-            try:
-                clf.fit(X, y)
-            except Exception as e:
-                t = time.monotonic()
-                out["fit_exc"] = type(e).__name__
-                out["fit_msg"] = str(e)[:2000]
-                out["fit_elapsed"] = t - t0
-                with open(stamp) as f:
-                    out["detect_s"] = time.time() - float(f.read())
-            _testing.hooks["fault"] = None
-            out["kept_state"] = all(np.array_equal(a, W.toarray()) for a, W in zip(before, clf.coefs_))
-            out["n_iter_"] = clf.n_iter_
-            try:
-                clf.set_params(max_iter=2).fit(X, y)
-                out["refit2"] = "ok"
-            except Exception as e:
-                out["refit2"] = "%s: %s" % (type(e).__name__, str(e)[:300])
+            out["kinds"] = {}
+            for kind in ("raise", "kill", "stall"):
+                r = out["kinds"][kind] = {}
+                before = [W.toarray() for W in clf.coefs_]
+                r["n_iter_before"] = clf.n_iter_
+                stamp = os.path.join(tempfile.mkdtemp(), "stamp")
+                _testing.hooks["fault"] = {"rank": 1, "kind": kind, "where": "step", "after": 5,
+                                           "stamp": stamp}
+                clf.set_params(max_iter=50, worker_timeout=2.0 if kind == "stall" else 60.0)
+                try:
+                    clf.fit(X, y)
+                except Exception as e:
+                    r["fit_exc"] = type(e).__name__
+                    r["fit_msg"] = str(e)[:2000]
+                    if os.path.exists(stamp):          # else it failed before the fault
+                        with open(stamp) as f:
+                            r["detect_s"] = time.time() - float(f.read())
+                finally:
+                    _testing.hooks["fault"] = None
+                r["kept_state"] = all(np.array_equal(a, W.toarray())
+                                      for a, W in zip(before, clf.coefs_))
+                r["n_iter_"] = clf.n_iter_
+                try:
+                    # as many epochs as the first fit: the next kind starts from n_iter_=3
+                    clf.set_params(max_iter=3, worker_timeout=60.0).fit(X, y)
+                    r["refit2"] = "ok"
+                except Exception as e:
+                    r["refit2"] = "%s: %s" % (type(e).__name__, str(e)[:300])
+            # the caller of all these n_workers=2 fits (failed ones too) never loaded MPI
+            out["caller_imported_mpi4py"] = "mpi4py" in sys.modules
             clf.set_params(n_workers=1).fit(X, y)
             out["refit1"] = "ok"
-            out["stats"] = {k: v for k, v in _testing.last_stats.items() if k.endswith("_s")}
         elif name in ("no_mpi", "no_mpi_fit"):
             sys.modules["mpi4py"] = None                   # as if mpi4py were not installed
             if name == "no_mpi":
