@@ -145,12 +145,16 @@ def get_mpi():
 
 
 def _finalize():
+    """Our ``MPI_Finalize`` (skipped once MPI is unusable) and the launcher folder's
+    removal; True when this call finalized MPI."""
     MPI = _MPI
     if _shim_dir is not None:
         shutil.rmtree(_shim_dir, ignore_errors=True)
     if (_OWN_FINALIZE and MPI is not None and _poisoned is None
             and MPI.Is_initialized() and not MPI.Is_finalized()):
         MPI.Finalize()
+        return True
+    return False
 
 
 def poison(reason):
