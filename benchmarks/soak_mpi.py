@@ -16,7 +16,9 @@ caller. For each run the soak records
   Pool-level scenarios run the pool in the scenario process itself (as the fit's helper
   process does), so MPI there may be unusable after a hard death; the next fit goes
   through a fresh helper process and must work all the same;
-* left-over launcher directories (``sksparse-mpi-<pid>-*`` in the temporary folder).
+* left-over launcher directories (``sksparse-mpi-<pid>-*`` in the temporary folder);
+* left-over topology files: a ``/tmp/hydra_hwloc_xmlfile_*`` that a launcher proxy of the
+  run held open (so it was this run's) and that still exists 5 s after the run ended.
 
 Usage::
 
@@ -33,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -101,6 +104,14 @@ def run_one(name, timeout, python):
                             start_new_session=True)
     rec = {"scenario": name, "pid": proc.pid}
     seen = set()
+    topology, watching = set(), threading.Event()
+
+    def watch():
+        while not watching.is_set():
+            topology.update(procs.topology_files_of(proc.pid))
+            time.sleep(0.05)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     if name == "parent_kill":
         # SIGKILL the caller at a random moment of its fit
         delay = random.uniform(1.0, 4.0)
@@ -120,6 +131,8 @@ def run_one(name, timeout, python):
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         rec["hang"] = True
+    watching.set()
+    watcher.join()
     rec["wall_s"] = time.monotonic() - t0
     rec["rc"] = proc.returncode
     lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
@@ -157,6 +170,10 @@ def run_one(name, timeout, python):
     time.sleep(0.3)
     rec["owners"] = sorted({proc.pid} | seen | set(res.get("pids", [])))
     rec["dirs_left"] = _launcher_dirs(rec["owners"])
+    end = time.monotonic() + 5.0
+    while time.monotonic() < end and any(os.path.exists(f) for f in topology):
+        time.sleep(0.1)
+    rec["topology_left"] = sorted(f for f in topology if os.path.exists(f))
     rec["exc"] = res.get("exc")
     rec["detect_s"] = res.get("detect_s", res.get("stop_s"))
     again = res.get("next_fit", res.get("again"))
@@ -174,12 +191,21 @@ def run_one(name, timeout, python):
     return rec
 
 
+def versions(python):
+    """``mpich X, mpi4py Y`` of the interpreter the scenarios run with."""
+    out = subprocess.run([python, "-c", "from importlib.metadata import version as v; "
+                          "print('mpich %s, mpi4py %s' % (v('mpich'), v('mpi4py')))"],
+                         capture_output=True, text=True)
+    return out.stdout.strip() or "versions unknown"
+
+
 def table(recs):
-    rows = ["| scenario | runs | caller deaths | hangs | orphans | dirs left | outcomes | "
-            "fault-to-exception s (median / max) | next fit ok / refused / failed |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| scenario | runs | caller deaths | hangs | orphans | dirs left | topology files "
+            "left | outcomes | fault-to-exception s (median / max) | "
+            "next fit ok / refused / failed |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     names = [n for n in MIX if any(r["scenario"] == n for r in recs)]
-    tot = {"runs": 0, "deaths": 0, "hangs": 0, "orphans": 0, "dirs": 0}
+    tot = {"runs": 0, "deaths": 0, "hangs": 0, "orphans": 0, "dirs": 0, "topo": 0}
     for n in names:
         rs = [r for r in recs if r["scenario"] == n]
         outc = {}
@@ -198,15 +224,18 @@ def table(recs):
         h = sum(r["hang"] for r in rs)
         o = sum(bool(r["orphans"]) for r in rs)
         dl = sum(bool(r["dirs_left"]) for r in rs)
+        # "-": a run of a soak from before this column
+        tl = sum(len(r["topology_left"]) for r in rs if "topology_left" in r)
+        tl = "%d" % tl if any("topology_left" in r for r in rs) else "-"
         for key, n in (("runs", len(rs)), ("deaths", d), ("hangs", h), ("orphans", o),
-                       ("dirs", dl)):
+                       ("dirs", dl), ("topo", 0 if tl == "-" else int(tl))):
             tot[key] += n
-        rows.append("| %s (%s) | %d | %d | %d | %d | %d | %s | %s | %s |" % (
-            n, MIX[n][1], len(rs), d, h, o, dl,
+        rows.append("| %s (%s) | %d | %d | %d | %d | %d | %s | %s | %s | %s |" % (
+            n, MIX[n][1], len(rs), d, h, o, dl, tl,
             ", ".join("%s %d" % kv for kv in sorted(outc.items())), det,
             ("%d / %d / %d" % (ok, ref, bad)) if na < len(rs) else "n/a"))
-    rows.append("| **total** | %(runs)d | %(deaths)d | %(hangs)d | %(orphans)d | %(dirs)d | | | |"
-                % tot)
+    rows.append("| **total** | %(runs)d | %(deaths)d | %(hangs)d | %(orphans)d | %(dirs)d | "
+                "%(topo)d | | | |" % tot)
     return "\n".join(rows)
 
 
@@ -245,6 +274,7 @@ def main():
         flag = ("DEATH " if rec["caller_death"] else "") + ("HANG " if rec["hang"] else "") + \
                ("ORPHANS %s " % rec["orphans"] if rec["orphans"] else "") + \
                ("DIRS " if rec["dirs_left"] else "") + \
+               ("TOPOLOGY-FILES " if rec["topology_left"] else "") + \
                ("NEXT-FAILED " if rec["next"].startswith("FAILED") else "")
         print("[%3d/%d %6.0fs] %-22s %-18s detect=%-8s next=%-8s %.1fs %s" % (
             i + 1, len(plan), time.monotonic() - t0, name, rec["exc"],
@@ -268,12 +298,13 @@ def main():
     print(md)
     if a.out:
         with open(a.out, "w") as f:
-            f.write("Soak: %d faults, seed %d, %s, %.0f s\n\n%s\n"
-                    % (len(recs), a.seed, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            f.write("Soak: %d faults, seed %d, %s, %s, %.0f s\n\n%s\n"
+                    % (len(recs), a.seed, versions(a.python),
+                       time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                        time.monotonic() - t0, md))
         with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
             json.dump(recs, f, indent=1)
-    bad = sum(r["caller_death"] or r["hang"] or bool(r["orphans"]) or
+    bad = sum(r["caller_death"] or r["hang"] or bool(r["orphans"]) or bool(r["topology_left"]) or
               r["next"].startswith("FAILED") or r["next"] == "missing" for r in recs)
     return 1 if bad else 0
 

@@ -72,3 +72,41 @@ def children_of(ppid):
             except (OSError, ValueError, IndexError):
                 continue
     return [p for p in out if alive(p)]
+
+
+TOPOLOGY_PREFIX = "/tmp/hydra_hwloc_xmlfile_"
+
+
+def topology_files_of(root):
+    """The ``/tmp/hydra_hwloc_xmlfile_*`` held open right now by descendants of ``root``:
+    hydra's proxy writes the node's topology there (a path fixed in its binary) and holds
+    the file open for its whole life, so this attributes a file to the run that made it
+    (files of other programs on the machine are not counted)."""
+    parents = {}
+    for n in os.listdir("/proc"):
+        if n.isdigit():
+            try:
+                with open("/proc/%s/stat" % n) as f:
+                    parents[int(n)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found = set()
+    for pid in parents:
+        p = parents[pid]
+        while p not in (root, 0, 1) and p in parents:
+            p = parents[p]
+        if p != root:
+            continue
+        d = "/proc/%d/fd/" % pid
+        try:
+            fds = os.listdir(d)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(d + fd)
+            except OSError:
+                continue
+            if target.startswith(TOPOLOGY_PREFIX):
+                found.add(target)
+    return found
