@@ -11,7 +11,8 @@
 # benchmarks/soak_mpi.py injects N faults per version as well (about 5 s a fault on 2
 # cores; table in benchmarks/results/soak_mpi_mpich-VERSION.md).
 # The summary goes to benchmarks/results/mpi_versions.md, each pytest log to
-# build/mpi-versions/mpich-VERSION.log. Exit status 1 if any run failed.
+# build/mpi-versions/mpich-VERSION.log. Exit status 1 if any run failed. MPI_TESTS (a
+# space-separated list of test files or node ids) replaces the default tests.
 set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -21,7 +22,7 @@ if [ "${1:-}" = "--soak" ]; then
     shift 2
 fi
 VERSIONS=${*:-4.3.2 5.0.2}
-TESTS="tests/test_parallel.py tests/test_wasap_traffic.py tests/test_mpi_versions.py"
+TESTS=${MPI_TESTS:-tests/test_parallel.py tests/test_wasap_traffic.py tests/test_mpi_versions.py}
 OUT=benchmarks/results/mpi_versions.md
 mkdir -p build/mpi-versions
 status=0
@@ -60,7 +61,7 @@ for v in $VERSIONS; do
 done
 {
     echo "MPI tests per mpich line (benchmarks/mpi_versions.sh), $(date -u '+%Y-%m-%d %H:%M UTC'),"
-    echo "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end."
+    echo "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; tests: $TESTS."
     echo
     echo "| mpich | mpi4py | device, bundled UCX | MPI tests | time | soak |"
     echo "|---|---|---|---|---|---|"

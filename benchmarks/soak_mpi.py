@@ -35,7 +35,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -104,14 +103,7 @@ def run_one(name, timeout, python):
                             start_new_session=True)
     rec = {"scenario": name, "pid": proc.pid}
     seen = set()
-    topology, watching = set(), threading.Event()
-
-    def watch():
-        while not watching.is_set():
-            topology.update(procs.topology_files_of(proc.pid))
-            time.sleep(0.05)
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
+    topology = procs.TopologyWatch(proc.pid)
     if name == "parent_kill":
         # SIGKILL the caller at a random moment of its fit
         delay = random.uniform(1.0, 4.0)
@@ -131,8 +123,6 @@ def run_one(name, timeout, python):
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         rec["hang"] = True
-    watching.set()
-    watcher.join()
     rec["wall_s"] = time.monotonic() - t0
     rec["rc"] = proc.returncode
     lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
@@ -170,10 +160,7 @@ def run_one(name, timeout, python):
     time.sleep(0.3)
     rec["owners"] = sorted({proc.pid} | seen | set(res.get("pids", [])))
     rec["dirs_left"] = _launcher_dirs(rec["owners"])
-    end = time.monotonic() + 5.0
-    while time.monotonic() < end and any(os.path.exists(f) for f in topology):
-        time.sleep(0.1)
-    rec["topology_left"] = sorted(f for f in topology if os.path.exists(f))
+    rec["topology_left"] = topology.left(wait=5.0)
     rec["exc"] = res.get("exc")
     rec["detect_s"] = res.get("detect_s", res.get("stop_s"))
     again = res.get("next_fit", res.get("again"))

@@ -1,6 +1,8 @@
 """What ``/proc`` says about processes (Linux): shared by the MPI tests, their scenario
 scripts and ``benchmarks/soak_mpi.py``, which look for workers left behind."""
 import os
+import threading
+import time
 
 
 def alive(pid):
@@ -110,3 +112,27 @@ def topology_files_of(root):
             if target.startswith(TOPOLOGY_PREFIX):
                 found.add(target)
     return found
+
+
+class TopologyWatch:
+    """Collects :func:`topology_files_of` ``root`` every 20 ms in a thread until
+    :meth:`left`, which returns those that still exist ``wait`` s later (launcher clean-up
+    is asynchronous)."""
+
+    def __init__(self, root):
+        self.root, self.files, self._stop = root, set(), threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.files.update(topology_files_of(self.root))
+            time.sleep(0.02)
+
+    def left(self, wait):
+        self._stop.set()
+        self._thread.join()
+        end = time.monotonic() + wait
+        while time.monotonic() < end and any(os.path.exists(f) for f in self.files):
+            time.sleep(0.05)
+        return sorted(f for f in self.files if os.path.exists(f))

@@ -13,8 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 
 import procs
 import pytest
@@ -63,9 +61,14 @@ rng = np.random.default_rng(0)
 X = rng.standard_normal((300, 10))
 y = (X[:, 0] > 0).astype(int)
 
+killed = []
+
 def kill_a_worker(est):
-    if %(kill)r:
-        os.kill(procs.local_workers_of_caller(os.getpid())[0], signal.SIGKILL)
+    if %(kill)r and not killed:          # once: after the first epoch
+        workers = procs.local_workers_of_caller(os.getpid())
+        print("WORKERS", workers)
+        os.kill(workers[0], signal.SIGKILL)
+        killed.append(workers[0])
 
 clf = TrulySparseMLPClassifier(hidden_layer_sizes=(16,), max_iter=4, random_state=0,
                                n_workers=2, worker_timeout=60.0, callback=kill_a_worker)
@@ -83,29 +86,17 @@ def test_fit_leaves_no_topology_file(kill):
     proc = subprocess.Popen([sys.executable, "-c", FIT % {"tests": HERE, "kill": kill}],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=ROOT, start_new_session=True)
-    seen, stop = set(), threading.Event()
-
-    def watch():
-        while not stop.is_set():
-            seen.update(procs.topology_files_of(proc.pid))
-            time.sleep(0.02)
-    th = threading.Thread(target=watch, daemon=True)
-    th.start()
+    watch = procs.TopologyWatch(proc.pid)
     try:
         out, err = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, err = proc.communicate()
         pytest.fail("the fit hung:\n" + err[-3000:])
-    finally:
-        stop.set()
-        th.join()
+    # killed proxies' files are removed by the launcher's tee once they are gone (< 3 s)
+    left = watch.left(wait=10.0)
     expected = "OUTCOME WorkerDied" if kill else "OUTCOME fitted"
     assert proc.returncode == 0 and expected in out, (proc.returncode, out, err[-3000:])
     # the fit's launcher held one while its workers ran (else this test would check nothing)
-    assert seen, "no hydra proxy of the fit held a topology file"
-    # killed proxies' files are removed by the launcher's tee once they are gone (< 3 s)
-    end = time.monotonic() + 10.0
-    while time.monotonic() < end and any(os.path.exists(f) for f in seen):
-        time.sleep(0.05)
-    assert not [f for f in seen if os.path.exists(f)]
+    assert watch.files, "no hydra proxy of the fit held a topology file"
+    assert not left
