@@ -214,9 +214,9 @@ def table(recs):
         # "-": a run of a soak from before this column
         tl = sum(len(r["topology_left"]) for r in rs if "topology_left" in r)
         tl = "%d" % tl if any("topology_left" in r for r in rs) else "-"
-        for key, n in (("runs", len(rs)), ("deaths", d), ("hangs", h), ("orphans", o),
+        for key, k in (("runs", len(rs)), ("deaths", d), ("hangs", h), ("orphans", o),
                        ("dirs", dl), ("topo", 0 if tl == "-" else int(tl))):
-            tot[key] += n
+            tot[key] += k
         rows.append("| %s (%s) | %d | %d | %d | %d | %d | %s | %s | %s | %s |" % (
             n, MIX[n][1], len(rs), d, h, o, dl, tl,
             ", ".join("%s %d" % kv for kv in sorted(outc.items())), det,
