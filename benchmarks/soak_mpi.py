@@ -16,7 +16,9 @@ caller. For each run the soak records
   Pool-level scenarios run the pool in the scenario process itself (as the fit's helper
   process does), so MPI there may be unusable after a hard death; the next fit goes
   through a fresh helper process and must work all the same;
-* left-over launcher directories (``sksparse-mpi-<pid>-*`` in the temporary folder).
+* left-over launcher directories (``sksparse-mpi-<pid>-*`` in the temporary folder);
+* left-over topology files: a ``/tmp/hydra_hwloc_xmlfile_*`` that a launcher proxy of the
+  run held open (so it was this run's) and that still exists 5 s after the run ended.
 
 Usage::
 
@@ -101,6 +103,7 @@ def run_one(name, timeout, python):
                             start_new_session=True)
     rec = {"scenario": name, "pid": proc.pid}
     seen = set()
+    topology = procs.TopologyWatch(proc.pid)
     if name == "parent_kill":
         # SIGKILL the caller at a random moment of its fit
         delay = random.uniform(1.0, 4.0)
@@ -157,6 +160,7 @@ def run_one(name, timeout, python):
     time.sleep(0.3)
     rec["owners"] = sorted({proc.pid} | seen | set(res.get("pids", [])))
     rec["dirs_left"] = _launcher_dirs(rec["owners"])
+    rec["topology_left"] = topology.left(wait=5.0)
     rec["exc"] = res.get("exc")
     rec["detect_s"] = res.get("detect_s", res.get("stop_s"))
     again = res.get("next_fit", res.get("again"))
@@ -174,12 +178,21 @@ def run_one(name, timeout, python):
     return rec
 
 
+def versions(python):
+    """``mpich X, mpi4py Y`` of the interpreter the scenarios run with."""
+    out = subprocess.run([python, "-c", "from importlib.metadata import version as v; "
+                          "print('mpich %s, mpi4py %s' % (v('mpich'), v('mpi4py')))"],
+                         capture_output=True, text=True)
+    return out.stdout.strip() or "versions unknown"
+
+
 def table(recs):
-    rows = ["| scenario | runs | caller deaths | hangs | orphans | dirs left | outcomes | "
-            "fault-to-exception s (median / max) | next fit ok / refused / failed |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| scenario | runs | caller deaths | hangs | orphans | dirs left | topology files "
+            "left | outcomes | fault-to-exception s (median / max) | "
+            "next fit ok / refused / failed |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     names = [n for n in MIX if any(r["scenario"] == n for r in recs)]
-    tot = {"runs": 0, "deaths": 0, "hangs": 0, "orphans": 0, "dirs": 0}
+    tot = {"runs": 0, "deaths": 0, "hangs": 0, "orphans": 0, "dirs": 0, "topo": 0}
     for n in names:
         rs = [r for r in recs if r["scenario"] == n]
         outc = {}
@@ -198,15 +211,18 @@ def table(recs):
         h = sum(r["hang"] for r in rs)
         o = sum(bool(r["orphans"]) for r in rs)
         dl = sum(bool(r["dirs_left"]) for r in rs)
-        for key, n in (("runs", len(rs)), ("deaths", d), ("hangs", h), ("orphans", o),
-                       ("dirs", dl)):
-            tot[key] += n
-        rows.append("| %s (%s) | %d | %d | %d | %d | %d | %s | %s | %s |" % (
-            n, MIX[n][1], len(rs), d, h, o, dl,
+        # "-": a run of a soak from before this column
+        tl = sum(len(r["topology_left"]) for r in rs if "topology_left" in r)
+        tl = "%d" % tl if any("topology_left" in r for r in rs) else "-"
+        for key, k in (("runs", len(rs)), ("deaths", d), ("hangs", h), ("orphans", o),
+                       ("dirs", dl), ("topo", 0 if tl == "-" else int(tl))):
+            tot[key] += k
+        rows.append("| %s (%s) | %d | %d | %d | %d | %d | %s | %s | %s | %s |" % (
+            n, MIX[n][1], len(rs), d, h, o, dl, tl,
             ", ".join("%s %d" % kv for kv in sorted(outc.items())), det,
             ("%d / %d / %d" % (ok, ref, bad)) if na < len(rs) else "n/a"))
-    rows.append("| **total** | %(runs)d | %(deaths)d | %(hangs)d | %(orphans)d | %(dirs)d | | | |"
-                % tot)
+    rows.append("| **total** | %(runs)d | %(deaths)d | %(hangs)d | %(orphans)d | %(dirs)d | "
+                "%(topo)d | | | |" % tot)
     return "\n".join(rows)
 
 
@@ -245,6 +261,7 @@ def main():
         flag = ("DEATH " if rec["caller_death"] else "") + ("HANG " if rec["hang"] else "") + \
                ("ORPHANS %s " % rec["orphans"] if rec["orphans"] else "") + \
                ("DIRS " if rec["dirs_left"] else "") + \
+               ("TOPOLOGY-FILES " if rec["topology_left"] else "") + \
                ("NEXT-FAILED " if rec["next"].startswith("FAILED") else "")
         print("[%3d/%d %6.0fs] %-22s %-18s detect=%-8s next=%-8s %.1fs %s" % (
             i + 1, len(plan), time.monotonic() - t0, name, rec["exc"],
@@ -268,12 +285,13 @@ def main():
     print(md)
     if a.out:
         with open(a.out, "w") as f:
-            f.write("Soak: %d faults, seed %d, %s, %.0f s\n\n%s\n"
-                    % (len(recs), a.seed, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            f.write("Soak: %d faults, seed %d, %s, %s, %.0f s\n\n%s\n"
+                    % (len(recs), a.seed, versions(a.python),
+                       time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                        time.monotonic() - t0, md))
         with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
             json.dump(recs, f, indent=1)
-    bad = sum(r["caller_death"] or r["hang"] or bool(r["orphans"]) or
+    bad = sum(r["caller_death"] or r["hang"] or bool(r["orphans"]) or bool(r["topology_left"]) or
               r["next"].startswith("FAILED") or r["next"] == "missing" for r in recs)
     return 1 if bad else 0
 

@@ -1,6 +1,8 @@
 """What ``/proc`` says about processes (Linux): shared by the MPI tests, their scenario
 scripts and ``benchmarks/soak_mpi.py``, which look for workers left behind."""
 import os
+import threading
+import time
 
 
 def alive(pid):
@@ -72,3 +74,65 @@ def children_of(ppid):
             except (OSError, ValueError, IndexError):
                 continue
     return [p for p in out if alive(p)]
+
+
+TOPOLOGY_PREFIX = "/tmp/hydra_hwloc_xmlfile_"
+
+
+def topology_files_of(root):
+    """The ``/tmp/hydra_hwloc_xmlfile_*`` held open right now by descendants of ``root``:
+    hydra's proxy writes the node's topology there (a path fixed in its binary) and holds
+    the file open for its whole life, so this attributes a file to the run that made it
+    (files of other programs on the machine are not counted)."""
+    parents = {}
+    for n in os.listdir("/proc"):
+        if n.isdigit():
+            try:
+                with open("/proc/%s/stat" % n) as f:
+                    parents[int(n)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    found = set()
+    for pid in parents:
+        p = parents[pid]
+        while p not in (root, 0, 1) and p in parents:
+            p = parents[p]
+        if p != root:
+            continue
+        d = "/proc/%d/fd/" % pid
+        try:
+            fds = os.listdir(d)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(d + fd)
+            except OSError:
+                continue
+            if target.startswith(TOPOLOGY_PREFIX):
+                found.add(target)
+    return found
+
+
+class TopologyWatch:
+    """Collects :func:`topology_files_of` ``root`` every 20 ms in a thread until
+    :meth:`left`, which returns those that still exist ``wait`` s later (launcher clean-up
+    is asynchronous)."""
+
+    def __init__(self, root):
+        self.root, self.files, self._stop = root, set(), threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.files.update(topology_files_of(self.root))
+            time.sleep(0.02)
+
+    def left(self, wait):
+        self._stop.set()
+        self._thread.join()
+        end = time.monotonic() + wait
+        while time.monotonic() < end and any(os.path.exists(f) for f in self.files):
+            time.sleep(0.05)
+        return sorted(f for f in self.files if os.path.exists(f))

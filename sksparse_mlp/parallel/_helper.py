@@ -34,11 +34,19 @@ def _portable(exc):
 def _exit(code):
     """Finalize MPI (not after a hard worker death: MPICH segfaults or aborts in it then),
     remove the launcher folder and leave at once: the caller waits for this exit, and the
-    interpreter's own teardown (numba, scipy) took up to a second on a busy machine."""
+    interpreter's own teardown (numba, scipy) took up to a second on a busy machine.
+
+    After a clean ``MPI_Finalize`` the C library's ``exit`` ends the process, not
+    ``os._exit``: MPICH sends a singleton's PMI "finalize" to its launcher from a C
+    ``atexit`` handler, and without it hydra's proxy takes the exit for a crash,
+    SIGKILLs the process group of the launcher and leaves its
+    ``/tmp/hydra_hwloc_xmlfile_*`` behind (one per fit)."""
     from . import _mpi
     sys.stdout.flush()
     sys.stderr.flush()
-    _mpi._finalize()                    # also removes the launcher folder
+    if _mpi._finalize():                # also removes the launcher folder
+        import ctypes
+        ctypes.PyDLL(None).exit(code)   # PyDLL: holds the GIL, no Python thread runs on
     os._exit(code)
 
 

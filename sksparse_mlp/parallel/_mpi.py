@@ -145,12 +145,16 @@ def get_mpi():
 
 
 def _finalize():
+    """Our ``MPI_Finalize`` (skipped once MPI is unusable) and the launcher folder's
+    removal; True when this call finalized MPI."""
     MPI = _MPI
     if _shim_dir is not None:
         shutil.rmtree(_shim_dir, ignore_errors=True)
     if (_OWN_FINALIZE and MPI is not None and _poisoned is None
             and MPI.Is_initialized() and not MPI.Is_finalized()):
         MPI.Finalize()
+        return True
+    return False
 
 
 def poison(reason):
@@ -190,10 +194,12 @@ def _scripts_dirs():
 # (2) forks a small tee that copies hydra's stderr to the caller's stderr *and* to
 # launcher.log, so that the pool can quote the launcher's own message ("Could not resolve
 # hostname", "Connection refused", ...) when hydra exits during a Spawn; the tee also
-# removes this directory once hydra and the caller are gone (a SIGKILLed caller cannot);
-# (3) execs the real mpiexec.hydra in its own pid (MPICH passes that pid to hydra).
+# removes this directory once hydra and the caller are gone (a SIGKILLed caller cannot),
+# and the topology files of hydra's proxies that died with it; (3) execs the real
+# mpiexec.hydra in its own pid (MPICH passes that pid to hydra).
 _SHIM = """#!%(python)s -S
 import os, sys, time
+STARTED = time.time()
 
 
 def _caller_alive():
@@ -218,6 +224,59 @@ def _kill_proxies(hydra):
                         os.kill(int(n), 9)
             except OSError:
                 pass
+
+
+def _remove_topology_files(hydra):
+    # hydra's proxies write the node's topology to /tmp/hydra_hwloc_xmlfile_* (a path fixed
+    # in the binary) and remove it only when they exit normally, not when they are killed
+    # with hydra (hard worker death, stall, dead caller). A proxy holds its file open for
+    # its whole life, so a file of ours made since this launcher started that no process
+    # holds is a dead proxy's. Our proxies may outlive hydra briefly: wait for them (3 s).
+    key = b"\\0--singleton-pid\\0%%d\\0" %% hydra
+    end = time.monotonic() + 3.0
+    while True:
+        files = set()
+        try:
+            names = os.listdir("/tmp")
+        except OSError:
+            return
+        for n in names:
+            if n.startswith("hydra_hwloc_xmlfile_"):
+                try:
+                    st = os.stat("/tmp/" + n)
+                except OSError:
+                    continue
+                if st.st_uid == os.getuid() and st.st_ctime >= STARTED:
+                    files.add("/tmp/" + n)
+        held, ours = set(), False
+        for pid in (os.listdir("/proc") if files else ()):
+            if not pid.isdigit():
+                continue
+            d = "/proc/%%s/fd/" %% pid
+            try:
+                fds = os.listdir(d)
+            except OSError:
+                continue
+            for fd in fds:
+                try:
+                    t = os.readlink(d + fd)
+                except OSError:
+                    continue
+                if t in files:
+                    held.add(t)
+                    try:
+                        with open("/proc/%%s/cmdline" %% pid, "rb") as f:
+                            ours = ours or key in f.read()
+                    except OSError:
+                        pass
+        for p in files - held:
+            try:
+                os.unlink(p)
+            except OSError:
+                pass
+        if not ours or time.monotonic() > end:
+            return
+        time.sleep(0.05)
 
 
 try:
@@ -283,6 +342,7 @@ if os.fork() == 0:                       # tee: hydra's stderr -> our stderr + l
     if not _caller_alive():              # nobody else cleans up after a SIGKILLed caller
         import shutil
         shutil.rmtree(%(dir)r, ignore_errors=True)
+    _remove_topology_files(hydra)
     os._exit(0)
 os.close(r)
 os.dup2(w, 2)
