@@ -364,18 +364,33 @@ def main(name):
             if not pids and pool is not None:
                 pids = sorted(pool.pids.values())
             out["again"] = _try_again(_pool)
-        elif name in ("fit_start_die", "fit_start_hang"):
+        elif name in ("fit_start_die", "fit_start_hang", "fit_start_killed"):
             # estimator level: start-up failures are reported within worker_timeout (3 s),
             # not after a fixed 180 s
+            import threading
             from sklearn.datasets import make_classification
             from sksparse_mlp import TrulySparseMLPClassifier
             from sksparse_mlp.parallel import _testing
             # fit_start_hang: a plan (2.4 MB) larger than the socket's buffers, so the
             # caller is still sending it when the helper reports the failure
-            X, y = make_classification(n_samples=300, n_features=10 if name == "fit_start_die"
-                                       else 1000, random_state=0)
-            flag = "--die-before-init" if name == "fit_start_die" else "--hang-before-init"
-            _testing.hooks["worker_flags"] = [flag]
+            X, y = make_classification(n_samples=300, n_features=1000 if name == "fit_start_hang"
+                                       else 10, random_state=0)
+            flag = {"fit_start_die": "--die-before-init",
+                    "fit_start_hang": "--hang-before-init"}.get(name)
+            _testing.hooks["worker_flags"] = [flag] if flag else None
+            if name == "fit_start_killed":
+                # a worker SIGKILLed from outside as soon as it appears (MPICH's Spawn in
+                # the process hosting MPI may then crash it: here that is the fit's
+                # throw-away helper, never the caller)
+                def killer():
+                    end = time.monotonic() + 20
+                    while time.monotonic() < end:
+                        for pid in procs.local_workers_of_caller(os.getpid()):
+                            out["t_kill"] = time.monotonic()
+                            os.kill(pid, signal.SIGKILL)
+                            return
+                        time.sleep(0.002)
+                threading.Thread(target=killer, daemon=True).start()
             clf = TrulySparseMLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0,
                                            n_workers=2, worker_timeout=3.0)
             t_fail = time.monotonic()

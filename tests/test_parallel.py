@@ -508,8 +508,12 @@ def _brief(res):
             if k not in ("stderr", "bases")}
 
 
+# A worker SIGKILLed while starting is checked at the estimator level
+# (test_fit_start_up_failure_within_worker_timeout): MPICH's Spawn then crashed the
+# process hosting MPI in 3 of 62 runs (also on 4fa4259), which for a fit is the helper
+# process the caller throws away, so the pool-level scenario cannot promise more.
 @pytest.mark.timeout(60 + NEXT_FIT_S * REPEAT)
-@pytest.mark.parametrize("name", ["start_die", "start_killed", "bad_host", "unreachable_host"])
+@pytest.mark.parametrize("name", ["start_die", "bad_host", "unreachable_host"])
 def test_start_up_failure_reported_fast(name):
     for i in range(REPEAT):
         res = run_scenario(name, timeout=NEXT_FIT_S)
@@ -525,10 +529,10 @@ def test_start_up_failure_reported_fast(name):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("name", ["fit_start_die", "fit_start_hang"])
+@pytest.mark.parametrize("name", ["fit_start_die", "fit_start_hang", "fit_start_killed"])
 def test_fit_start_up_failure_within_worker_timeout(name):
     res = run_scenario(name, timeout=100)
-    assert res["exc"] == ("WorkerDied" if name == "fit_start_die" else "WorkerTimeout"), \
+    assert res["exc"] == ("WorkerTimeout" if name == "fit_start_hang" else "WorkerDied"), \
         _brief(res)
     # worker_timeout=3, counted from the call to fit (a start-up hang took 180 s, issue
     # 10); the fit's helper process spawns the workers before it imports numpy, scipy or
