@@ -98,6 +98,22 @@ def _next_fit():
         return "%s: %s" % (type(e).__name__, str(e)[:200])
 
 
+def _kill_first_worker(out, find, within):
+    """SIGKILL the first process ``find(our pid)`` lists, as soon as it appears (a worker
+    while starting), from a thread; the moment goes to ``out["t_kill"]``."""
+    import threading
+
+    def killer():
+        end = time.monotonic() + within
+        while time.monotonic() < end:
+            for pid in find(os.getpid()):
+                out["t_kill"] = time.monotonic()
+                os.kill(pid, signal.SIGKILL)
+                return
+            time.sleep(0.002)
+    threading.Thread(target=killer, daemon=True).start()
+
+
 def _fault_thread(action, delay, seen, timeout=60.0):
     """Once this process's fit has spawned its workers (through its helper), wait
     ``delay`` s and call ``action(workers)`` unless the fit ended first."""
@@ -245,7 +261,6 @@ def main(name):
             # from outside as soon as it appears), a host name that does not resolve, a host
             # without sshd. Reported within the timeout (5 s), or at once when the launcher
             # exits, quoting the launcher's message
-            import threading
             flags, info = [], None
             if name == "start_die":
                 flags = ["--die-before-init"]
@@ -254,15 +269,7 @@ def main(name):
             elif name == "unreachable_host":
                 info = {"host": "127.0.0.2"}
             elif name == "start_killed":
-                def killer():
-                    end = time.monotonic() + 10
-                    while time.monotonic() < end:
-                        for pid in procs.workers_of(os.getpid()):
-                            out["t_kill"] = time.monotonic()
-                            os.kill(pid, signal.SIGKILL)
-                            return
-                        time.sleep(0.002)
-                threading.Thread(target=killer, daemon=True).start()
+                _kill_first_worker(out, procs.workers_of, within=10)
             t_fail = time.monotonic()
             pool = _pool.Pool(2, timeout=5, spawn_timeout=5.0, mpi_info=info, worker_flags=flags)
             pids = _related_pids(pool)
@@ -367,7 +374,6 @@ def main(name):
         elif name in ("fit_start_die", "fit_start_hang", "fit_start_killed"):
             # estimator level: start-up failures are reported within worker_timeout (3 s),
             # not after a fixed 180 s
-            import threading
             from sklearn.datasets import make_classification
             from sksparse_mlp import TrulySparseMLPClassifier
             from sksparse_mlp.parallel import _testing
@@ -382,15 +388,7 @@ def main(name):
                 # a worker SIGKILLed from outside as soon as it appears (MPICH's Spawn in
                 # the process hosting MPI may then crash it: here that is the fit's
                 # throw-away helper, never the caller)
-                def killer():
-                    end = time.monotonic() + 20
-                    while time.monotonic() < end:
-                        for pid in procs.local_workers_of_caller(os.getpid()):
-                            out["t_kill"] = time.monotonic()
-                            os.kill(pid, signal.SIGKILL)
-                            return
-                        time.sleep(0.002)
-                threading.Thread(target=killer, daemon=True).start()
+                _kill_first_worker(out, procs.local_workers_of_caller, within=20)
             clf = TrulySparseMLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0,
                                            n_workers=2, worker_timeout=3.0)
             t_fail = time.monotonic()
