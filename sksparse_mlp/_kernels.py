@@ -167,6 +167,18 @@ def gather_input_tiled(X, idx, B, A3):
         _gather_block(X, idx, B, A3, q, nblk)
 
 
+@njit(parallel=True, **_OPTS)
+def gather_values(data, perm, out):
+    """``out[:] = data[perm]``: a layer's values in the order of its CSC view.
+
+    A forward pass over several panels reads them this way once instead of through
+    ``perm`` at every connection of every panel.  (``np.take`` is serial, about 4x
+    slower here on two cores.)
+    """
+    for k in prange(perm.shape[0]):
+        out[k] = data[np.uint64(perm[k])]
+
+
 @njit(inline="always")
 def _activate_row(z, g, j, b_first, act, s, thr, seed, scale):
     """Activation, derivative code and dropout of one neuron's row ``z`` (in place).
@@ -320,6 +332,8 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
     """
     nt, n_out, TB = Z3.shape
     codes = G3.shape[0] > 0
+    if act >= 0 and codes and G3.shape != Z3.shape:  # no bounds checks below
+        raise ValueError("forward_tiled: the code buffer does not match the output")
     fused = 0
     if act == ACT_PIECEWISE and thr == 0:
         fused = FUSED_CODES if codes else FUSED

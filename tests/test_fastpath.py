@@ -348,6 +348,31 @@ def test_memory_plan_follows_the_available_memory(monkeypatch):
     np.testing.assert_allclose(out, F.predict_output(net, X), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_gathered_values_train_the_same_bits(solver, monkeypatch):
+    """A forward pass over several panels reads each layer's values gathered into CSC
+    order, refreshed before every pass: the same model, to the last bit, as reading
+    them through the permutation, and the optimizer's steps are seen at once."""
+    monkeypatch.setattr(F, "PANELS", 3)
+    X, Y = _data("softmax", np.float32, 90, 3, False, np.random.default_rng(2))
+    cfg = TrainingConfig(alpha=1e-3)
+    nets = []
+    for gathered in (2, 10 ** 9):
+        monkeypatch.setattr(F, "_GATHERED_PANELS", gathered)
+        net = _net("allrelu", "softmax", "log_loss", np.float32, 3)
+        opt = Adam(0.01) if solver == "adam" else MomentumSGD(0.05, momentum=0.9)
+        ws = F.Workspace(net, 30)
+        assert (ws.values is None) == (gathered > 3)
+        rng = np.random.default_rng(5)
+        losses = [F.run_epoch(net, X, Y, None, 30, opt, cfg, rng) for _ in range(2)]
+        nets.append((net, losses))
+    (a, la), (b, lb) = nets
+    assert la == lb and la[1] != la[0]
+    for x, z in zip(a.layers, b.layers):
+        np.testing.assert_array_equal(x.W.data, z.W.data)
+        np.testing.assert_array_equal(x.bias, z.bias)
+
+
 def test_prediction_follows_weights_written_in_place():
     """Views cached between calls hold no weights: weights written in place between
     calls (as a user may through ``coefs_``) are the ones used."""
