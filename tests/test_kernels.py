@@ -229,7 +229,8 @@ def test_forward_tiled(idx, dt, TB, piecewise):
 
 
 def test_forward_tiled_needs_codes():
-    """Activations other than the fused ReLU-like one write codes: no buffer, an error."""
+    """Activations other than the fused ReLU-like one write codes: no buffer, an error;
+    a code buffer must match the output."""
     rng = np.random.default_rng(1)
     indptr, indices, data, W = _layer(rng, 9, 7, 0.5, np.int32, np.float32)
     t_indptr, t_indices, t_perm = K.transpose_pattern(indptr, indices, 7)
@@ -238,6 +239,11 @@ def test_forward_tiled_needs_codes():
     with pytest.raises(ValueError, match="code buffer"):
         K.forward_tiled(t_indptr, t_indices, t_perm, data, np.zeros(7, np.float32), A3, Z3,
                         np.zeros((0, 1, 1), np.uint8), K.ACT_TANH, 0.0, 0, 0, 1.0, 1)
+    # a buffer of the wrong shape is refused before anything is written through it
+    for act in (K.ACT_PIECEWISE, K.ACT_TANH):
+        with pytest.raises(ValueError, match="does not match"):
+            K.forward_tiled(t_indptr, t_indices, t_perm, data, np.zeros(7, np.float32), A3,
+                            Z3, np.zeros((1, 1, 1), np.uint8), act, 0.0, 0, 0, 1.0, 1)
 
 
 def _backward_case(rng, idx, dt, nt, TB, n_in=37, n_out=29):
