@@ -27,6 +27,25 @@ from numba.extending import intrinsic
 # ---------------------------------------------------------------------------------
 
 VEC_BYTES = 32  # one AVX register
+CACHE_LINE = 64
+
+
+def _prefetcher(builder, nbytes):
+    """A function that emits ``llvm.prefetch`` (read, into all cache levels) for the
+    cache lines of ``nbytes`` from a pointer: the rows a gather will need soon, when
+    they come from memory far larger than the caches."""
+    i8p = ir.IntType(8).as_pointer()
+    i32 = ir.IntType(32)
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
+
+    def prefetch(ptr):
+        base = builder.bitcast(ptr, i8p)
+        for off in range(0, nbytes, CACHE_LINE):
+            builder.call(fn, [builder.gep(base, [ir.Constant(ir.IntType(64), off)]),
+                              ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+
+    return prefetch
 # ``piecewise`` modes of the column sums: the ReLU-like activation applied from the
 # registers with its derivative codes written (training), or without them (prediction)
 FUSED_CODES = 1
@@ -35,16 +54,16 @@ FUSED = 2
 
 def _make_column_fma(nv):
     @intrinsic
-    def column_fma(typingctx, A, idx, perm, data, k0, k1, b0, z, g, piecewise, slope):
+    def column_fma(typingctx, A, idx, perm, data, k0, k1, b0, z, g, piecewise, slope, ahead):
         if not (isinstance(A, types.Array) and A.ndim == 2 and A.layout == "C"
                 and isinstance(z, types.Array) and z.ndim == 1 and z.layout == "C"
                 and isinstance(g, types.Array) and g.ndim == 1 and g.dtype == types.uint8
                 and data.dtype == A.dtype == z.dtype):
             return None
-        sig = types.void(A, idx, perm, data, k0, k1, b0, z, g, piecewise, slope)
+        sig = types.void(A, idx, perm, data, k0, k1, b0, z, g, piecewise, slope, ahead)
 
         def codegen(context, builder, signature, args):
-            tA, tidx, tperm, tdata, tk0, tk1, tb0, tz, tg, tpw, tslope = signature.args
+            tA, tidx, tperm, tdata, tk0, tk1, tb0, tz, tg, tpw, tslope, tahead = signature.args
             elem = context.get_data_type(tA.dtype)
             width = elem.get_abi_size(context.target_data)
             vec = ir.VectorType(elem, VEC_BYTES // width)
@@ -65,7 +84,11 @@ def _make_column_fma(nv):
             piecewise = builder.icmp_unsigned("!=", mode, ir.Constant(i64, 0))
             codes = builder.icmp_unsigned("==", mode, ir.Constant(i64, FUSED_CODES))
             slope = context.cast(builder, args[10], tslope, tA.dtype)
+            ahead = context.cast(builder, args[11], tahead, types.intp)
             row_len = builder.extract_value(arr_A.shape, 1)
+            n_idx = builder.extract_value(arr_idx.shape, 0)
+            prefetch = _prefetcher(builder, nv * VEC_BYTES)
+            prefetching = builder.icmp_signed(">", ahead, ir.Constant(i64, 0))
 
             def vec_at(base, c, ptr=vptr, count=vec.count):  # c-th vector after base
                 return builder.bitcast(builder.gep(base, [ir.Constant(i64, c * count)]), ptr)
@@ -85,13 +108,21 @@ def _make_column_fma(nv):
             zbase = builder.gep(arr_z.data, [b0])
             for c in range(nv):
                 builder.store(builder.load(vec_at(zbase, c), align=width), accs[c])
-            def sweep(direct):  # one loop each way: no test inside it
+            def sweep(direct, far):  # one loop each way: no test inside it
                 with cgutils.for_range(builder, builder.sub(k1, k0)) as loop:
                     k = builder.add(k0, loop.index)
                     at = k if direct else index(arr_perm, tperm, k)
                     wv = splat(builder.load(builder.gep(arr_data.data, [at])))
                     row = builder.gep(arr_A.data, [
                         builder.add(builder.mul(index(arr_idx, tidx, k), row_len), b0)])
+                    # the row of the connection ``ahead`` places on (in CSC order, so
+                    # across columns: at scale a column has a handful of connections)
+                    if far:
+                        kk = builder.add(k, ahead)
+                        kk = builder.select(builder.icmp_signed("<", kk, n_idx), kk,
+                                            builder.sub(n_idx, ir.Constant(i64, 1)))
+                        prefetch(builder.gep(arr_A.data, [
+                            builder.add(builder.mul(index(arr_idx, tidx, kk), row_len), b0)]))
                     for c in range(nv):
                         a = builder.load(vec_at(row, c), align=width)
                         prod = builder.fmul(wv, a, flags=("contract",))
@@ -102,10 +133,14 @@ def _make_column_fma(nv):
             n_perm = builder.extract_value(arr_perm.shape, 0)
             with builder.if_else(builder.icmp_signed("==", n_perm, ir.Constant(i64, 0))) as (
                     direct, permuted):
-                with direct:
-                    sweep(True)
+                with direct:  # prefetching only here: values in CSC order at scale
+                    with builder.if_else(prefetching) as (ahead_on, ahead_off):
+                        with ahead_on:
+                            sweep(True, True)
+                        with ahead_off:
+                            sweep(True, False)
                 with permuted:
-                    sweep(False)
+                    sweep(False, False)
 
             def activate(codes):  # ReLU-like activation (and derivative codes) from registers
                 gbase = builder.gep(arr_g.data, [b0])
@@ -216,7 +251,7 @@ SWEEP_STEP = 3
 def _make_row_sweep(nv, with_delta):
     @intrinsic
     def row_sweep(typingctx, D, idx, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr,
-                  mu, wd, c1, c2, codes, epilogue, hi, lo):
+                  mu, wd, c1, c2, codes, epilogue, hi, lo, ahead):
         if not (isinstance(D, types.Array) and D.ndim == 2 and D.layout == "C"
                 and all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
                         for a in (x, e, grad, velocity))
@@ -226,7 +261,7 @@ def _make_row_sweep(nv, with_delta):
             return None
         sig = types.Tuple((types.float64, D.dtype))(D, idx, data, k0, k1, b0, x, e, grad, goff,
                                                      mode, velocity, lr, mu, wd, c1, c2, codes,
-                                                     epilogue, hi, lo)
+                                                     epilogue, hi, lo, ahead)
 
         def codegen(context, builder, signature, args):
             tD, tidx, tdata, tk0, tk1, tb0, tx, te, tgrad, tgoff, tmode = signature.args[:11]
@@ -250,6 +285,10 @@ def _make_row_sweep(nv, with_delta):
                 "!=", context.cast(builder, args[18], signature.args[18], types.intp),
                 ir.Constant(i64, 0))
             hi, lo = args[19], args[20]
+            ahead = context.cast(builder, args[21], signature.args[21], types.intp)
+            n_idx = builder.extract_value(arr_idx.shape, 0)
+            prefetch = _prefetcher(builder, nv * VEC_BYTES)
+            prefetching = builder.icmp_signed(">", ahead, ir.Constant(i64, 0))
             zero_vec = ir.Constant(vec, [0.0] * vec.count)
             row_len = builder.extract_value(arr_D.shape, 1)
 
@@ -272,12 +311,20 @@ def _make_row_sweep(nv, with_delta):
                 builder.store(zero_vec, acc)
             sq = cgutils.alloca_once_value(builder, ir.Constant(f64, 0.0))
 
-            def sweep(m):  # the loop for one mode: no branch inside it
+            def sweep(m, far):  # the loop for one mode: no branch inside it
                 with cgutils.for_range(builder, builder.sub(k1, k0)) as loop:
                     k = builder.add(k0, loop.index)
                     j = context.cast(builder, builder.load(builder.gep(arr_idx.data, [k])),
                                      tidx.dtype, types.intp)
                     row = builder.gep(arr_D.data, [builder.add(builder.mul(j, row_len), b0)])
+                    if far:  # as in the forward: across rows
+                        kk = builder.add(k, ahead)
+                        kk = builder.select(builder.icmp_signed("<", kk, n_idx), kk,
+                                            builder.sub(n_idx, ir.Constant(i64, 1)))
+                        jj = context.cast(builder, builder.load(builder.gep(
+                            arr_idx.data, [kk])), tidx.dtype, types.intp)
+                        prefetch(builder.gep(arr_D.data, [
+                            builder.add(builder.mul(jj, row_len), b0)]))
                     wp = builder.gep(arr_data.data, [k])
                     w = builder.load(wp)
                     # two interleaved FMA chains for the gradient: few live registers
@@ -324,20 +371,27 @@ def _make_row_sweep(nv, with_delta):
                         builder.store(builder.fadd(builder.load(sq), builder.fpext(w2, f64)
                                                    if width == 4 else w2), sq)
 
+            def sweeps(m):  # with and without prefetching
+                with builder.if_else(prefetching) as (ahead_on, ahead_off):
+                    with ahead_on:
+                        sweep(m, True)
+                    with ahead_off:
+                        sweep(m, False)
+
             with builder.if_else(builder.icmp_signed(">=", mode, ir.Constant(i64, 2))) \
                     as (step, store):
                 with step:
                     with builder.if_else(mode_is(SWEEP_STEP_ADD)) as (a, b):
                         with a:
-                            sweep(SWEEP_STEP_ADD)
+                            sweeps(SWEEP_STEP_ADD)
                         with b:
-                            sweep(SWEEP_STEP)
+                            sweeps(SWEEP_STEP)
                 with store:
                     with builder.if_else(mode_is(SWEEP_ADD)) as (a, b):
                         with a:
-                            sweep(SWEEP_ADD)
+                            sweeps(SWEEP_ADD)
                         with b:
-                            sweep(SWEEP_WRITE)
+                            sweeps(SWEEP_WRITE)
             bias_part = cgutils.alloca_once_value(builder, ir.Constant(elem, 0.0))
             if with_delta:
                 with builder.if_else(epilogue) as (fused, plain):

@@ -226,8 +226,26 @@ def _activate_row(z, g, j, b_first, act, s, thr, seed, scale):
             g[b] = 2 if kept else 0
 
 
+# A gather from a panel larger than this reads its rows from memory rather than from
+# the caches; the kernels then prefetch the row of the connection this many places on
+# (across columns or rows: at scale each has a handful of connections).  Measured,
+# 3 x 300,000 and 3 x 1,000,000 hidden neurons at epsilon 2, micro-batches of 48:
+# 2.96 -> 1.66 and 3.3-3.6 -> 2.0-2.4 ns per connection and sample; 8 places ahead
+# gained less, 24 and 32 no more.  Panels of the benchmark network (256 KiB) take the
+# loops without prefetching.
+_PREFETCH_PANEL_BYTES = 4 << 20
+_PREFETCH_AHEAD = 16
+
+
 @njit(inline="always")
-def _column_sums(Ap, t_indices, t_perm, data, k0, k1, z, g, piecewise, slope):
+def _prefetch_ahead(X3):
+    """How far ahead the gathers from one panel of ``X3`` prefetch (0: not at all)."""
+    large = X3.shape[1] * X3.shape[2] * X3.itemsize > _PREFETCH_PANEL_BYTES
+    return _PREFETCH_AHEAD if large else 0
+
+
+@njit(inline="always")
+def _column_sums(Ap, t_indices, t_perm, data, k0, k1, z, g, piecewise, slope, ahead):
     """``z[:] += W[:, j].T @ Ap`` for the connections ``k0:k1`` (CSC view) of neuron ``j``.
 
     With ``piecewise`` (:data:`FUSED_CODES` or :data:`FUSED`) the result is activated
@@ -239,13 +257,16 @@ def _column_sums(Ap, t_indices, t_perm, data, k0, k1, z, g, piecewise, slope):
     lanes = VEC_BYTES // z.itemsize
     b0 = 0
     while b0 + 8 * lanes <= TB:
-        column_fma8(Ap, t_indices, t_perm, data, k0, k1, b0, z, g, piecewise, slope)
+        column_fma8(Ap, t_indices, t_perm, data, k0, k1, b0, z, g, piecewise, slope,
+                    ahead)
         b0 += 8 * lanes
     if b0 + 4 * lanes <= TB:
-        column_fma4(Ap, t_indices, t_perm, data, k0, k1, b0, z, g, piecewise, slope)
+        column_fma4(Ap, t_indices, t_perm, data, k0, k1, b0, z, g, piecewise, slope,
+                    ahead)
         b0 += 4 * lanes
     if b0 + 2 * lanes <= TB:
-        column_fma2(Ap, t_indices, t_perm, data, k0, k1, b0, z, g, piecewise, slope)
+        column_fma2(Ap, t_indices, t_perm, data, k0, k1, b0, z, g, piecewise, slope,
+                    ahead)
         b0 += 2 * lanes
     direct = t_perm.shape[0] == 0
     for b in range(b0, TB):  # panels are multiples of 16 samples: only direct callers
@@ -340,6 +361,7 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
     elif act >= 0 and not codes:
         raise ValueError("forward_tiled: this activation needs a code buffer")
     slope = Z3.dtype.type(s)
+    ahead = _prefetch_ahead(A3)
     per = max(1, min(n_out // n_threads, _BLOCKS_PER_THREAD))  # blocks per queue
     n_blocks = per * n_threads
     counters = np.zeros(n_threads, np.int64)
@@ -359,7 +381,7 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
                     z[b] = bj
                 g = G3[t, j] if act >= 0 and codes else no_codes
                 _column_sums(Ap, t_indices, t_perm, data, t_indptr[j], t_indptr[j + 1], z, g,
-                             fused, slope)
+                             fused, slope, ahead)
                 if act >= 0 and not fused:
                     _activate_row(z, g, j, t * TB, act, s, thr, seed, scale)
 
@@ -415,30 +437,33 @@ GRAD_ADAM = 3
 
 @njit(inline="always")
 def _row_sweep(x, Dp, indices, data, k0, k1, b0, nv, e, grad, goff, mode, velocity, lr, mu,
-               wd, c1, c2, codes, epilogue, hi, lo, do_bwd):
+               wd, c1, c2, codes, epilogue, hi, lo, do_bwd, ahead):
     """One register block of :func:`_row_sums` (``nv`` vectors from sample ``b0``)."""
     if do_bwd:
         if nv == 8:
             return row_sweep8_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode,
-                                     velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo)
+                                     velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo,
+                                     ahead)
         if nv == 4:
             return row_sweep4_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode,
-                                     velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo)
+                                     velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo,
+                                     ahead)
         return row_sweep2_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode,
-                                 velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo)
+                                 velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo,
+                                 ahead)
     if nv == 8:
         return row_sweep8(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr,
-                           mu, wd, c1, c2, codes, epilogue, hi, lo)
+                           mu, wd, c1, c2, codes, epilogue, hi, lo, ahead)
     if nv == 4:
         return row_sweep4(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr,
-                           mu, wd, c1, c2, codes, epilogue, hi, lo)
+                           mu, wd, c1, c2, codes, epilogue, hi, lo, ahead)
     return row_sweep2(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr, mu,
-                       wd, c1, c2, codes, epilogue, hi, lo)
+                       wd, c1, c2, codes, epilogue, hi, lo, ahead)
 
 
 @njit(inline="always")
 def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity, lr, mu, wd,
-              nesterov, do_bwd, codes, epilogue, hi, lo, second, adam, b2, aeps):
+              nesterov, do_bwd, codes, epilogue, hi, lo, second, adam, b2, aeps, ahead):
     """Gradient and, with ``do_bwd``, the delta of one input neuron's connections
     ``k0:k1`` over one panel row ``x``, in register blocks of 8, 4 and 2 vectors.
 
@@ -473,7 +498,8 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
         else:
             mode = SWEEP_WRITE if fresh else SWEEP_ADD
         q, part = _row_sweep(x, Dp, indices, data, k0, k1, b0, nv, e, grad, goff, mode,
-                             velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo, do_bwd)
+                             velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo, do_bwd,
+                             ahead)
         sq += q
         bias += part
         b0 = end
@@ -520,6 +546,7 @@ def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     sq = 0.0
     Ap = A3[t]
     Dp = D3[t]
+    ahead = _prefetch_ahead(D3)
     first = t == 0 and mode != GRAD_ADD
     last = t == nt - 1 and step
     for i in range(i0, i1):
@@ -530,11 +557,11 @@ def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
         if scratch:
             q, acc, b0 = _row_sums(x, Dp, indices, data, k0, k1, e, gs, k0, first, last,
                                    velocity, lr, mu, wd, nesterov, do_bwd, codes, epilogue,
-                                   scale, lo, second, adam, b2, aeps)
+                                   scale, lo, second, adam, b2, aeps, ahead)
         else:
             q, acc, b0 = _row_sums(x, Dp, indices, data, k0, k1, e, gbuf[0], 0, first, last,
                                    velocity, lr, mu, wd, nesterov, do_bwd, codes, epilogue,
-                                   scale, lo, second, adam, b2, aeps)
+                                   scale, lo, second, adam, b2, aeps, ahead)
         sq += q
         if do_bwd:
             # the rest of the row (all of it without the epilogue) from the sums in e

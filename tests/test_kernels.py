@@ -228,6 +228,53 @@ def test_forward_tiled(idx, dt, TB, piecewise):
         np.testing.assert_array_equal(Zp, Z3)
 
 
+def test_gathers_from_large_panels_prefetch():
+    """Panels larger than the caches take the loops that prefetch the rows of the
+    connections ahead: the same bits as the loops without (forward), the reference's
+    gradients, deltas and momentum step (backward)."""
+    rng = np.random.default_rng(7)
+    dt = np.float64
+    indptr, indices, data, W = _layer(rng, 9000, 40, 0.02, np.int32, dt)
+    t_indptr, t_indices, t_perm = K.transpose_pattern(indptr, indices, 40)
+    A3 = rng.standard_normal((1, 9000, 64)).astype(dt)
+    assert K._prefetch_ahead(A3) > 0 and K._prefetch_ahead(A3[:, :100]) == 0
+    bias = rng.standard_normal(40).astype(dt)
+    out = []
+    for perm, values in ((t_perm, data), (t_perm[:0], data[t_perm])):  # without, with
+        Z3 = np.full((1, 40, 64), np.nan, dt)
+        G3 = np.zeros(Z3.shape, np.uint8)
+        K.forward_tiled(t_indptr, t_indices, perm, values, bias, A3, Z3, G3, K.ACT_PIECEWISE,
+                        -0.6, 0, 0, 1.0, 2)
+        out.append((Z3, G3))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    np.testing.assert_array_equal(out[0][1], out[1][1])
+    z = W.toarray().T @ A3[0] + bias[:, None]
+    np.testing.assert_allclose(out[1][0][0], np.where(z > 0, z, -0.6 * z), **_tol(dt))
+    # backward: the delta rows gathered from a large panel of the layer above
+    indptr, indices, data, W = _layer(rng, 40, 9000, 0.02, np.int32, dt)
+    A3 = rng.standard_normal((1, 40, 64)).astype(dt)
+    D3 = rng.standard_normal((1, 9000, 64)).astype(dt)
+    G3 = rng.integers(0, 4, size=A3.shape).astype(np.uint8)
+    assert K._prefetch_ahead(D3) > 0
+    grad_ref, delta_ref = _backward_reference(W, A3, D3, G3, -0.6)
+    A = A3.copy()
+    gbuf = np.full((1, W.nnz), np.nan, dt)
+    bsum = np.full((1, 40), np.nan, dt)
+    vel = np.zeros_like(data)
+    K.backward_tiled(indptr, indices, data, A, D3, G3, gbuf, K.GRAD_WRITE, True,
+                     K.ACT_PIECEWISE, -0.6, 1.0, bsum, vel, 0.1, 0.9, 0.0, False, 2, vel, 0.0,
+                     0.0)
+    np.testing.assert_allclose(gbuf[0], grad_ref, **_tol(dt))
+    np.testing.assert_allclose(A[0], delta_ref, **_tol(dt))
+    d, v = data.copy(), rng.standard_normal(W.nnz).astype(dt)
+    d_ref, v_ref = d.copy(), v.copy()
+    S.momentum_step(d_ref, v_ref, grad_ref, 0.1, 0.9, 0.01, True)
+    K.backward_tiled(indptr, indices, d, A3.copy(), D3, G3, gbuf, K.GRAD_STEP, True,
+                     K.ACT_PIECEWISE, -0.6, 1.0, bsum, v, 0.1, 0.9, 0.01, True, 2, v, 0.0, 0.0)
+    np.testing.assert_allclose(d, d_ref, **_tol(dt))
+    np.testing.assert_allclose(v, v_ref, **_tol(dt))
+
+
 def test_forward_tiled_needs_codes():
     """Activations other than the fused ReLU-like one write codes: no buffer, an error;
     a code buffer must match the output."""
