@@ -340,10 +340,13 @@ class Workspace:
             self.A += [bufs[l % 2] for l in range(L)]
             codes = _aligned_empty(max(sizes[1:]) * cap, np.uint8)
             self.G = [None] + [codes] * (L - 1)
+        # layers whose input panel is larger than the caches: their gathers prefetch,
+        # in the loop that reads the values in CSC order
+        self.large = [n * self.tb * itemsize > K.PREFETCH_PANEL_BYTES for n in sizes[:-1]]
         if training and not self.lean and available - views - sums - grads_all \
                 - cap * per_sample >= max(nnz) * itemsize:
             values = max(nnz) * itemsize
-        if self.nt < _GATHERED_PANELS:
+        if self.nt < _GATHERED_PANELS and not any(self.large):
             values = 0
         self.values = _aligned_empty(values // itemsize, dtype) if values else None
         self.G.append(np.empty(0, np.uint8))
@@ -446,7 +449,7 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
             perm, data = T.perm, W.data
             if not ws.training and act == K.ACT_PIECEWISE:  # nothing reads the codes
                 G = ws._no_codes
-            if nt >= _GATHERED_PANELS and ws.values is not None:
+            if ws.values is not None and (nt >= _GATHERED_PANELS or ws.large[l]):
                 data = ws.values[: W.nnz]
                 K.gather_values(W.data, perm, data)
                 perm = perm[:0]

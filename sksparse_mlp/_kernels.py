@@ -233,14 +233,14 @@ def _activate_row(z, g, j, b_first, act, s, thr, seed, scale):
 # 2.96 -> 1.66 and 3.3-3.6 -> 2.0-2.4 ns per connection and sample; 8 places ahead
 # gained less, 24 and 32 no more.  Panels of the benchmark network (256 KiB) take the
 # loops without prefetching.
-_PREFETCH_PANEL_BYTES = 4 << 20
+PREFETCH_PANEL_BYTES = 4 << 20
 _PREFETCH_AHEAD = 16
 
 
 @njit(inline="always")
 def _prefetch_ahead(X3):
     """How far ahead the gathers from one panel of ``X3`` prefetch (0: not at all)."""
-    large = X3.shape[1] * X3.shape[2] * X3.itemsize > _PREFETCH_PANEL_BYTES
+    large = X3.shape[1] * X3.shape[2] * X3.itemsize > PREFETCH_PANEL_BYTES
     return _PREFETCH_AHEAD if large else 0
 
 
