@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from . import _kernels as K
 from . import _loss
+from . import _panels as P
 from . import _steps as S
 from . import config as cfg
 from ._activations import negative_slope, output_forward
@@ -422,9 +423,9 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
     else:
         A = ws.view(ws.A[0], sizes[0], nt, tb)
         if sp.issparse(X):  # densified batch (see Workspace)
-            K.gather_input_tiled(X[idx].toarray(), np.arange(B), B, A)
+            P.gather_input_tiled(X[idx].toarray(), np.arange(B), B, A)
         else:
-            K.gather_input_tiled(X, idx, B, A)
+            P.gather_input_tiled(X, idx, B, A)
     acts.append(A)
     codes.append(None)
     for l, layer in enumerate(net.layers):
@@ -451,7 +452,7 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
                 G = ws._no_codes
             if ws.values is not None and (nt >= _GATHERED_PANELS or ws.large[l]):
                 data = ws.values[: W.nnz]
-                K.gather_values(W.data, perm, data)
+                P.gather_values(W.data, perm, data)
                 perm = perm[:0]
             K.forward_tiled(T.indptr, T.indices, perm, data, layer.bias, A, Z, G, act, s,
                             lthr, seed, lscale, ws.n_threads)
@@ -659,6 +660,6 @@ def predict_output(net, X, chunk=None):
             nt, tb = ws.nt, _round_panel(-(-B // ws.nt))
         idx = np.arange(start, stop)
         acts, _, _ = _forward(net, ws, X, idx, B, nt, tb, None, 0.0, csr=csr)
-        K.untile_rows(acts[-1], B, out, start)
+        P.untile_rows(acts[-1], B, out, start)
     output_forward(net.out_activation, out.T)
     return out
