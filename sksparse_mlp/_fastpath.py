@@ -25,6 +25,7 @@ reference.  Without dropout both consume the generator identically and agree to
 rounding.
 """
 import os
+import time
 import weakref
 
 import numba
@@ -32,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import _kernels as K
-from . import _loss
+from . import _loss, _threads
 from . import _panels as P
 from . import _steps as S
 from . import config as cfg
@@ -586,22 +587,33 @@ def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuf
     accumulated = 0.0
     optimizer.prepare(net)
     uniform = None
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        idx = order[start:stop]
-        B = stop - start
-        if sample_weight is None:
-            if uniform is None or len(uniform) != B:
-                uniform = np.full(B, 1.0 / B, dtype=dtype)
-            weights, total = uniform, float(B)
-        else:
-            # rescaled to mean 1 by the estimator (see _network._normalised_weights)
-            weights, total = (sample_weight[idx] / B).astype(dtype), float(B)
-        l2 = config.alpha / total
-        lr, mu, nesterov, adam = optimizer.next_step()
-        loss, sq = train_batch(net, ws, X, Y, idx, weights, lr, mu, nesterov, l2,
-                               config.dropout, rng, adam)
-        accumulated += (loss + 0.5 * l2 * sq) * B
+    threads = ws.n_threads
+    chooser = _threads.chooser_for(net, min(batch_size, n), threads)
+    try:
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            idx = order[start:stop]
+            B = stop - start
+            if sample_weight is None:
+                if uniform is None or len(uniform) != B:
+                    uniform = np.full(B, 1.0 / B, dtype=dtype)
+                weights, total = uniform, float(B)
+            else:
+                # rescaled to mean 1 by the estimator (see _network._normalised_weights)
+                weights, total = (sample_weight[idx] / B).astype(dtype), float(B)
+            l2 = config.alpha / total
+            lr, mu, nesterov, adam = optimizer.next_step()
+            if chooser is not None:
+                ws.n_threads = chooser.next_count()
+                numba.set_num_threads(ws.n_threads)
+                t0 = time.perf_counter()
+            loss, sq = train_batch(net, ws, X, Y, idx, weights, lr, mu, nesterov, l2,
+                                   config.dropout, rng, adam)
+            if chooser is not None and start > 0:  # the first batch builds the CSC views
+                chooser.record(ws.n_threads, time.perf_counter() - t0, B)
+            accumulated += (loss + 0.5 * l2 * sq) * B
+    finally:
+        numba.set_num_threads(threads)
     return accumulated / n
 
 

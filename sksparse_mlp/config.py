@@ -76,3 +76,8 @@ PREDICT_CHUNK_ROWS = 2048
 # a third of the physical memory, between 512 MiB and 8 GiB.  The engine also keeps
 # every buffer within the memory available when it makes them.
 ACTIVATION_BUDGET = None
+# Training picks its thread count (at most numba's) batch by batch from the batches'
+# measured times (see _threads): with a busy process on the other core one thread
+# beats two by 2x.  The model is the same for any thread count.  False: always
+# numba's thread count.
+ADAPTIVE_THREADS = True

@@ -384,3 +384,65 @@ def test_prediction_follows_weights_written_in_place():
     after = F.predict_output(net, X)
     np.testing.assert_allclose(after, reference_predict(net, X), rtol=1e-10, atol=1e-12)
     assert not np.allclose(after, before)
+
+
+class _Alternating:
+    """A thread chooser that switches between one and two threads at every batch."""
+
+    def __init__(self):
+        self.n = 1
+
+    def next_count(self):
+        self.n = 3 - self.n
+        return self.n
+
+    def record(self, n, seconds, samples):
+        assert n == self.n and seconds > 0 and samples > 0
+
+
+@pytest.mark.parametrize("case", [dict(), dict(dtype=np.float32, dropout=0.3),
+                                  dict(solver="adam", budget=3000),
+                                  dict(sparse=True, sparse_kernels=True), dict(lean=True)],
+                         ids=["default", "float32,dropout", "adam,micro-batches",
+                              "sparse-input kernels", "lean"])
+def test_thread_count_changes_no_bit(case, monkeypatch):
+    """The engine may change its thread count between batches (``_threads``) because the
+    model does not depend on it: one thread, two, and a switch at every batch train the
+    same bits."""
+    numba = pytest.importorskip("numba")
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two numba threads (NUMBA_NUM_THREADS=1)")
+    from sksparse_mlp import _threads
+
+    if case.get("sparse_kernels"):
+        monkeypatch.setattr(config, "DENSE_INPUT_BATCH_BYTES", 0)
+    dtype = case.get("dtype", np.float64)
+    X, Y = _data("softmax", dtype, 120, 3, case.get("sparse", False), np.random.default_rng(4))
+    kw = {} if "budget" not in case else dict(activation_budget=case["budget"])
+    cfg = TrainingConfig(alpha=1e-3, dropout=case.get("dropout", 0.0))
+    if case.get("lean"):
+        _squeeze_memory(monkeypatch, _net("allrelu", "softmax", "log_loss", dtype, 3), 32, 4)
+    old = numba.get_num_threads()
+    results = []
+    try:
+        for threads, chooser in [(1, None), (2, None), (2, _Alternating())]:
+            numba.set_num_threads(threads)
+            monkeypatch.setattr(_threads, "chooser_for", lambda *a, c=chooser: c)
+            net = _net("allrelu", "softmax", "log_loss", dtype, 3)
+            if case.get("lean"):
+                assert F.Workspace(net, 32).lean
+            opt = Adam(0.01) if case.get("solver") == "adam" else MomentumSGD(0.05, momentum=0.9)
+            rng = np.random.default_rng(5)
+            losses = [F.run_epoch(net, X, Y, None, 32, opt, cfg, rng, **kw) for _ in range(2)]
+            assert numba.get_num_threads() == threads  # restored after the epoch
+            results.append((losses, net))
+    finally:
+        numba.set_num_threads(old)
+    (la, a), *others = results
+    assert la[0] != la[1]
+    for lb, b in others:
+        assert lb == la
+        for x, z in zip(a.layers, b.layers):
+            np.testing.assert_array_equal(x.W.data, z.W.data)
+            np.testing.assert_array_equal(x.bias, z.bias)
+            np.testing.assert_array_equal(x.velocity, z.velocity)
