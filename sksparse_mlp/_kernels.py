@@ -329,17 +329,27 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
                 break
             t = q // per
             j0, j1 = _chunk_bounds(t_indptr, d * per + q - t * per, n_blocks)
-            Ap = A3[t]
-            for j in range(j0, j1):
-                z = Z3[t, j]
-                bj = bias[j]
-                for b in range(TB):
-                    z[b] = bj
-                g = G3[t, j] if act >= 0 and codes else no_codes
-                _column_sums(Ap, t_indices, t_perm, data, t_indptr[j], t_indptr[j + 1], z, g,
-                             fused, slope, ahead)
-                if act >= 0 and not fused:
-                    _activate_row(z, g, j, t * TB, act, s, thr, seed, scale)
+            _forward_columns(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, thr,
+                             seed, scale, t, j0, j1, fused, slope, ahead, no_codes)
+
+
+@njit(_nrt=False, **_OPTS)
+def _forward_columns(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, thr, seed,
+                     scale, t, j0, j1, fused, slope, ahead, no_codes):
+    """The work of :func:`forward_tiled` on output neurons ``j0:j1`` of panel ``t``."""
+    TB = Z3.shape[2]
+    codes = G3.shape[0] > 0
+    Ap = A3[t]
+    for j in range(j0, j1):
+        z = Z3[t, j]
+        bj = bias[j]
+        for b in range(TB):
+            z[b] = bj
+        g = G3[t, j] if act >= 0 and codes else no_codes
+        _column_sums(Ap, t_indices, t_perm, data, t_indptr[j], t_indptr[j + 1], z, g,
+                     fused, slope, ahead)
+        if act >= 0 and not fused:
+            _activate_row(z, g, j, t * TB, act, s, thr, seed, scale)
 
 
 @njit(parallel=True, **_OPTS)
@@ -485,7 +495,7 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
     return sq, bias, b0
 
 
-@njit(**_OPTS)
+@njit(_nrt=False, **_OPTS)
 def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s, scale,
                    bsum, velocity, lr, mu, wd, nesterov, i0, i1, t, gs, e, second, b2, aeps):
     """The work of :func:`backward_tiled` on input neurons ``i0:i1`` of panel ``t``;
