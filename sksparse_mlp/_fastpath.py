@@ -89,10 +89,6 @@ _MAX_PANEL = 128
 _CSR_PREDICT = 32
 # predicting at most this many rows with cached CSC views: one row at a time, serial
 _SERIAL_PREDICT = 2
-# a forward pass over at least this many panels gathers each layer's values into CSC
-# order first (O(nnz), against a permuted load per connection and panel): a training
-# forward of a 1000 x 1000 layer at 4 %, 2 panels of 64, 1.08-1.09x faster with it
-_GATHERED_PANELS = 2
 # force the number of batch panels (None: choose_tiles decides); the tests use it to
 # run training batches through the multi-panel code path
 PANELS = None
@@ -309,8 +305,12 @@ class Workspace:
             room = min(activation_budget, available - fixed - sums - grads_all)
             return int(max(0, room) // max(1, per_sample))
 
-        # prediction gathers each layer's values into CSC order, one layer at a time
-        # (training too, below, if memory is left once the micro-batch is chosen)
+        # layers with input panels larger than the caches gather their values into CSC
+        # order first, to prefetch in the loop that reads them so (room reserved for
+        # prediction here; for training below, if memory is left once the micro-batch
+        # is chosen).  Not for smaller ones: the epochs of the benchmark network were
+        # 1.08-1.1x faster reading through the permutation than with the gather, at
+        # 2 and 8 panels, and predicting 10,000 rows even.
         values = 0 if training else max(nnz) * itemsize
         micro = largest(views + values)
         self.lean = bool(views) and (cfg.CSC_VIEWS is False or cfg.CSC_VIEWS is None and (
@@ -342,13 +342,11 @@ class Workspace:
             self.A += [bufs[l % 2] for l in range(L)]
             codes = _aligned_empty(max(sizes[1:]) * cap, np.uint8)
             self.G = [None] + [codes] * (L - 1)
-        # layers whose input panel is larger than the caches: their gathers prefetch,
-        # in the loop that reads the values in CSC order
         self.large = [n * self.tb * itemsize > K.PREFETCH_PANEL_BYTES for n in sizes[:-1]]
         if training and not self.lean and available - views - sums - grads_all \
                 - cap * per_sample >= max(nnz) * itemsize:
             values = max(nnz) * itemsize
-        if self.nt < _GATHERED_PANELS and not any(self.large):
+        if not any(self.large):
             values = 0
         self.values = _aligned_empty(values // itemsize, dtype) if values else None
         self.G.append(np.empty(0, np.uint8))
@@ -451,7 +449,7 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
             perm, data = T.perm, W.data
             if not ws.training and act == K.ACT_PIECEWISE:  # nothing reads the codes
                 G = ws._no_codes
-            if ws.values is not None and (nt >= _GATHERED_PANELS or ws.large[l]):
+            if ws.values is not None and ws.large[l]:
                 data = ws.values[: W.nnz]
                 P.gather_values(W.data, perm, data)
                 perm = perm[:0]

@@ -350,19 +350,20 @@ def test_memory_plan_follows_the_available_memory(monkeypatch):
 
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 def test_gathered_values_train_the_same_bits(solver, monkeypatch):
-    """A forward pass over several panels reads each layer's values gathered into CSC
-    order, refreshed before every pass: the same model, to the last bit, as reading
-    them through the permutation, and the optimizer's steps are seen at once."""
+    """A forward pass from input panels larger than the caches reads each layer's
+    values gathered into CSC order, refreshed before every pass: the same model, to
+    the last bit, as reading them through the permutation, and the optimizer's steps
+    are seen at once.  (The threshold is lowered here: every panel counts as large.)"""
     monkeypatch.setattr(F, "PANELS", 3)
     X, Y = _data("softmax", np.float32, 90, 3, False, np.random.default_rng(2))
     cfg = TrainingConfig(alpha=1e-3)
     nets = []
-    for gathered in (2, 10 ** 9):
-        monkeypatch.setattr(F, "_GATHERED_PANELS", gathered)
+    for threshold in (0, 4 << 20):
+        monkeypatch.setattr(K, "PREFETCH_PANEL_BYTES", threshold)
         net = _net("allrelu", "softmax", "log_loss", np.float32, 3)
         opt = Adam(0.01) if solver == "adam" else MomentumSGD(0.05, momentum=0.9)
         ws = F.Workspace(net, 30)
-        assert (ws.values is None) == (gathered > 3)
+        assert (ws.values is None) == (threshold > 0)
         rng = np.random.default_rng(5)
         losses = [F.run_epoch(net, X, Y, None, 30, opt, cfg, rng) for _ in range(2)]
         nets.append((net, losses))
