@@ -602,8 +602,10 @@ def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuf
             l2 = config.alpha / total
             lr, mu, nesterov, adam = optimizer.next_step()
             if chooser is not None:
-                ws.n_threads = chooser.next_count()
-                numba.set_num_threads(ws.n_threads)
+                n_threads = chooser.next_count()
+                if n_threads != ws.n_threads:
+                    ws.n_threads = n_threads
+                    numba.set_num_threads(n_threads)
                 t0 = time.perf_counter()
             loss, sq = train_batch(net, ws, X, Y, idx, weights, lr, mu, nesterov, l2,
                                    config.dropout, rng, adam)
