@@ -11,6 +11,7 @@ fastest lately and now and then times a neighbouring count for a few batches
 (more often after its own batches became slower, less often while the trials
 keep losing).
 """
+import threading
 from collections import OrderedDict, deque
 
 from . import config as cfg
@@ -118,11 +119,13 @@ def chooser_for(net, batch, most):
     None with one thread or with :data:`sksparse_mlp.config.ADAPTIVE_THREADS` off.
 
     Kept from one call to the next, since the load of the machine outlives an epoch
-    and ``partial_fit`` trains a copy of the network each time.
+    and ``partial_fit`` trains a copy of the network each time; one per Python thread
+    (numba's thread count is per thread too), so fits running side by side in threads
+    of one process do not mix their timings.
     """
     if most <= 1 or not cfg.ADAPTIVE_THREADS:
         return None
-    key = (tuple(net.n_neurons), int(batch), int(most))
+    key = (tuple(net.n_neurons), int(batch), int(most), threading.get_ident())
     chooser = _CHOOSERS.pop(key, None) or ThreadChooser(most)
     _CHOOSERS[key] = chooser
     while len(_CHOOSERS) > KEPT:

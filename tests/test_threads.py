@@ -1,4 +1,6 @@
 """The thread count chosen from batch times (``_threads``), on simulated machines."""
+import threading
+
 import numpy as np
 import pytest
 
@@ -73,6 +75,11 @@ def test_chooser_kept_per_shape_and_batch(monkeypatch):
     a = _threads.chooser_for(Net(), 128, 2)
     assert _threads.chooser_for(Net(), 128, 2) is a  # a partial_fit trains a copy
     assert _threads.chooser_for(Net(), 64, 2) is not a
+    other = []
+    thread = threading.Thread(target=lambda: other.append(_threads.chooser_for(Net(), 128, 2)))
+    thread.start()
+    thread.join()
+    assert other[0] is not None and other[0] is not a  # one per Python thread
     assert _threads.chooser_for(Net(), 128, 1) is None
     monkeypatch.setattr(_threads.cfg, "ADAPTIVE_THREADS", False)
     assert _threads.chooser_for(Net(), 128, 2) is None
