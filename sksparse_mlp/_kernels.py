@@ -333,6 +333,10 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
                              seed, scale, t, j0, j1, fused, slope, ahead, no_codes)
 
 
+# _nrt=False (here and in _backward_rows): no reference counting.  numba counts every
+# row or column view made in the loops with an atomic increment and decrement on the
+# parent array's count, a cache line both threads share (about 20 pairs per backward
+# row); these functions allocate nothing, so they need no counts.
 @njit(_nrt=False, **_OPTS)
 def _forward_columns(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, thr, seed,
                      scale, t, j0, j1, fused, slope, ahead, no_codes):
@@ -495,7 +499,7 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
     return sq, bias, b0
 
 
-@njit(_nrt=False, **_OPTS)
+@njit(_nrt=False, **_OPTS)  # no reference counting: see _forward_columns
 def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s, scale,
                    bsum, velocity, lr, mu, wd, nesterov, i0, i1, t, gs, e, second, b2, aeps):
     """The work of :func:`backward_tiled` on input neurons ``i0:i1`` of panel ``t``;
