@@ -201,8 +201,8 @@ def _prefetch_ahead(X3):
 
 
 @njit(inline="always")
-def _column_sums(Ap, t_indices, t_perm, data, k0, k1, z, g, piecewise, slope, ahead):
-    """``z[:] += W[:, j].T @ Ap`` for the connections ``k0:k1`` (CSC view) of neuron ``j``.
+def _column_sums(Ap, t_indices, t_perm, data, k0, k1, bj, z, g, piecewise, slope, ahead):
+    """``z[:] = bj + W[:, j].T @ Ap`` for the connections ``k0:k1`` (CSC view) of neuron ``j``.
 
     With ``piecewise`` (:data:`FUSED_CODES` or :data:`FUSED`) the result is activated
     (``z`` if positive, else ``slope * z``) straight from the registers, and with
@@ -213,20 +213,20 @@ def _column_sums(Ap, t_indices, t_perm, data, k0, k1, z, g, piecewise, slope, ah
     lanes = VEC_BYTES // z.itemsize
     b0 = 0
     while b0 + 8 * lanes <= TB:
-        column_fma8(Ap, t_indices, t_perm, data, k0, k1, b0, z, g, piecewise, slope,
+        column_fma8(Ap, t_indices, t_perm, data, k0, k1, b0, bj, z, g, piecewise, slope,
                     ahead)
         b0 += 8 * lanes
     if b0 + 4 * lanes <= TB:
-        column_fma4(Ap, t_indices, t_perm, data, k0, k1, b0, z, g, piecewise, slope,
+        column_fma4(Ap, t_indices, t_perm, data, k0, k1, b0, bj, z, g, piecewise, slope,
                     ahead)
         b0 += 4 * lanes
     if b0 + 2 * lanes <= TB:
-        column_fma2(Ap, t_indices, t_perm, data, k0, k1, b0, z, g, piecewise, slope,
+        column_fma2(Ap, t_indices, t_perm, data, k0, k1, b0, bj, z, g, piecewise, slope,
                     ahead)
         b0 += 2 * lanes
     direct = t_perm.shape[0] == 0
     for b in range(b0, TB):  # panels are multiples of 16 samples: only direct callers
-        acc = z[b]
+        acc = bj
         for k in range(k0, k1):
             w = data[k] if direct else data[np.uint64(t_perm[k])]
             acc += w * Ap[np.uint64(t_indices[k]), b]
@@ -346,11 +346,8 @@ def _forward_columns(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s
     Ap = A3[t]
     for j in range(j0, j1):
         z = Z3[t, j]
-        bj = bias[j]
-        for b in range(TB):
-            z[b] = bj
         g = G3[t, j] if act >= 0 and codes else no_codes
-        _column_sums(Ap, t_indices, t_perm, data, t_indptr[j], t_indptr[j + 1], z, g,
+        _column_sums(Ap, t_indices, t_perm, data, t_indptr[j], t_indptr[j + 1], bias[j], z, g,
                      fused, slope, ahead)
         if act >= 0 and not fused:
             _activate_row(z, g, j, t * TB, act, s, thr, seed, scale)
