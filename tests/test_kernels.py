@@ -5,6 +5,7 @@ import reference as R
 import scipy.sparse as sp
 
 from sksparse_mlp import _kernels as K
+from sksparse_mlp import _panels as P
 from sksparse_mlp import _steps as S
 
 INDEX_DTYPES = [np.int32, np.int64]
@@ -273,6 +274,22 @@ def test_gathers_from_large_panels_prefetch():
                      K.ACT_PIECEWISE, -0.6, 1.0, bsum, v, 0.1, 0.9, 0.01, True, 2, v, 0.0, 0.0)
     np.testing.assert_allclose(d, d_ref, **_tol(dt))
     np.testing.assert_allclose(v, v_ref, **_tol(dt))
+
+
+@pytest.mark.parametrize("dt", FLOAT_DTYPES)
+@pytest.mark.parametrize("B,nt,TB", [(128, 2, 64), (100, 2, 64), (37, 3, 16), (5, 1, 24),
+                                     (1, 1, 16)])
+def test_gather_input_tiled(dt, B, nt, TB):
+    # whole groups of 16 samples, a batch ending inside a group, padded panels and a
+    # panel width that is not a multiple of the group (only direct callers have those)
+    rng = np.random.default_rng(B + TB)
+    X = rng.standard_normal((300, 45)).astype(dt)
+    idx = rng.permutation(300)[:B]
+    A3 = np.full((nt, 45, TB), np.nan, dt)
+    P.gather_input_tiled(X, idx, B, A3)
+    expected = np.zeros((nt * TB, 45), dt)
+    expected[:B] = X[idx]
+    np.testing.assert_array_equal(A3.transpose(0, 2, 1).reshape(nt * TB, 45), expected)
 
 
 def test_forward_tiled_needs_codes():
