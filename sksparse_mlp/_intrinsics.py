@@ -90,6 +90,7 @@ def _make_column_fma(nv):
             row_len = builder.extract_value(arr_A.shape, 1)
             n_idx = builder.extract_value(arr_idx.shape, 0)
             prefetch = _prefetcher(builder, nv * VEC_BYTES)
+            prefetch_value = _prefetcher(builder, 1)
             prefetching = builder.icmp_signed(">", ahead, ir.Constant(i64, 0))
 
             def vec_at(base, c, ptr=vptr, count=vec.count):  # c-th vector after base
@@ -120,14 +121,19 @@ def _make_column_fma(nv):
                     wv = splat(builder.load(builder.gep(arr_data.data, [at])))
                     row = builder.gep(arr_A.data, [
                         builder.add(builder.mul(index(arr_idx, tidx, k), row_len), b0)])
-                    # the row of the connection ``ahead`` places on (in CSC order, so
-                    # across columns: at scale a column has a handful of connections)
+                    # the row (values in CSC order) or the value (through ``perm``) of
+                    # the connection ``ahead`` places on, in CSC order, so across
+                    # columns: at scale a column has a handful of connections
                     if far:
                         kk = builder.add(k, ahead)
                         kk = builder.select(builder.icmp_signed("<", kk, n_idx), kk,
                                             builder.sub(n_idx, ir.Constant(i64, 1)))
-                        prefetch(builder.gep(arr_A.data, [
-                            builder.add(builder.mul(index(arr_idx, tidx, kk), row_len), b0)]))
+                        if direct:
+                            prefetch(builder.gep(arr_A.data, [builder.add(
+                                builder.mul(index(arr_idx, tidx, kk), row_len), b0)]))
+                        else:
+                            prefetch_value(builder.gep(arr_data.data,
+                                                       [index(arr_perm, tperm, kk)]))
                     for c in range(nv):
                         a = builder.load(vec_at(row, c), align=width)
                         prod = builder.fmul(wv, a, flags=("contract",))
@@ -138,14 +144,18 @@ def _make_column_fma(nv):
             n_perm = builder.extract_value(arr_perm.shape, 0)
             with builder.if_else(builder.icmp_signed("==", n_perm, ir.Constant(i64, 0))) as (
                     direct, permuted):
-                with direct:  # prefetching only here: values in CSC order at scale
+                with direct:  # at scale: prefetch the rows (values gathered in CSC order)
                     with builder.if_else(prefetching) as (ahead_on, ahead_off):
                         with ahead_on:
                             sweep(True, True)
                         with ahead_off:
                             sweep(True, False)
                 with permuted:
-                    sweep(False, False)
+                    with builder.if_else(prefetching) as (ahead_on, ahead_off):
+                        with ahead_on:
+                            sweep(False, True)
+                        with ahead_off:
+                            sweep(False, False)
 
             def activate(codes):  # ReLU-like activation (and derivative codes) from registers
                 gbase = builder.gep(arr_g.data, [b0])
