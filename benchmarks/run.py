@@ -289,6 +289,61 @@ def time_layer_kernels(clf, X, threads, repeats):
         numba.set_num_threads(old)
 
 
+def epoch_anatomy(clf, X, y, repeats):
+    """Where an epoch's time goes: median milliseconds per epoch of each part over
+    ``repeats`` partial_fit epochs, each part timed around its calls (about 1 us
+    of timing per call, some 1,000 calls per epoch).
+
+    ``other step`` is the training steps' own Python (train_batch minus the kernels,
+    gather, loss and bias steps inside it); ``rest`` is the epoch minus everything
+    named (shuffling, workspace, thread choice, the estimator's bookkeeping).
+    """
+    from sksparse_mlp import _fastpath as F
+    from sksparse_mlp import _kernels as K
+    from sksparse_mlp import _loss
+    from sksparse_mlp import _panels as P
+    from sksparse_mlp import _steps as S
+    from sksparse_mlp import _training as T
+
+    parts = {"forward kernels": (K, "forward_tiled"), "backward kernels": (K, "backward_tiled"),
+             "input gather": (P, "gather_input_tiled"), "loss": (_loss, "output_loss_delta"),
+             "bias steps": (S, "bias_step"), "steps": (F, "train_batch"),
+             "evolution": (T, "evolve_topology"),
+             "end-of-epoch checks": (T.EpochLoop, "_end_epoch")}
+    spent = dict.fromkeys(parts, 0.0)
+    saved = {}
+
+    def timed(name, f):
+        def call(*a, **k):
+            t = now()
+            try:
+                return f(*a, **k)
+            finally:
+                spent[name] += now() - t
+        return call
+
+    rows = []
+    try:
+        for name, (owner, attr) in parts.items():
+            saved[name] = getattr(owner, attr)
+            setattr(owner, attr, timed(name, saved[name]))
+        for _ in range(repeats):
+            for name in spent:
+                spent[name] = 0.0
+            t = now()
+            clf.partial_fit(X, y)
+            rows.append({"epoch": now() - t, **spent})
+    finally:
+        for name, (owner, attr) in parts.items():
+            if name in saved:
+                setattr(owner, attr, saved[name])
+    inside = ("forward kernels", "backward kernels", "input gather", "loss", "bias steps")
+    for r in rows:
+        r["other step"] = r.pop("steps") - sum(r[k] for k in inside)
+        r["rest"] = r["epoch"] - sum(v for k, v in r.items() if k != "epoch")
+    return {k: float(np.median([r[k] for r in rows])) * 1e3 for k in rows[0]}
+
+
 # ----------------------------------------------------------------------------- sections
 def _busy_neighbour():
     """A process that keeps one core busy (another user's job on a shared machine)."""
@@ -352,6 +407,7 @@ def bench_throughput(args, gemm, res):
         finally:
             neighbour.kill()
             neighbour.wait()
+        anatomy = epoch_anatomy(clf, X, y, R)
         gemm.sample()
         probe = run_probe()
         if probe:
@@ -393,6 +449,7 @@ def bench_throughput(args, gemm, res):
         "evolution_with_importance_s_best": min(evo_imp_t),
         "evolution_with_importance_share": min(evo_imp_t) / best,
         "kernels": {str(k): v for k, v in kernels.items()},
+        "anatomy_ms": anatomy,
     }
     if probes:
         floor = min(p["floor_ms"] for p in probes) / 1e3
@@ -413,6 +470,8 @@ def bench_throughput(args, gemm, res):
           f"{out['thread_speedup_median']:.2f}x faster (median of pairs); with a busy neighbour "
           f"{min(busy_t):.3f} s (median {np.median(busy_t):.3f}) = "
           f"{out['busy_over_quiet_median']:.2f}x the quiet median")
+    print("  one epoch (median ms, each part timed around its calls): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in anatomy.items()))
     if probes:
         print(f"  probe epoch floor {floor * 1e3:.1f} ms (best of {len(probes)} runs): our epoch "
               f"is {best / floor:.2f}x the floor")
@@ -779,6 +838,9 @@ def table(res):
                 f"{r['forward_us'] / p['forward_us']:.2f}x / "
                 f"{r['backward_us'] / p['backward_us']:.2f}x (in a training step "
                 f"{r['step_forward_us']:.0f} / {r['step_backward_us']:.0f} us) | <= 1.25x |")
+    if t and "anatomy_ms" in t:
+        lines.append("| one epoch, median ms per part | " + ", ".join(
+            f"{k} {v:.1f}" for k, v in t["anatomy_ms"].items()) + " | |")
     v = res.get("variants")
     if v:
         for name, r in v["rows"].items():

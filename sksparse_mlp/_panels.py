@@ -10,7 +10,6 @@ from numba import njit, prange
 
 from ._jit import OPTS as _OPTS
 
-
 # samples per task of gather_input_tiled: a panel row's 16 values fill one cache line
 _GATHER_SAMPLES = 16
 
