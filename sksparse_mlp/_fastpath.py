@@ -609,7 +609,8 @@ def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuf
                 t0 = time.perf_counter()
             loss, sq = train_batch(net, ws, X, Y, idx, weights, lr, mu, nesterov, l2,
                                    config.dropout, rng, adam)
-            if chooser is not None and start > 0:  # the first batch builds the CSC views
+            # the first batch builds the CSC views; a short last batch is mostly overhead
+            if chooser is not None and start > 0 and B == batch_size:
                 chooser.record(ws.n_threads, time.perf_counter() - t0, B)
             accumulated += (loss + 0.5 * l2 * sq) * B
     finally:

@@ -94,3 +94,28 @@ def test_counts_stay_within_bounds(most):
     counts = _run(ThreadChooser(most), lambda n: 1e-3 * n, 300, np.random.default_rng(4))
     assert counts.min() >= 1 and counts.max() <= most
     assert np.bincount(counts[-100:]).argmax() == 1  # more threads slower here: one wins
+
+
+def test_training_times_only_full_batches(monkeypatch):
+    # a short last batch is mostly fixed cost: its time per sample would make the
+    # count it ran at look slow (and the first batch builds the CSC views)
+    import numba
+
+    from sksparse_mlp import TrulySparseMLPClassifier, _fastpath
+
+    recorded = []
+
+    class Recorder:
+        def next_count(self):
+            return numba.get_num_threads()
+
+        def record(self, n, seconds, samples):
+            recorded.append(samples)
+
+    monkeypatch.setattr(_fastpath._threads, "chooser_for", lambda *args: Recorder())
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((300, 6)), rng.integers(0, 2, 300)
+    clf = TrulySparseMLPClassifier(hidden_layer_sizes=(8,), batch_size=128, max_iter=2,
+                                   random_state=0)
+    clf.fit(X, y)
+    assert recorded == [128, 128]  # per epoch: batches 128 (building), 128, 44
