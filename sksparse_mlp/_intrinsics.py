@@ -125,9 +125,10 @@ def _make_column_fma(nv):
                     # the connection ``ahead`` places on, in CSC order, so across
                     # columns: at scale a column has a handful of connections
                     if far:
+                        bound = n_idx if direct else builder.extract_value(arr_perm.shape, 0)
                         kk = builder.add(k, ahead)
-                        kk = builder.select(builder.icmp_signed("<", kk, n_idx), kk,
-                                            builder.sub(n_idx, ir.Constant(i64, 1)))
+                        kk = builder.select(builder.icmp_signed("<", kk, bound), kk,
+                                            builder.sub(bound, ir.Constant(i64, 1)))
                         if direct:
                             prefetch(builder.gep(arr_A.data, [builder.add(
                                 builder.mul(index(arr_idx, tidx, kk), row_len), b0)]))
