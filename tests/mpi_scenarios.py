@@ -508,6 +508,55 @@ def main(name):
                 out["stop_s"] = time.monotonic() - t0 - 0.5
             pids = with_pids.get("p", [])
             out["again"] = _try_again(_pool)
+        elif name == "interrupt_bye_unread":
+            # Ctrl-C during work, and during the close the server looks at a worker's pid
+            # only once that worker exited: after its bye, before the server received it
+            # (what a drain of a large message or a descheduled server leads to). The
+            # worker did not die: the close must stay orderly and MPI usable.
+            import threading
+            import warnings
+            from sksparse_mlp.parallel import _procs
+            real_alive, waited = _procs.pid_alive, set()
+
+            def late_alive(pid):
+                if pid in workers and pid not in waited:
+                    waited.add(pid)
+                    end = time.monotonic() + 3.0
+                    while real_alive(pid) and time.monotonic() < end:
+                        time.sleep(0.005)
+                return real_alive(pid)
+            workers = set()
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                try:
+                    with _pool.Pool(2, timeout=30) as pool:
+                        pids = _related_pids(pool)
+                        _setup(pool)
+                        close = pool.close
+
+                        def close_late(*a, **k):         # the hook covers the close only
+                            workers.update(pool.pids.values())
+                            _procs.pid_alive = late_alive
+                            try:
+                                return close(*a, **k)
+                            finally:
+                                _procs.pid_alive = real_alive
+                        pool.close = close_late
+
+                        def interrupter():
+                            time.sleep(0.3)
+                            out["t_int"] = time.monotonic()
+                            os.kill(os.getpid(), signal.SIGINT)
+                        threading.Thread(target=interrupter, daemon=True).start()
+                        _run_work(pool, 1000, 0.01)
+                except KeyboardInterrupt:
+                    out["exc"] = "KeyboardInterrupt"
+                    out["stop_s"] = time.monotonic() - out["t_int"]
+            out["waited"] = len(waited)
+            out["warnings"] = [str(x.message) for x in w]
+            time.sleep(1.0)
+            out["left_while_alive"] = procs.workers_of(os.getpid())
+            out["again"] = _try_again(_pool)
         elif name == "parent_dies":
             # the test kills this process (SIGKILL) once it printed the pids
             pool = _pool.Pool(2, timeout=30)

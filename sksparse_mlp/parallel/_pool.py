@@ -567,10 +567,12 @@ class Pool:
                     pass
             st = MPI.Status()
 
-            def test():
-                # drain everything the workers still send until each one said bye
-                m = comm.improbe(MPI.ANY_SOURCE, MPI.ANY_TAG, status=st)
-                if m is not None:
+            def drain():
+                # receive (and discard) everything the workers sent so far, noting the byes
+                while True:
+                    m = comm.improbe(MPI.ANY_SOURCE, MPI.ANY_TAG, status=st)
+                    if m is None:
+                        break
                     src, tag = st.Get_source(), st.Get_tag()
                     m.Recv(bytearray(max(1, st.Get_count(MPI.BYTE))))
                     self.last_seen[src] = time.monotonic()
@@ -580,13 +582,29 @@ class Pool:
                 self._recvs = [(q, b) for q, b in self._recvs if not q.Test()]
                 return len(self.done) == self.n and not self._pending and not self._recvs
             deadline = time.monotonic() + self.timeout
+            exited = None                    # (when, drains since) a worker owing its bye is gone
             while True:
-                # _check would raise on TAG_ERR; during close errors are expected: drain them.
-                if test():
+                # the deadline and the pids are checked before a drain: what a worker sent
+                # before the deadline or before it exited is received first
+                late = time.monotonic() > deadline
+                gone = [r for r, p in self.pids.items()
+                        if r not in self.done and not _procs.pid_alive(p)]
+                seen = time.monotonic()
+                if drain():                  # _check would raise on TAG_ERR: drained here
                     break
-                if any(not _procs.pid_alive(p) for r, p in self.pids.items() if r not in self.done):
+                # a worker exits right after its bye, which can reach us after its exit
+                # (a drain of a large message took longer than the worker's exit, or we
+                # were not scheduled): it died only if its bye is still missing after 0.1 s
+                # and 20 more drains
+                if not [r for r in gone if r not in self.done]:
+                    exited = None
+                elif exited is None:
+                    exited = (seen, 0)
+                elif time.monotonic() - exited[0] > 0.1 and exited[1] >= 20:
                     raise WorkerDied("a worker died during shutdown")
-                if time.monotonic() > deadline:
+                else:
+                    exited = (exited[0], exited[1] + 1)
+                if late:
                     raise WorkerTimeout("workers did not stop within %.1f s" % self.timeout)
                 time.sleep(2e-4)
         except BaseException as e:
