@@ -557,6 +557,55 @@ def main(name):
             time.sleep(1.0)
             out["left_while_alive"] = procs.workers_of(os.getpid())
             out["again"] = _try_again(_pool)
+        elif name in ("interrupt_in_Irecv", "interrupt_in_improbe"):
+            # Ctrl-C (a real SIGINT) while the call that posts a receive or matches a
+            # message returns: Python raises it as the call returns, before the pool
+            # recorded the new handle; close() must still retire it (else MPICH's
+            # Disconnect never returns: 3 s, workers killed, MPI unusable)
+            import warnings
+            import numpy as np
+            call = name.rsplit("_", 1)[1]
+
+            class SignalOnReturn:
+                """The pool's communicator, with a SIGINT sent from inside ``call``."""
+
+                def __init__(self, comm):
+                    self._comm = comm
+
+                def __getattr__(self, attr):
+                    return getattr(self._comm, attr)
+
+                def _hit(self, result):
+                    if result is not None and "t_int" not in out:
+                        out["t_int"] = time.monotonic()
+                        os.kill(os.getpid(), signal.SIGINT)
+                    return result
+
+                def Irecv(self, *a, **k):
+                    return self._hit(self._comm.Irecv(*a, **k))
+
+                def improbe(self, *a, **k):
+                    return self._hit(self._comm.improbe(*a, **k))
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                try:
+                    with _pool.Pool(2, timeout=30) as pool:
+                        pids = _related_pids(pool)
+                        _setup(pool)
+                        if call == "improbe":
+                            pool.send(("ping", 1), 0)
+                        pool.comm = SignalOnReturn(pool.comm)
+                        if call == "Irecv":
+                            pool.Recv(np.empty(4), 0)          # a buffer that never comes
+                        else:
+                            pool.recv(0)                       # the pong
+                except KeyboardInterrupt:
+                    out["exc"] = "KeyboardInterrupt"
+                    out["stop_s"] = time.monotonic() - out["t_int"]
+            out["warnings"] = [str(x.message) for x in w]
+            time.sleep(1.0)
+            out["left_while_alive"] = procs.workers_of(os.getpid())
+            out["again"] = _try_again(_pool)
         elif name == "parent_dies":
             # the test kills this process (SIGKILL) once it printed the pids
             pool = _pool.Pool(2, timeout=30)

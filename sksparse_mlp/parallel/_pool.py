@@ -142,6 +142,22 @@ class _DeferSigint:
         return False
 
 
+class _Registered(_DeferSigint):
+    """Around an MPI call that creates a request or matches a message, and the line that
+    records it for close(): Python raises a Ctrl-C that came during the call when the
+    call returns, dropping the new handle; a receive or matched message close() cannot
+    retire keeps MPICH's Disconnect waiting forever. The Ctrl-C is raised once recorded."""
+
+    def _handler(self, signum, frame):
+        self.hit += 1
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        if self.hit and exc[0] is None:
+            raise KeyboardInterrupt
+        return False
+
+
 def _make_info(MPI, mpi_info):
     if not mpi_info:
         return MPI.INFO_NULL
@@ -336,7 +352,7 @@ class Pool:
         MPI = self.MPI
         st = MPI.Status()
         for _ in range(64):                   # heartbeats (set-up commands): proof of life
-            m = self.comm.improbe(MPI.ANY_SOURCE, TAG_ALIVE, status=st)
+            m = self._improbe(MPI.ANY_SOURCE, TAG_ALIVE, st)
             if m is None:
                 break
             m.recv()
@@ -396,11 +412,15 @@ class Pool:
     # ------------------------------------------------------------------ receive
     def _improbe(self, src, tag, st):
         """``improbe`` that remembers the matched message: if an exception (Ctrl-C) comes
-        before the caller received it, close() must receive it, or Disconnect never returns."""
-        m = self.comm.improbe(src, tag, status=st)
-        if m is not None:
-            self._matched = (m, st.Get_count(self.MPI.BYTE))
-            self._matched_n = self._matched[1]
+        before the caller received it, close() must receive it, or Disconnect never returns.
+        A non-matching ``iprobe`` first: the common miss costs no signal handling."""
+        if not self.comm.iprobe(src, tag):
+            return None
+        with _Registered():
+            m = self.comm.improbe(src, tag, status=st)
+            if m is not None:
+                self._matched = (m, st.Get_count(self.MPI.BYTE))
+                self._matched_n = self._matched[1]
         return m
 
     def wait_any(self, tags, ranks=None):
@@ -441,20 +461,27 @@ class Pool:
 
     def Recv(self, buf, src, tag=TAG_BUF):
         """Receive into the numpy array ``buf`` from worker ``src``."""
-        req = self.comm.Irecv(buf, source=src, tag=tag)
         # kept until it completed: if the wait fails, close() must retire it before
         # Disconnect (MPICH's Disconnect waits for every request that still refers to comm)
-        self._recvs.append((req, buf))
+        with _Registered():
+            req = self.comm.Irecv(buf, source=src, tag=tag)
+            self._recvs.append((req, buf))
         self._wait(req.Test, "a buffer from worker %d" % src, [src], _cap(buf.nbytes))
         self._recvs.pop()
         self.last_seen[src] = time.monotonic()
         self.stats["bytes_in"] += buf.nbytes
 
     # ------------------------------------------------------------------ send
-    def _send_wait(self, req, keep, dst, what, nbytes=0):
-        self._pending.append((req, keep))      # first: close() must see it whatever happens
-        t0 = time.perf_counter()
+    def _isend(self, post, keep, dst):
+        """Post a send (``post()``) and record it for close() (which waits for it)."""
+        with _Registered():
+            req = post()
+            self._pending.append((req, keep))
         self.last_seen[dst] = time.monotonic()
+        return req
+
+    def _send_wait(self, req, dst, what, nbytes=0):
+        t0 = time.perf_counter()
         self._wait(req.Test, what, [dst], _cap(nbytes))
         self._pending.pop()
         self.last_seen[dst] = time.monotonic()
@@ -462,23 +489,21 @@ class Pool:
 
     def send(self, obj, dst, tag=TAG_CMD):
         """Send a pickled object to worker ``dst`` (waits for completion by polling)."""
-        req = self.comm.isend(obj, dest=dst, tag=tag)
+        req = self._isend(lambda: self.comm.isend(obj, dest=dst, tag=tag), None, dst)
         # the pickle mpi4py sent (commands are small: pickling twice costs nothing)
         self.stats["bytes_out"] += len(self.MPI.pickle.dumps(obj))
-        self._send_wait(req, None, dst, "sending to worker %d" % dst)
+        self._send_wait(req, dst, "sending to worker %d" % dst)
 
     def Send(self, buf, dst, tag=TAG_BUF):
         """Send the numpy array ``buf`` to worker ``dst`` (waits for completion by polling)."""
-        req = self.comm.Isend(buf, dest=dst, tag=tag)
+        req = self._isend(lambda: self.comm.Isend(buf, dest=dst, tag=tag), buf, dst)
         self.stats["bytes_out"] += buf.nbytes
-        self._send_wait(req, buf, dst, "sending a buffer to worker %d" % dst, buf.nbytes)
+        self._send_wait(req, dst, "sending a buffer to worker %d" % dst, buf.nbytes)
 
     def isend_async(self, buf, dst, tag=TAG_BUF):
         """Start sending ``buf``; it must not be modified until :meth:`flush` returned."""
-        req = self.comm.Isend(buf, dest=dst, tag=tag)
+        req = self._isend(lambda: self.comm.Isend(buf, dest=dst, tag=tag), buf, dst)
         self.stats["bytes_out"] += buf.nbytes
-        self._pending.append((req, buf))
-        self.last_seen[dst] = time.monotonic()
         return req
 
     def trim(self):
