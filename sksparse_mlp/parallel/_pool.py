@@ -19,7 +19,8 @@ The orderly close sends ``stop`` to every worker, cancels a receive left posted 
 failed wait, then drains (receives and discards) whatever the workers still had in flight
 until each has said ``bye`` and every request of ours has completed, and only then calls
 ``Disconnect``: MPICH's ``Disconnect`` waits for every request that refers to the
-communicator, so a single forgotten request hangs it forever.
+communicator, so a single forgotten request hangs it forever (hence a Ctrl-C is held
+back while a request or a matched message is created and recorded: ``_Registered``).
 """
 import os
 import signal
@@ -607,22 +608,22 @@ class Pool:
                 self._recvs = [(q, b) for q, b in self._recvs if not q.Test()]
                 return len(self.done) == self.n and not self._pending and not self._recvs
             deadline = time.monotonic() + self.timeout
-            exited = None                    # (when, drains since) a worker owing its bye is gone
+            exited = None            # (since, drains): a worker that owes its bye is gone
             while True:
-                # the deadline and the pids are checked before a drain: what a worker sent
-                # before the deadline or before it exited is received first
+                # deadline and pids before a drain: what came before them is received first
                 late = time.monotonic() > deadline
                 gone = [r for r, p in self.pids.items()
                         if r not in self.done and not _procs.pid_alive(p)]
                 seen = time.monotonic()
                 if drain():                  # _check would raise on TAG_ERR: drained here
                     break
-                # a worker exits right after its bye, which can reach us after its exit
-                # (a drain of a large message took longer than the worker's exit, or we
-                # were not scheduled): it died only if its bye is still missing after 0.1 s
-                # and 20 more drains
+                # a bye can reach us after the worker's exit (a long drain, or we were not
+                # scheduled): dead if it is still missing after 0.1 s and 20 more drains,
+                # or at once when the launcher went down (a hard death)
                 if not [r for r in gone if r not in self.done]:
                     exited = None
+                elif not _mpi.launched_by_mpiexec() and launcher_exits():
+                    raise WorkerDied("a worker died during shutdown")
                 elif exited is None:
                     exited = (seen, 0)
                 elif time.monotonic() - exited[0] > 0.1 and exited[1] >= 20:
