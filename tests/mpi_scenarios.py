@@ -508,6 +508,104 @@ def main(name):
                 out["stop_s"] = time.monotonic() - t0 - 0.5
             pids = with_pids.get("p", [])
             out["again"] = _try_again(_pool)
+        elif name == "interrupt_bye_unread":
+            # Ctrl-C during work, and during the close the server looks at a worker's pid
+            # only once that worker exited: after its bye, before the server received it
+            # (what a drain of a large message or a descheduled server leads to). The
+            # worker did not die: the close must stay orderly and MPI usable.
+            import threading
+            import warnings
+            from sksparse_mlp.parallel import _procs
+            real_alive, waited = _procs.pid_alive, set()
+
+            def late_alive(pid):
+                if pid in workers and pid not in waited:
+                    waited.add(pid)
+                    end = time.monotonic() + 3.0
+                    while real_alive(pid) and time.monotonic() < end:
+                        time.sleep(0.005)
+                return real_alive(pid)
+            workers = set()
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                try:
+                    with _pool.Pool(2, timeout=30) as pool:
+                        pids = _related_pids(pool)
+                        _setup(pool)
+                        close = pool.close
+
+                        def close_late(*a, **k):         # the hook covers the close only
+                            workers.update(pool.pids.values())
+                            _procs.pid_alive = late_alive
+                            try:
+                                return close(*a, **k)
+                            finally:
+                                _procs.pid_alive = real_alive
+                        pool.close = close_late
+
+                        def interrupter():
+                            time.sleep(0.3)
+                            out["t_int"] = time.monotonic()
+                            os.kill(os.getpid(), signal.SIGINT)
+                        threading.Thread(target=interrupter, daemon=True).start()
+                        _run_work(pool, 1000, 0.01)
+                except KeyboardInterrupt:
+                    out["exc"] = "KeyboardInterrupt"
+                    out["stop_s"] = time.monotonic() - out["t_int"]
+            out["waited"] = len(waited)
+            out["warnings"] = [str(x.message) for x in w]
+            time.sleep(1.0)
+            out["left_while_alive"] = procs.workers_of(os.getpid())
+            out["again"] = _try_again(_pool)
+        elif name in ("interrupt_in_Irecv", "interrupt_in_improbe"):
+            # Ctrl-C (a real SIGINT) while the call that posts a receive or matches a
+            # message returns: Python raises it as the call returns, before the pool
+            # recorded the new handle; close() must still retire it (else MPICH's
+            # Disconnect never returns: 3 s, workers killed, MPI unusable)
+            import warnings
+            import numpy as np
+            call = name.rsplit("_", 1)[1]
+
+            class SignalOnReturn:
+                """The pool's communicator, with a SIGINT sent from inside ``call``."""
+
+                def __init__(self, comm):
+                    self._comm = comm
+
+                def __getattr__(self, attr):
+                    return getattr(self._comm, attr)
+
+                def _hit(self, result):
+                    if result is not None and "t_int" not in out:
+                        out["t_int"] = time.monotonic()
+                        os.kill(os.getpid(), signal.SIGINT)
+                    return result
+
+                def Irecv(self, *a, **k):
+                    return self._hit(self._comm.Irecv(*a, **k))
+
+                def improbe(self, *a, **k):
+                    return self._hit(self._comm.improbe(*a, **k))
+            with warnings.catch_warnings(record=True) as w:
+                warnings.simplefilter("always")
+                try:
+                    with _pool.Pool(2, timeout=30) as pool:
+                        pids = _related_pids(pool)
+                        _setup(pool)
+                        if call == "improbe":
+                            pool.send(("ping", 1), 0)
+                        pool.comm = SignalOnReturn(pool.comm)
+                        if call == "Irecv":
+                            pool.Recv(np.empty(4), 0)          # a buffer that never comes
+                        else:
+                            pool.recv(0)                       # the pong
+                except KeyboardInterrupt:
+                    out["exc"] = "KeyboardInterrupt"
+                    out["stop_s"] = time.monotonic() - out["t_int"]
+            out["warnings"] = [str(x.message) for x in w]
+            time.sleep(1.0)
+            out["left_while_alive"] = procs.workers_of(os.getpid())
+            out["again"] = _try_again(_pool)
         elif name == "parent_dies":
             # the test kills this process (SIGKILL) once it printed the pids
             pool = _pool.Pool(2, timeout=30)

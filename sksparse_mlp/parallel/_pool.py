@@ -19,7 +19,8 @@ The orderly close sends ``stop`` to every worker, cancels a receive left posted 
 failed wait, then drains (receives and discards) whatever the workers still had in flight
 until each has said ``bye`` and every request of ours has completed, and only then calls
 ``Disconnect``: MPICH's ``Disconnect`` waits for every request that refers to the
-communicator, so a single forgotten request hangs it forever.
+communicator, so a single forgotten request hangs it forever (hence a Ctrl-C is held
+back while a request or a matched message is created and recorded: ``_Registered``).
 """
 import os
 import signal
@@ -139,6 +140,22 @@ class _DeferSigint:
         if self.old is not None:
             signal.signal(signal.SIGINT, self.old)
             self.old = None
+        return False
+
+
+class _Registered(_DeferSigint):
+    """Around an MPI call that creates a request or matches a message, and the line that
+    records it for close(): Python raises a Ctrl-C that came during the call when the
+    call returns, dropping the new handle; a receive or matched message close() cannot
+    retire keeps MPICH's Disconnect waiting forever. The Ctrl-C is raised once recorded."""
+
+    def _handler(self, signum, frame):
+        self.hit += 1
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        if self.hit and exc[0] is None:
+            raise KeyboardInterrupt
         return False
 
 
@@ -336,7 +353,7 @@ class Pool:
         MPI = self.MPI
         st = MPI.Status()
         for _ in range(64):                   # heartbeats (set-up commands): proof of life
-            m = self.comm.improbe(MPI.ANY_SOURCE, TAG_ALIVE, status=st)
+            m = self._improbe(MPI.ANY_SOURCE, TAG_ALIVE, st)
             if m is None:
                 break
             m.recv()
@@ -396,11 +413,15 @@ class Pool:
     # ------------------------------------------------------------------ receive
     def _improbe(self, src, tag, st):
         """``improbe`` that remembers the matched message: if an exception (Ctrl-C) comes
-        before the caller received it, close() must receive it, or Disconnect never returns."""
-        m = self.comm.improbe(src, tag, status=st)
-        if m is not None:
-            self._matched = (m, st.Get_count(self.MPI.BYTE))
-            self._matched_n = self._matched[1]
+        before the caller received it, close() must receive it, or Disconnect never returns.
+        A non-matching ``iprobe`` first: the common miss costs no signal handling."""
+        if not self.comm.iprobe(src, tag):
+            return None
+        with _Registered():
+            m = self.comm.improbe(src, tag, status=st)
+            if m is not None:
+                self._matched = (m, st.Get_count(self.MPI.BYTE))
+                self._matched_n = self._matched[1]
         return m
 
     def wait_any(self, tags, ranks=None):
@@ -441,20 +462,27 @@ class Pool:
 
     def Recv(self, buf, src, tag=TAG_BUF):
         """Receive into the numpy array ``buf`` from worker ``src``."""
-        req = self.comm.Irecv(buf, source=src, tag=tag)
         # kept until it completed: if the wait fails, close() must retire it before
         # Disconnect (MPICH's Disconnect waits for every request that still refers to comm)
-        self._recvs.append((req, buf))
+        with _Registered():
+            req = self.comm.Irecv(buf, source=src, tag=tag)
+            self._recvs.append((req, buf))
         self._wait(req.Test, "a buffer from worker %d" % src, [src], _cap(buf.nbytes))
         self._recvs.pop()
         self.last_seen[src] = time.monotonic()
         self.stats["bytes_in"] += buf.nbytes
 
     # ------------------------------------------------------------------ send
-    def _send_wait(self, req, keep, dst, what, nbytes=0):
-        self._pending.append((req, keep))      # first: close() must see it whatever happens
-        t0 = time.perf_counter()
+    def _isend(self, post, keep, dst):
+        """Post a send (``post()``) and record it for close() (which waits for it)."""
+        with _Registered():
+            req = post()
+            self._pending.append((req, keep))
         self.last_seen[dst] = time.monotonic()
+        return req
+
+    def _send_wait(self, req, dst, what, nbytes=0):
+        t0 = time.perf_counter()
         self._wait(req.Test, what, [dst], _cap(nbytes))
         self._pending.pop()
         self.last_seen[dst] = time.monotonic()
@@ -462,23 +490,21 @@ class Pool:
 
     def send(self, obj, dst, tag=TAG_CMD):
         """Send a pickled object to worker ``dst`` (waits for completion by polling)."""
-        req = self.comm.isend(obj, dest=dst, tag=tag)
+        req = self._isend(lambda: self.comm.isend(obj, dest=dst, tag=tag), None, dst)
         # the pickle mpi4py sent (commands are small: pickling twice costs nothing)
         self.stats["bytes_out"] += len(self.MPI.pickle.dumps(obj))
-        self._send_wait(req, None, dst, "sending to worker %d" % dst)
+        self._send_wait(req, dst, "sending to worker %d" % dst)
 
     def Send(self, buf, dst, tag=TAG_BUF):
         """Send the numpy array ``buf`` to worker ``dst`` (waits for completion by polling)."""
-        req = self.comm.Isend(buf, dest=dst, tag=tag)
+        req = self._isend(lambda: self.comm.Isend(buf, dest=dst, tag=tag), buf, dst)
         self.stats["bytes_out"] += buf.nbytes
-        self._send_wait(req, buf, dst, "sending a buffer to worker %d" % dst, buf.nbytes)
+        self._send_wait(req, dst, "sending a buffer to worker %d" % dst, buf.nbytes)
 
     def isend_async(self, buf, dst, tag=TAG_BUF):
         """Start sending ``buf``; it must not be modified until :meth:`flush` returned."""
-        req = self.comm.Isend(buf, dest=dst, tag=tag)
+        req = self._isend(lambda: self.comm.Isend(buf, dest=dst, tag=tag), buf, dst)
         self.stats["bytes_out"] += buf.nbytes
-        self._pending.append((req, buf))
-        self.last_seen[dst] = time.monotonic()
         return req
 
     def trim(self):
@@ -567,10 +593,12 @@ class Pool:
                     pass
             st = MPI.Status()
 
-            def test():
-                # drain everything the workers still send until each one said bye
-                m = comm.improbe(MPI.ANY_SOURCE, MPI.ANY_TAG, status=st)
-                if m is not None:
+            def drain():
+                # receive (and discard) everything the workers sent so far, noting the byes
+                while True:
+                    m = comm.improbe(MPI.ANY_SOURCE, MPI.ANY_TAG, status=st)
+                    if m is None:
+                        break
                     src, tag = st.Get_source(), st.Get_tag()
                     m.Recv(bytearray(max(1, st.Get_count(MPI.BYTE))))
                     self.last_seen[src] = time.monotonic()
@@ -580,13 +608,29 @@ class Pool:
                 self._recvs = [(q, b) for q, b in self._recvs if not q.Test()]
                 return len(self.done) == self.n and not self._pending and not self._recvs
             deadline = time.monotonic() + self.timeout
+            exited = None            # (since, drains): a worker that owes its bye is gone
             while True:
-                # _check would raise on TAG_ERR; during close errors are expected: drain them.
-                if test():
+                # deadline and pids before a drain: what came before them is received first
+                late = time.monotonic() > deadline
+                gone = [r for r, p in self.pids.items()
+                        if r not in self.done and not _procs.pid_alive(p)]
+                seen = time.monotonic()
+                if drain():                  # _check would raise on TAG_ERR: drained here
                     break
-                if any(not _procs.pid_alive(p) for r, p in self.pids.items() if r not in self.done):
+                # a bye can reach us after the worker's exit (a long drain, or we were not
+                # scheduled): dead if it is still missing after 0.1 s and 20 more drains,
+                # or at once when the launcher went down (a hard death)
+                if not [r for r in gone if r not in self.done]:
+                    exited = None
+                elif not _mpi.launched_by_mpiexec() and launcher_exits():
                     raise WorkerDied("a worker died during shutdown")
-                if time.monotonic() > deadline:
+                elif exited is None:
+                    exited = (seen, 0)
+                elif time.monotonic() - exited[0] > 0.1 and exited[1] >= 20:
+                    raise WorkerDied("a worker died during shutdown")
+                else:
+                    exited = (exited[0], exited[1] + 1)
+                if late:
                     raise WorkerTimeout("workers did not stop within %.1f s" % self.timeout)
                 time.sleep(2e-4)
         except BaseException as e:
