@@ -27,7 +27,7 @@ def pytest_configure(config):
 def pytest_collection_finish(session):
     """Start ``warm_cache.py`` in the background when the session runs the tests that need
     its kernel variants (a cold cache compiles them on the second core meanwhile)."""
-    files = {os.path.basename(str(item.fspath)) for item in session.items}
+    files = {item.path.name for item in session.items}
     if {"test_estimators.py", "test_kernels.py"} & files and not session.config.option.collectonly:
         _warmer.append(subprocess.Popen(
             [sys.executable, os.path.join(os.path.dirname(__file__), "warm_cache.py")],
