@@ -9,15 +9,36 @@ Markers (``--strict-markers``: an unregistered one is an error):
     quick loop while working, the whole suite is what CI runs.
 """
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+
+_warmer = []
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "mpi: spawns MPI worker processes (mpi4py, mpich)")
     config.addinivalue_line("markers", "slow: more than a few seconds; deselect with "
                                        "-m 'not slow' for a quick loop")
+
+
+def pytest_collection_finish(session):
+    """Start ``warm_cache.py`` in the background when the session runs the tests that need
+    its kernel variants (a cold cache compiles them on the second core meanwhile)."""
+    files = {item.path.name for item in session.items}
+    if {"test_estimators.py", "test_kernels.py"} & files and not session.config.option.collectonly:
+        _warmer.append(subprocess.Popen(
+            [sys.executable, os.path.join(os.path.dirname(__file__), "warm_cache.py")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL))
+
+
+def pytest_sessionfinish(session):
+    for proc in _warmer:            # normally long done; never left behind
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
 
 
 @pytest.fixture

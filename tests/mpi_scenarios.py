@@ -13,15 +13,23 @@ import time
 import procs
 
 
-def _pool_module():
+def _bare_package():
+    """Register ``sksparse_mlp`` as a bare namespace, as the helper process hosting a fit's
+    pool does (``parallel/_boot.py``): its ``__init__`` imports scikit-learn (2-4 s)."""
+    import types
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    pkg = types.ModuleType("sksparse_mlp")
+    pkg.__path__ = [os.path.join(here, "sksparse_mlp")]
+    sys.modules["sksparse_mlp"] = pkg
+
+
+def _pool_module(bare):
+    if bare:
+        _bare_package()
     try:
         from sksparse_mlp.parallel import _pool
     except ImportError:          # package __init__ not importable: load the subpackage alone
-        import types
-        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        pkg = types.ModuleType("sksparse_mlp")
-        pkg.__path__ = [os.path.join(here, "sksparse_mlp")]
-        sys.modules["sksparse_mlp"] = pkg
+        _bare_package()
         from sksparse_mlp.parallel import _pool
     return _pool
 
@@ -87,7 +95,7 @@ def _next_fit():
     fresh helper process whatever MPI state this process is in.)"""
     try:
         import numpy as np
-        from sksparse_mlp import TrulySparseMLPClassifier
+        from sksparse_mlp._estimators import TrulySparseMLPClassifier   # bare package too
         rng = np.random.default_rng(0)
         X = rng.standard_normal((200, 6))
         y = (X[:, 0] > 0).astype(int)
@@ -154,8 +162,12 @@ def _healthy(_pool, out, info=None):
     return pids
 
 
+# scenarios that fit in this process (the caller's view): the whole package, as a user has it
+FITS_HERE = ("tiny_fit_then_healthy", "no_mpi", "no_mpi_fit")
+
+
 def main(name):
-    _pool = _pool_module()
+    _pool = _pool_module(bare=not (name.startswith("fit_") or name in FITS_HERE))
     out = {"scenario": name}
     pids = []
     t_fail = None
