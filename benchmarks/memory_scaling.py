@@ -37,7 +37,7 @@ def row_of(r, variant):
     gib = 2 ** 30
     views = f"{plan['views'] / gib:.3f}"
     if not plan["views"] and not plan["lean"] and r["connections"] <= 20_000_000:
-        # kept between calls (_fastpath._PREDICT_CACHE_MAX_NNZ), so not in the plan
+        # kept between calls (_workspace._PREDICT_CACHE_MAX_NNZ), so not in the plan
         views = f"{r['connections'] * 8 / gib:.3f} (cached)"
     cpu = r.get("cpu_ns_per_connection_sample")
     load = r.get("load_average")

@@ -69,7 +69,14 @@ def main(argv=None):
     if not args.child:
         return measure_child(args, argv)
 
-    from sksparse_mlp import TrulySparseMLPClassifier, _base, _fastpath, _training, config
+    from sksparse_mlp import (
+        TrulySparseMLPClassifier,
+        _base,
+        _fastpath,
+        _training,
+        _workspace,
+        config,
+    )
     if args.no_csc_views:
         config.CSC_VIEWS = False
     if args.activation_budget:
@@ -123,13 +130,13 @@ def main(argv=None):
     wrap(_fastpath, "run_epoch", "epoch", "epoch (forward, backward, update)")
     # the engine's memory plan of every training workspace (the largest is kept)
     plans = []
-    orig_ws = _fastpath.Workspace.__init__
+    orig_ws = _workspace.Workspace.__init__
 
     def workspace(ws, *a, **k):
         orig_ws(ws, *a, **k)
         if ws.training:
             plans.append(dict(ws.plan, micro=ws.micro, lean=ws.lean))
-    _fastpath.Workspace.__init__ = workspace
+    _workspace.Workspace.__init__ = workspace
     wrap(_training, "evolve_topology", "evolution", "SET evolution")
     orig_new = _base._BaseTrulySparseMLP._new_network
 
@@ -140,7 +147,7 @@ def main(argv=None):
         net = orig_new(self, *a, **k)
         timings["init"].append(time.perf_counter() - t)
         if args.micro:  # bytes per sample from the engine's own plan
-            per_sample = _fastpath.Workspace(net, 1, available=float("inf")).plan["per_sample"]
+            per_sample = _workspace.Workspace(net, 1, available=float("inf")).plan["per_sample"]
             config.ACTIVATION_BUDGET = args.micro * per_sample
         note(f"initialisation done in {timings['init'][-1]:.1f} s: {sum(net.n_connections):,} "
              f"connections")
@@ -191,7 +198,7 @@ def main(argv=None):
         "connections": int(sum(net.n_connections)),
         "connections_per_layer": list(map(int, net.n_connections)),
         "epsilon": args.epsilon, "csc_views": config.CSC_VIEWS,
-        "activation_budget": config.ACTIVATION_BUDGET or _fastpath.DEFAULT_ACTIVATION_BUDGET,
+        "activation_budget": config.ACTIVATION_BUDGET or _workspace.DEFAULT_ACTIVATION_BUDGET,
         "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]),
         "batch_size": args.batch, "epochs": args.epochs,
         "init_s": timings["init"], "epoch_s": timings["epoch"], "evolution_s": timings["evolution"],

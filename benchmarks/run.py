@@ -225,18 +225,19 @@ def time_layer_kernels(clf, X, threads, repeats):
 
     from sksparse_mlp import _fastpath as F
     from sksparse_mlp import _kernels as K
+    from sksparse_mlp import _workspace as WS
 
     net = clf.network_.copy()
     old = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:
-        ws = F.Workspace(net, BATCH)
+        ws = WS.Workspace(net, BATCH)
         idx = np.arange(BATCH)
         L = len(net.layers)
 
         def fwd(l, A, acts, codes):
             layer = net.layers[l]
-            T = F._predict_view(layer.W) if ws.trans[l] is None else ws.trans[l].get(layer.W)
+            T = WS._predict_view(layer.W) if ws.trans[l] is None else ws.trans[l].get(layer.W)
             act, s = F._act_code(net, l + 1) if l < L - 1 else (K.ACT_NONE, 0.0)
             G = codes[l + 1] if l < L - 1 else ws._dummy_codes
             t = now()
@@ -252,11 +253,12 @@ def time_layer_kernels(clf, X, threads, repeats):
             t = now()
             K.backward_tiled(layer.W.indptr, layer.W.indices, layer.W.data, A, D, G, g,
                              K.GRAD_STEP, l > 0, act, s, 1.0, bs, layer.velocity, 0.0, 0.0,
-                             0.0, False, ws.n_threads, layer.velocity, 0.0, 0.0)
+                             0.0, False, ws.n_threads, layer.velocity, 0.0, 0.0,
+                             *ws._no_mirror)
             return now() - t
 
         def copy(a):  # on a cache line, as the workspace's buffers
-            out = F._aligned_empty(a.size, a.dtype).reshape(a.shape)
+            out = WS._aligned_empty(a.size, a.dtype).reshape(a.shape)
             out[...] = a
             return out
 

@@ -254,8 +254,12 @@ def yield_cpu(typingctx):
 # from L1.  ``g_k`` then goes to ``grad[k - goff]`` by ``mode``: SWEEP_WRITE stores it,
 # SWEEP_ADD adds it, SWEEP_STEP applies the momentum step of :func:`momentum_update` with
 # ``g_k`` as the whole gradient and SWEEP_STEP_ADD with ``grad[k - goff] + g_k`` (the
-# earlier blocks' sums), right after the old weight fed the delta.  Returns the
-# sum of the old squared weights of the stepped connections (for the L2 term).
+# earlier blocks' sums), right after the old weight fed the delta.  A non-empty
+# ``mirror`` also gets the stepped weight at ``mirror[inv[k]]``: the layer's values in
+# the order of its CSC view, which the next forward pass then reads without the
+# permutation (a store that nothing waits for, against a dependent load per
+# connection in every forward panel).  Returns the sum of the old squared weights of
+# the stepped connections (for the L2 term).
 # ---------------------------------------------------------------------------------
 
 SWEEP_WRITE = 0
@@ -267,17 +271,18 @@ SWEEP_STEP = 3
 def _make_row_sweep(nv, with_delta):
     @intrinsic
     def row_sweep(typingctx, D, idx, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr,
-                  mu, wd, c1, c2, codes, epilogue, hi, lo, ahead):
+                  mu, wd, c1, c2, codes, epilogue, hi, lo, ahead, mirror, inv):
         if not (isinstance(D, types.Array) and D.ndim == 2 and D.layout == "C"
                 and all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C"
-                        for a in (x, e, grad, velocity))
+                        for a in (x, e, grad, velocity, mirror, inv))
                 and data.dtype == D.dtype == x.dtype == e.dtype == grad.dtype
-                == velocity.dtype == lr == mu == wd == c1 == c2 == hi == lo
+                == velocity.dtype == mirror.dtype == lr == mu == wd == c1 == c2 == hi == lo
+                and isinstance(inv.dtype, types.Integer)
                 and isinstance(codes, types.Array) and codes.dtype == types.uint8):
             return None
         sig = types.Tuple((types.float64, D.dtype))(D, idx, data, k0, k1, b0, x, e, grad, goff,
                                                      mode, velocity, lr, mu, wd, c1, c2, codes,
-                                                     epilogue, hi, lo, ahead)
+                                                     epilogue, hi, lo, ahead, mirror, inv)
 
         def codegen(context, builder, signature, args):
             tD, tidx, tdata, tk0, tk1, tb0, tx, te, tgrad, tgoff, tmode = signature.args[:11]
@@ -290,7 +295,8 @@ def _make_row_sweep(nv, with_delta):
             f64 = ir.DoubleType()
             arr = [context.make_array(ty)(context, builder, a)
                    for ty, a in zip(signature.args, args) if isinstance(ty, types.Array)]
-            arr_D, arr_idx, arr_data, arr_x, arr_e, arr_grad, arr_vel, arr_codes = arr
+            (arr_D, arr_idx, arr_data, arr_x, arr_e, arr_grad, arr_vel, arr_codes, arr_mirror,
+             arr_inv) = arr
             k0 = context.cast(builder, args[3], tk0, types.intp)
             k1 = context.cast(builder, args[4], tk1, types.intp)
             b0 = context.cast(builder, args[5], tb0, types.intp)
@@ -302,6 +308,9 @@ def _make_row_sweep(nv, with_delta):
                 ir.Constant(i64, 0))
             hi, lo = args[19], args[20]
             ahead = context.cast(builder, args[21], signature.args[21], types.intp)
+            tinv = signature.args[23]
+            mirroring = builder.icmp_signed(">", builder.extract_value(arr_mirror.shape, 0),
+                                            ir.Constant(i64, 0))
             n_idx = builder.extract_value(arr_idx.shape, 0)
             prefetch = _prefetcher(builder, nv * VEC_BYTES)
             prefetching = builder.icmp_signed(">", ahead, ir.Constant(i64, 0))
@@ -327,7 +336,7 @@ def _make_row_sweep(nv, with_delta):
                 builder.store(zero_vec, acc)
             sq = cgutils.alloca_once_value(builder, ir.Constant(f64, 0.0))
 
-            def sweep(m, far):  # the loop for one mode: no branch inside it
+            def sweep(m, far, mirrored=False):  # the loop for one mode: no branch inside it
                 with cgutils.for_range(builder, builder.sub(k1, k0)) as loop:
                     k = builder.add(k0, loop.index)
                     j = context.cast(builder, builder.load(builder.gep(arr_idx.data, [k])),
@@ -382,26 +391,38 @@ def _make_row_sweep(nv, with_delta):
                         # w + v (heavy ball: c1 = 1, c2 = 0, exactly) or w + (mu v - lr g)
                         # (Nesterov: c1 = mu, c2 = lr), without a branch in the loop
                         upd = builder.fsub(builder.fmul(c1, vel), builder.fmul(c2, g))
-                        builder.store(builder.fadd(w, upd), wp)
+                        w_new = builder.fadd(w, upd)
+                        builder.store(w_new, wp)
+                        if mirrored:
+                            q = context.cast(builder, builder.load(builder.gep(
+                                arr_inv.data, [k])), tinv.dtype, types.intp)
+                            builder.store(w_new, builder.gep(arr_mirror.data, [q]))
                         w2 = builder.fmul(w, w)
                         builder.store(builder.fadd(builder.load(sq), builder.fpext(w2, f64)
                                                    if width == 4 else w2), sq)
 
-            def sweeps(m):  # with and without prefetching
+            def sweeps(m, mirrored=False):  # with and without prefetching
                 with builder.if_else(prefetching) as (ahead_on, ahead_off):
                     with ahead_on:
-                        sweep(m, True)
+                        sweep(m, True, mirrored)
                     with ahead_off:
-                        sweep(m, False)
+                        sweep(m, False, mirrored)
+
+            def step_sweeps(m):  # with and without the mirror
+                with builder.if_else(mirroring) as (on, off):
+                    with on:
+                        sweeps(m, True)
+                    with off:
+                        sweeps(m, False)
 
             with builder.if_else(builder.icmp_signed(">=", mode, ir.Constant(i64, 2))) \
                     as (step, store):
                 with step:
                     with builder.if_else(mode_is(SWEEP_STEP_ADD)) as (a, b):
                         with a:
-                            sweeps(SWEEP_STEP_ADD)
+                            step_sweeps(SWEEP_STEP_ADD)
                         with b:
-                            sweeps(SWEEP_STEP)
+                            step_sweeps(SWEEP_STEP)
                 with store:
                     with builder.if_else(mode_is(SWEEP_ADD)) as (a, b):
                         with a:

@@ -11,8 +11,8 @@ Layout conventions (see ``docs/ARCHITECTURE.md``):
 
 All kernels are race free: each output element is written by exactly one thread.
 They serve the one training and prediction path, :mod:`._fastpath` (the forward pass
-gathers through the CSC view of ``W`` that :func:`transpose_pattern` builds once per
-topology); the plain numpy/numba reference they are tested against lives in
+gathers through the CSC view of ``W`` that :func:`._panels.transpose_pattern` builds
+once per topology); the plain numpy/numba reference they are tested against lives in
 ``tests/reference.py``.
 """
 import numpy as np
@@ -46,52 +46,7 @@ from ._steps import adam_update, momentum_update
 __all__ = [
     "forward_tiled",
     "backward_tiled",
-    "transpose_pattern",
 ]
-
-
-@njit(parallel=True, **_OPTS)
-def transpose_pattern(indptr, indices, n_cols):
-    """CSR pattern of ``W.T`` plus the permutation into ``W``'s value order.
-
-    Returns ``(t_indptr, t_indices, t_perm)`` with ``t_perm[q]`` the position in
-    ``data`` of the ``q``-th entry of the transposed view, so that
-    ``W.T.data == data[t_perm]``.  Within a column, rows are sorted.  Index arrays
-    keep the dtype of ``indices`` (``t_perm`` that of ``indptr``).  O(nnz): a
-    counting sort over a few row blocks in parallel (each block owns its slots).
-    """
-    n_rows = indptr.shape[0] - 1
-    nnz = indptr[n_rows]
-    C = 1 if nnz < 65536 else 8
-    rb = np.empty(C + 1, np.int64)
-    for c in range(C + 1):
-        rb[c] = np.searchsorted(indptr, (nnz * c) // C)
-    rb[0] = 0
-    rb[C] = n_rows
-    cnt = np.zeros((C, n_cols), dtype=indptr.dtype)
-    for c in prange(C):
-        for k in range(np.uint64(indptr[rb[c]]), np.uint64(indptr[rb[c + 1]])):
-            cnt[c, np.uint64(indices[k])] += 1
-    t_indptr = np.empty(n_cols + 1, dtype=indptr.dtype)
-    t_indptr[0] = 0
-    for j in range(n_cols):
-        run = t_indptr[j]
-        for c in range(C):
-            m = cnt[c, j]
-            cnt[c, j] = run  # becomes block c's next slot in column j
-            run += m
-        t_indptr[j + 1] = run
-    t_indices = np.empty(nnz, dtype=indices.dtype)
-    t_perm = np.empty(nnz, dtype=indptr.dtype)
-    for c in prange(C):
-        for i in range(rb[c], rb[c + 1]):
-            for k in range(np.uint64(indptr[i]), np.uint64(indptr[i + 1])):
-                j = np.uint64(indices[k])
-                q = cnt[c, j]
-                t_indices[q] = i
-                t_perm[q] = k
-                cnt[c, j] = q + 1
-    return t_indptr, t_indices, t_perm
 
 
 # ---------------------------------------------------------------------------------
@@ -406,33 +361,34 @@ GRAD_ADAM = 3
 
 @njit(inline="always")
 def _row_sweep(x, Dp, indices, data, k0, k1, b0, nv, e, grad, goff, mode, velocity, lr, mu,
-               wd, c1, c2, codes, epilogue, hi, lo, do_bwd, ahead):
+               wd, c1, c2, codes, epilogue, hi, lo, do_bwd, ahead, mirror, inv):
     """One register block of :func:`_row_sums` (``nv`` vectors from sample ``b0``)."""
     if do_bwd:
         if nv == 8:
             return row_sweep8_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode,
                                      velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo,
-                                     ahead)
+                                     ahead, mirror, inv)
         if nv == 4:
             return row_sweep4_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode,
                                      velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo,
-                                     ahead)
+                                     ahead, mirror, inv)
         return row_sweep2_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode,
                                  velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo,
-                                 ahead)
+                                 ahead, mirror, inv)
     if nv == 8:
         return row_sweep8(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr,
-                           mu, wd, c1, c2, codes, epilogue, hi, lo, ahead)
+                           mu, wd, c1, c2, codes, epilogue, hi, lo, ahead, mirror, inv)
     if nv == 4:
         return row_sweep4(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr,
-                           mu, wd, c1, c2, codes, epilogue, hi, lo, ahead)
+                           mu, wd, c1, c2, codes, epilogue, hi, lo, ahead, mirror, inv)
     return row_sweep2(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, velocity, lr, mu,
-                       wd, c1, c2, codes, epilogue, hi, lo, ahead)
+                       wd, c1, c2, codes, epilogue, hi, lo, ahead, mirror, inv)
 
 
 @njit(inline="always")
 def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity, lr, mu, wd,
-              nesterov, do_bwd, codes, epilogue, hi, lo, second, adam, b2, aeps, ahead):
+              nesterov, do_bwd, codes, epilogue, hi, lo, second, adam, b2, aeps, ahead, mirror,
+              inv):
     """Gradient and, with ``do_bwd``, the delta of one input neuron's connections
     ``k0:k1`` over one panel row ``x``, in register blocks of 8, 4 and 2 vectors.
 
@@ -443,7 +399,8 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
     activation below) each
     block writes its delta, ``e * (hi or lo, by the code's sign bit, or 0 when
     dropped)``, over ``x`` straight from the registers; otherwise the delta sums go
-    to ``e`` for the caller.  Returns the L2 sum of the stepped connections, the
+    to ``e`` for the caller.  Stepped weights also go to a non-empty ``mirror`` (see
+    :func:`backward_tiled`).  Returns the L2 sum of the stepped connections, the
     sum of the deltas written and whether the whole row was covered.
     """
     TB = x.shape[0]
@@ -468,7 +425,7 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
             mode = SWEEP_WRITE if fresh else SWEEP_ADD
         q, part = _row_sweep(x, Dp, indices, data, k0, k1, b0, nv, e, grad, goff, mode,
                              velocity, lr, mu, wd, c1, c2, codes, epilogue, hi, lo, do_bwd,
-                             ahead)
+                             ahead, mirror, inv)
         sq += q
         bias += part
         b0 = end
@@ -478,6 +435,9 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
         g0 = np.uint64(goff)  # unsigned positions: no wraparound tests in the loop
         for k in range(np.uint64(k0), np.uint64(k1)):
             sq += adam_update(data, velocity, second, k, grad[k - g0], lr, mu, b2, wd, aeps)
+        if mirror.shape[0] > 0:
+            for k in range(k0, k1):
+                mirror[np.uint64(inv[k])] = data[k]
     if b0 < TB:  # panels are multiples of 16 samples: only direct callers get here
         for b in range(b0, TB):
             e[b] = zero
@@ -495,12 +455,15 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
                 sq += momentum_update(data, velocity, k, acc, lr, mu, wd, nesterov)
             else:
                 grad[k - goff] = acc
+            if last and mirror.shape[0] > 0:
+                mirror[np.uint64(inv[k])] = data[k]
     return sq, bias, b0
 
 
 @njit(_nrt=False, **_OPTS)  # no reference counting: see _forward_columns
 def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s, scale,
-                   bsum, velocity, lr, mu, wd, nesterov, i0, i1, t, gs, e, second, b2, aeps):
+                   bsum, velocity, lr, mu, wd, nesterov, i0, i1, t, gs, e, second, b2, aeps,
+                   mirror, inv):
     """The work of :func:`backward_tiled` on input neurons ``i0:i1`` of panel ``t``;
     ``gs`` (a row's gradient sums) and ``e`` (a row's delta sums) are the thread's scratch."""
     nt, n_in, TB = A3.shape
@@ -526,11 +489,11 @@ def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
         if scratch:
             q, acc, b0 = _row_sums(x, Dp, indices, data, k0, k1, e, gs, k0, first, last,
                                    velocity, lr, mu, wd, nesterov, do_bwd, codes, epilogue,
-                                   scale, lo, second, adam, b2, aeps, ahead)
+                                   scale, lo, second, adam, b2, aeps, ahead, mirror, inv)
         else:
             q, acc, b0 = _row_sums(x, Dp, indices, data, k0, k1, e, gbuf[0], 0, first, last,
                                    velocity, lr, mu, wd, nesterov, do_bwd, codes, epilogue,
-                                   scale, lo, second, adam, b2, aeps, ahead)
+                                   scale, lo, second, adam, b2, aeps, ahead, mirror, inv)
         sq += q
         if do_bwd:
             # the rest of the row (all of it without the epilogue) from the sums in e
@@ -548,7 +511,7 @@ def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
 @njit(parallel=True, **_OPTS)
 def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s, scale,
                    bsum, velocity, lr, momentum, l2, nesterov, n_threads, second, beta_2,
-                   adam_eps):
+                   adam_eps, mirror, inv):
     """Fused SDDMM gradient, backward pass and (optionally) optimizer step of one layer.
 
     For every connection ``k`` = (i, j) the gradient is
@@ -562,7 +525,10 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     made the backward pass 1.2x slower); moments ``velocity`` and ``second``,
     ``momentum`` = beta_1, ``lr`` bias-corrected; ``second``, ``beta_2`` and
     ``adam_eps`` are not read by the other modes.  With more than one panel,
-    modes 0, 2 and 3 use ``gbuf[0]`` for the sums of the earlier panels.
+    modes 0, 2 and 3 use ``gbuf[0]`` for the sums of the earlier panels.  In modes 2
+    and 3 a non-empty ``mirror`` gets every stepped weight at ``mirror[inv[k]]``
+    (``inv`` the inverse of the CSC view's permutation): the values in CSC order that
+    the next :func:`forward_tiled` reads directly.
 
     With ``do_bwd`` the delta of the layer below, ``(W @ D)[i] * f'(z_i)``,
     *replaces* ``A3[t, i, :]`` (row ``i`` of the activations is only needed by the
@@ -606,7 +572,7 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
             block_sq[blk] += _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode,
                                             do_bwd, act, T(s), T(scale), bsum, velocity, T(lr),
                                             T(momentum), T(l2), nesterov, i0, i1, t, gs, e,
-                                            second, T(beta_2), T(adam_eps))
+                                            second, T(beta_2), T(adam_eps), mirror, inv)
             publish(done, blk, t + 1)
     return block_sq.sum()
 

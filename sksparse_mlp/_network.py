@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _fastpath, _pruning, _regrowth, _sampling, _set
+from . import _fastpath, _pruning, _regrowth, _sampling, _set, _workspace
 from ._activations import hidden_forward
 
 
@@ -341,7 +341,7 @@ def evolve_topology(net, epochs_done, config, rng, data=None):
     return removed
 
 
-_available_memory = _fastpath.available_memory
+_available_memory = _workspace.available_memory
 
 
 # Largest network (bytes) backed up by an in-memory copy; None: a quarter of the

@@ -1,8 +1,9 @@
 """Numba kernels that move data into, out of and beside the tiled panel layout.
 
 A batch's rows go into panels ``A3[t, unit, b]`` (:func:`gather_input_tiled`), the
-output panels go back to rows (:func:`untile_rows`), and a layer's values are put in
-the order of its CSC view for the forward pass (:func:`gather_values`); see
+output panels go back to rows (:func:`untile_rows`), a layer gets the CSC view its
+forward pass gathers through (:func:`transpose_pattern`), and its values are put in
+that view's order (:func:`gather_values`, :func:`invert_permutation`); see
 :mod:`._kernels` for the layout.
 """
 import numpy as np
@@ -46,6 +47,50 @@ def gather_input_tiled(X, idx, B, A3):
 
 
 @njit(parallel=True, **_OPTS)
+def transpose_pattern(indptr, indices, n_cols):
+    """CSR pattern of ``W.T`` plus the permutation into ``W``'s value order.
+
+    Returns ``(t_indptr, t_indices, t_perm)`` with ``t_perm[q]`` the position in
+    ``data`` of the ``q``-th entry of the transposed view, so that
+    ``W.T.data == data[t_perm]``.  Within a column, rows are sorted.  Index arrays
+    keep the dtype of ``indices`` (``t_perm`` that of ``indptr``).  O(nnz): a
+    counting sort over a few row blocks in parallel (each block owns its slots).
+    """
+    n_rows = indptr.shape[0] - 1
+    nnz = indptr[n_rows]
+    C = 1 if nnz < 65536 else 8
+    rb = np.empty(C + 1, np.int64)
+    for c in range(C + 1):
+        rb[c] = np.searchsorted(indptr, (nnz * c) // C)
+    rb[0] = 0
+    rb[C] = n_rows
+    cnt = np.zeros((C, n_cols), dtype=indptr.dtype)
+    for c in prange(C):
+        for k in range(np.uint64(indptr[rb[c]]), np.uint64(indptr[rb[c + 1]])):
+            cnt[c, np.uint64(indices[k])] += 1
+    t_indptr = np.empty(n_cols + 1, dtype=indptr.dtype)
+    t_indptr[0] = 0
+    for j in range(n_cols):
+        run = t_indptr[j]
+        for c in range(C):
+            m = cnt[c, j]
+            cnt[c, j] = run  # becomes block c's next slot in column j
+            run += m
+        t_indptr[j + 1] = run
+    t_indices = np.empty(nnz, dtype=indices.dtype)
+    t_perm = np.empty(nnz, dtype=indptr.dtype)
+    for c in prange(C):
+        for i in range(rb[c], rb[c + 1]):
+            for k in range(np.uint64(indptr[i]), np.uint64(indptr[i + 1])):
+                j = np.uint64(indices[k])
+                q = cnt[c, j]
+                t_indices[q] = i
+                t_perm[q] = k
+                cnt[c, j] = q + 1
+    return t_indptr, t_indices, t_perm
+
+
+@njit(parallel=True, **_OPTS)
 def gather_values(data, perm, out):
     """``out[:] = data[perm]``: a layer's values in the order of its CSC view.
 
@@ -55,6 +100,13 @@ def gather_values(data, perm, out):
     """
     for k in prange(perm.shape[0]):
         out[k] = data[np.uint64(perm[k])]
+
+
+@njit(parallel=True, **_OPTS)
+def invert_permutation(perm, out):
+    """``out[perm[q]] = q``: for every CSR position, its position in the CSC view."""
+    for q in prange(perm.shape[0]):
+        out[np.uint64(perm[q])] = q
 
 
 @njit(parallel=True, **_OPTS)

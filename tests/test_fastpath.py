@@ -9,6 +9,7 @@ from reference import run_epoch
 
 from sksparse_mlp import _fastpath as F
 from sksparse_mlp import _kernels as K
+from sksparse_mlp import _workspace as WS
 from sksparse_mlp import config
 from sksparse_mlp._network import SparseMLP, TrainingConfig
 from sksparse_mlp._optimizers import Adam, MomentumSGD
@@ -75,18 +76,18 @@ CASES = [
 def _squeeze_memory(monkeypatch, net, batch, samples):
     """Make the engine see room for the CSC views, the gradients of every layer and the
     activations of ``samples`` samples only (every view counted: none cached)."""
-    monkeypatch.setattr(F, "_PREDICT_CACHE_MAX_NNZ", 0)
-    monkeypatch.setattr(F, "AVAILABLE_FRACTION", 1.0)
-    p = F.Workspace(net, batch, available=np.inf).plan
+    monkeypatch.setattr(WS, "_PREDICT_CACHE_MAX_NNZ", 0)
+    monkeypatch.setattr(WS, "AVAILABLE_FRACTION", 1.0)
+    p = WS.Workspace(net, batch, available=np.inf).plan
     room = p["reserved"] + p["views"] + samples * p["per_sample"]
-    monkeypatch.setattr(F, "available_memory", lambda: room)
+    monkeypatch.setattr(WS, "available_memory", lambda: room)
     return p
 
 
 @pytest.fixture(params=[None, 1, 3], ids=["panels=auto", "panels=1", "panels=3"])
 def panels(request, monkeypatch):
     """Number of batch panels: 1 is the fused-step path, more use gradient buffers."""
-    monkeypatch.setattr(F, "PANELS", request.param)
+    monkeypatch.setattr(WS, "PANELS", request.param)
     return request.param
 
 
@@ -111,7 +112,7 @@ def test_epoch_matches_reference(case, panels, monkeypatch):
     bs = case.get("batch_size", 16)
     if case.get("lean"):
         _squeeze_memory(monkeypatch, b, bs, 4)
-        ws = F.Workspace(b, bs)
+        ws = WS.Workspace(b, bs)
         assert ws.lean and 4 < ws.micro < bs
     if case.get("solver") == "adam":
         oa = Adam(case.get("lr", 0.01), beta_1=0.8, beta_2=0.99, eps=1e-6)
@@ -160,7 +161,7 @@ def test_dropout_gradient(act, dropout, panels):
     ref = net.copy()
     B = 23
     X, Y = _data("softmax", np.float64, B, 3, False, rng)
-    ws = F.Workspace(net, B)
+    ws = WS.Workspace(net, B)
     w = np.full(B, 1.0 / B)
     lr = 0.1
     F.train_batch(net, ws, X, Y, np.arange(B), w, lr, 0.0, False, 0.0, dropout, rng)
@@ -223,7 +224,7 @@ def test_dropout_stream_is_seeded():
 @pytest.mark.parametrize("B,width", [(1, 10), (8, 1000), (9, 1000), (128, 1000), (128, 784),
                                      (128, 100000), (10000, 1000), (75, 3312)])
 def test_choose_tiles(B, width):
-    nt, tb = F.choose_tiles(B, width, 4)
+    nt, tb = WS.choose_tiles(B, width, 4)
     assert nt * tb >= B and tb % 16 == 0 and (nt - 1) * tb < B
 
 
@@ -236,7 +237,7 @@ def test_choose_tiles(B, width):
 ])
 def test_panel_width_follows_the_l2_cache(monkeypatch, l2, width, itemsize, tb):
     monkeypatch.setattr(config, "L2_BYTES", l2)
-    assert F.choose_tiles(128, width, itemsize) == (128 // tb, tb)
+    assert WS.choose_tiles(128, width, itemsize) == (128 // tb, tb)
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -245,7 +246,7 @@ def test_workspace_panels_on_cache_lines(training):
     vector loads would otherwise straddle two lines), and so does every code buffer."""
     net = _net("allrelu", "softmax", "log_loss", np.float32, 3)
     for capacity in (1, 37, 128, 300):
-        ws = F.Workspace(net, capacity, training=training)
+        ws = WS.Workspace(net, capacity, training=training)
         for flat, n in zip(ws.A, ws.sizes):
             panels = ws.view(flat, n, ws.nt, ws.tb)
             assert all(p.ctypes.data % 64 == 0 for p in panels), (capacity, n)
@@ -254,7 +255,7 @@ def test_workspace_panels_on_cache_lines(training):
 
 def test_transposed_view_refreshes():
     net = _net("allrelu", "softmax", "log_loss", np.float64, 3)
-    T = F._Transposed()
+    T = WS._Transposed()
     W = net.layers[0].W
     first = T.get(W).indices
     assert T.get(W).indices is first
@@ -315,21 +316,21 @@ def test_memory_plan_follows_the_available_memory(monkeypatch):
     lets the engine keep larger micro-batches; predictions chunk the same way."""
     net = _net("allrelu", "softmax", "log_loss", np.float32, 3)
     p = _squeeze_memory(monkeypatch, net, 64, 4)
-    ample = F.Workspace(net, 64, available=np.inf)
+    ample = WS.Workspace(net, 64, available=np.inf)
     assert (ample.micro, ample.lean) == (64, False)
     assert ample.plan["views"] == p["views"] > 0
-    with_views = F.Workspace(net, 64, available=p["reserved"] + p["views"] + 40 * p["per_sample"])
+    with_views = WS.Workspace(net, 64, available=p["reserved"] + p["views"] + 40 * p["per_sample"])
     # panels are multiples of 16 samples, rounded down when memory decides
     assert (with_views.micro, with_views.lean) == (32, False)
     assert with_views.plan["activations"] == 32 * p["per_sample"]
-    lean = F.Workspace(net, 64)  # room for 4 samples beside the views
+    lean = WS.Workspace(net, 64)  # room for 4 samples beside the views
     extra = p["views"] // p["per_sample"]
     assert lean.lean and lean.micro == 4 + extra and lean.plan["views"] == 0
     # config.CSC_VIEWS overrides the choice both ways
     monkeypatch.setattr(config, "CSC_VIEWS", True)
-    assert (F.Workspace(net, 64).micro, F.Workspace(net, 64).lean) == (4, False)
+    assert (WS.Workspace(net, 64).micro, WS.Workspace(net, 64).lean) == (4, False)
     monkeypatch.setattr(config, "CSC_VIEWS", False)
-    assert F.Workspace(net, 64, available=np.inf).lean
+    assert WS.Workspace(net, 64, available=np.inf).lean
     monkeypatch.setattr(config, "CSC_VIEWS", None)
     # the memory plan is said once per network in verbose mode
     X, Y = _data("softmax", np.float32, 64, 3, False, np.random.default_rng(0))
@@ -344,34 +345,62 @@ def test_memory_plan_follows_the_available_memory(monkeypatch):
     assert "scatters from the CSR arrays" in msgs[0]
     # prediction: chunks as large as the room allows, the same outputs
     out = F.predict_output(net, X)
-    monkeypatch.setattr(F, "available_memory", lambda: np.inf)
+    monkeypatch.setattr(WS, "available_memory", lambda: np.inf)
     np.testing.assert_allclose(out, F.predict_output(net, X), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
-def test_gathered_values_train_the_same_bits(solver, monkeypatch):
-    """A forward pass from input panels larger than the caches reads each layer's
-    values gathered into CSC order, refreshed before every pass: the same model, to
-    the last bit, as reading them through the permutation, and the optimizer's steps
-    are seen at once.  (The threshold is lowered here: every panel counts as large.)"""
-    monkeypatch.setattr(F, "PANELS", 3)
+def test_values_in_csc_order_train_the_same_bits(solver, monkeypatch):
+    """The forward pass reads each layer's values through the CSC view's permutation,
+    gathered into CSC order before every pass (input panels larger than the caches;
+    the threshold is lowered here) or from the mirror that the fused step keeps: the
+    same model (to the last bit with the gather), and the optimizer's steps are seen
+    at once."""
+    monkeypatch.setattr(WS, "PANELS", 3)
     X, Y = _data("softmax", np.float32, 90, 3, False, np.random.default_rng(2))
     cfg = TrainingConfig(alpha=1e-3)
     nets = []
-    for threshold in (0, 4 << 20):
-        monkeypatch.setattr(K, "PREFETCH_PANEL_BYTES", threshold)
+    for way in ("permutation", "gathered", "mirror"):
+        monkeypatch.setattr(K, "PREFETCH_PANEL_BYTES", 0 if way == "gathered" else 4 << 20)
+        # views cached between calls (networks up to this size) are what mirrors need
+        monkeypatch.setattr(WS, "_PREDICT_CACHE_MAX_NNZ", 10 ** 6 if way == "mirror" else 0)
         net = _net("allrelu", "softmax", "log_loss", np.float32, 3)
         opt = Adam(0.01) if solver == "adam" else MomentumSGD(0.05, momentum=0.9)
-        ws = F.Workspace(net, 30)
-        assert (ws.values is None) == (threshold > 0)
+        ws = WS.Workspace(net, 30, mirrored=True)
+        assert (ws.values is not None, ws.mirrors is not None) == (
+            way == "gathered", way == "mirror")
         rng = np.random.default_rng(5)
         losses = [F.run_epoch(net, X, Y, None, 30, opt, cfg, rng) for _ in range(2)]
         nets.append((net, losses))
-    (a, la), (b, lb) = nets
+    (a, la), (b, lb), (c, lc) = nets
     assert la == lb and la[1] != la[0]
     for x, z in zip(a.layers, b.layers):
         np.testing.assert_array_equal(x.W.data, z.W.data)
         np.testing.assert_array_equal(x.bias, z.bias)
+    # the mirror's sweeps are other loops, which LLVM may reassociate otherwise
+    np.testing.assert_allclose(lc, la, rtol=1e-6)
+    for x, z in zip(a.layers, c.layers):
+        np.testing.assert_allclose(z.W.data, x.W.data, rtol=1e-5, atol=1e-6)
+
+
+def test_mirror_follows_the_steps_only():
+    """The mirror holds the values the fused steps wrote; a step taken elsewhere (the
+    micro-batches' separate step) drops it, and a new pattern gets a new one."""
+    net = _net("allrelu", "softmax", "log_loss", np.float64, 3)
+    X, Y = _data("softmax", np.float64, 40, 3, False, np.random.default_rng(3))
+    w = np.full(40, 1 / 40)
+    ws = WS.Workspace(net, 40, mirrored=True)
+    assert ws.fused and ws.mirrors == [None] * len(net.layers)
+    F.train_batch(net, ws, X, Y, np.arange(40), w, 0.05, 0.9, True, 0.0, 0.0, None)
+    for layer, (indices, inv, values) in zip(net.layers, ws.mirrors):
+        assert indices is layer.W.indices
+        np.testing.assert_array_equal(values[inv], layer.W.data)
+    assert WS.Workspace(net, 40).mirrors is None  # only for callers that ask
+    assert WS.Workspace(net, 40, mirrored=True, activation_budget=1).mirrors is None
+    ws.mirrors[1] = (np.zeros(0),) + ws.mirrors[1][1:]  # as if the pattern had changed
+    F.train_batch(net, ws, X, Y, np.arange(40), w, 0.05, 0.9, True, 0.0, 0.0, None)
+    assert ws.mirrors[1][0] is net.layers[1].W.indices
+    np.testing.assert_array_equal(ws.mirrors[1][2][ws.mirrors[1][1]], net.layers[1].W.data)
 
 
 def test_prediction_follows_weights_written_in_place():
@@ -431,7 +460,7 @@ def test_thread_count_changes_no_bit(case, monkeypatch):
             monkeypatch.setattr(_threads, "chooser_for", lambda *a, c=chooser: c)
             net = _net("allrelu", "softmax", "log_loss", dtype, 3)
             if case.get("lean"):
-                assert F.Workspace(net, 32).lean
+                assert WS.Workspace(net, 32).lean
             opt = Adam(0.01) if case.get("solver") == "adam" else MomentumSGD(0.05, momentum=0.9)
             rng = np.random.default_rng(5)
             losses = [F.run_epoch(net, X, Y, None, 32, opt, cfg, rng, **kw) for _ in range(2)]

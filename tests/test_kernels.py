@@ -76,7 +76,7 @@ def test_forward_dense(idx, dt, shape, B):
     R.forward_dense(indptr, indices, data, bias, At, Zt)
     np.testing.assert_allclose(Zt, ref, **_tol(dt))
 
-    t_indptr, t_indices, t_perm = K.transpose_pattern(indptr, indices, n_out)
+    t_indptr, t_indices, t_perm = P.transpose_pattern(indptr, indices, n_out)
     assert t_indices.dtype == indices.dtype
     WT = sp.csr_array((data[t_perm], t_indices, t_indptr), shape=(n_out, n_in))
     np.testing.assert_array_equal(WT.toarray(), W.toarray().T)
@@ -188,7 +188,7 @@ def test_transpose_pattern_blocks(idx, shape, density):
     W = sp.random(*shape, density=density, format="csr", random_state=rng)
     W.data = np.arange(W.nnz, dtype=np.float64)
     W.sort_indices()
-    t_indptr, t_indices, t_perm = K.transpose_pattern(W.indptr.astype(idx), W.indices.astype(idx),
+    t_indptr, t_indices, t_perm = P.transpose_pattern(W.indptr.astype(idx), W.indices.astype(idx),
                                                       shape[1])
     WT = W.T.tocsr()
     WT.sort_indices()
@@ -206,7 +206,7 @@ def test_forward_tiled(idx, dt, TB, piecewise):
     prediction's form (values gathered into CSC order, no derivative codes) the same bits."""
     rng = np.random.default_rng(TB)
     indptr, indices, data, W = _layer(rng, 37, 29, 0.3, idx, dt)
-    t_indptr, t_indices, t_perm = K.transpose_pattern(indptr, indices, W.shape[1])
+    t_indptr, t_indices, t_perm = P.transpose_pattern(indptr, indices, W.shape[1])
     bias = rng.standard_normal(W.shape[1]).astype(dt)
     A3 = rng.standard_normal((2, W.shape[0], TB)).astype(dt)
     Wd = W.toarray()
@@ -236,7 +236,7 @@ def test_gathers_from_large_panels_prefetch():
     rng = np.random.default_rng(7)
     dt = np.float64
     indptr, indices, data, W = _layer(rng, 9000, 40, 0.02, np.int32, dt)
-    t_indptr, t_indices, t_perm = K.transpose_pattern(indptr, indices, 40)
+    t_indptr, t_indices, t_perm = P.transpose_pattern(indptr, indices, 40)
     A3 = rng.standard_normal((1, 9000, 64)).astype(dt)
     assert K._prefetch_ahead(A3) > 0 and K._prefetch_ahead(A3[:, :100]) == 0
     bias = rng.standard_normal(40).astype(dt)
@@ -264,14 +264,15 @@ def test_gathers_from_large_panels_prefetch():
     vel = np.zeros_like(data)
     K.backward_tiled(indptr, indices, data, A, D3, G3, gbuf, K.GRAD_WRITE, True,
                      K.ACT_PIECEWISE, -0.6, 1.0, bsum, vel, 0.1, 0.9, 0.0, False, 2, vel, 0.0,
-                     0.0)
+                     0.0, *_no_mirror(dt))
     np.testing.assert_allclose(gbuf[0], grad_ref, **_tol(dt))
     np.testing.assert_allclose(A[0], delta_ref, **_tol(dt))
     d, v = data.copy(), rng.standard_normal(W.nnz).astype(dt)
     d_ref, v_ref = d.copy(), v.copy()
     S.momentum_step(d_ref, v_ref, grad_ref, 0.1, 0.9, 0.01, True)
     K.backward_tiled(indptr, indices, d, A3.copy(), D3, G3, gbuf, K.GRAD_STEP, True,
-                     K.ACT_PIECEWISE, -0.6, 1.0, bsum, v, 0.1, 0.9, 0.01, True, 2, v, 0.0, 0.0)
+                     K.ACT_PIECEWISE, -0.6, 1.0, bsum, v, 0.1, 0.9, 0.01, True, 2, v, 0.0, 0.0,
+                     *_no_mirror(dt))
     np.testing.assert_allclose(d, d_ref, **_tol(dt))
     np.testing.assert_allclose(v, v_ref, **_tol(dt))
 
@@ -297,7 +298,7 @@ def test_forward_tiled_needs_codes():
     a code buffer must match the output."""
     rng = np.random.default_rng(1)
     indptr, indices, data, W = _layer(rng, 9, 7, 0.5, np.int32, np.float32)
-    t_indptr, t_indices, t_perm = K.transpose_pattern(indptr, indices, 7)
+    t_indptr, t_indices, t_perm = P.transpose_pattern(indptr, indices, 7)
     A3 = rng.standard_normal((1, 9, 16)).astype(np.float32)
     Z3 = np.empty((1, 7, 16), np.float32)
     with pytest.raises(ValueError, match="code buffer"):
@@ -316,6 +317,10 @@ def _backward_case(rng, idx, dt, nt, TB, n_in=37, n_out=29):
     D3 = rng.standard_normal((nt, n_out, TB)).astype(dt)
     G3 = rng.integers(0, 4, size=A3.shape).astype(np.uint8)
     return indptr, indices, data, W, A3, D3, G3
+
+
+def _no_mirror(dt):
+    return np.zeros(0, dt), np.zeros(0, np.int32)
 
 
 def _backward_reference(W, A3, D3, G3, s):
@@ -344,6 +349,10 @@ def test_backward_tiled(idx, dt, TB, nt):
     s = -0.6
     grad_ref, delta_ref = _backward_reference(W, A3, D3, G3, s)
     tol = _tol(dt)
+    # the stepping modes also write the new values in the CSC view's order
+    perm = P.transpose_pattern(indptr, indices, W.shape[1])[2]
+    inv = np.empty(W.nnz, np.int32)
+    P.invert_permutation(perm, inv)
     for chunks in (1, 2, 3):
         # GRAD_WRITE: gradient stored, deltas replace the activations, bias sums per panel
         A = A3.copy()
@@ -352,7 +361,7 @@ def test_backward_tiled(idx, dt, TB, nt):
         vel = np.zeros_like(data)
         sq = K.backward_tiled(indptr, indices, data, A, D3, G3, gbuf, K.GRAD_WRITE, True,
                               K.ACT_PIECEWISE, s, 1.0, bsum, vel, 0.1, 0.9, 0.0, False, chunks,
-                              vel, 0.0, 0.0)
+                              vel, 0.0, 0.0, *_no_mirror(dt))
         assert sq == 0.0
         np.testing.assert_allclose(gbuf[0], grad_ref, **tol)
         np.testing.assert_allclose(np.concatenate(list(A), axis=1), delta_ref, **tol)
@@ -362,7 +371,7 @@ def test_backward_tiled(idx, dt, TB, nt):
         before = gbuf.copy()
         K.backward_tiled(indptr, indices, data, A, D3, G3, gbuf, K.GRAD_ADD, False,
                          K.ACT_PIECEWISE, s, 1.0, bsum, vel, 0.1, 0.9, 0.0, False, chunks,
-                         vel, 0.0, 0.0)
+                         vel, 0.0, 0.0, *_no_mirror(dt))
         np.testing.assert_allclose(gbuf[0], before[0] + grad_ref, **tol)
         np.testing.assert_array_equal(A, A3)  # no delta asked for: activations untouched
         # GRAD_STEP: the momentum step of momentum_step, applied with the old weights
@@ -372,10 +381,12 @@ def test_backward_tiled(idx, dt, TB, nt):
             d_ref, v_ref = d.copy(), v.copy()
             S.momentum_step(d_ref, v_ref, grad_ref.astype(dt), 0.1, 0.9, 0.01, nesterov)
             A = A3.copy()
+            mirror = np.full(W.nnz, np.nan, dt)
             sq = K.backward_tiled(indptr, indices, d, A, D3, G3, gbuf, K.GRAD_STEP, True,
                                   K.ACT_PIECEWISE, s, 1.0, bsum, v, 0.1, 0.9, 0.01, nesterov,
-                                  chunks, v, 0.0, 0.0)
+                                  chunks, v, 0.0, 0.0, mirror, inv)
             np.testing.assert_allclose(d, d_ref, **tol)
+            np.testing.assert_array_equal(mirror, d[perm])  # the new values, CSC order
             np.testing.assert_allclose(v, v_ref, **tol)
             np.testing.assert_allclose(sq, float((data.astype(np.float64) ** 2).sum()),
                                        rtol=1e-5)
@@ -389,10 +400,12 @@ def test_backward_tiled(idx, dt, TB, nt):
             d_ref, m_ref, v_ref = (a.astype(np.float64) for a in (d, m, v2))
             R.adam_step(d_ref, m_ref, v_ref, grad_ref, 0.01, 0.9, 0.999, 0.01, 1e-8, t)
             A = A3.copy()
+            mirror = np.full(W.nnz, np.nan, dt)
             sq = K.backward_tiled(indptr, indices, d, A, D3, G3, gbuf, K.GRAD_ADAM, True,
                                   K.ACT_PIECEWISE, s, 1.0, bsum, m,
                                   S.adam_rate(0.01, 0.9, 0.999, t), 0.9, 0.01, False, chunks,
-                                  v2, 0.999, 1e-8)
+                                  v2, 0.999, 1e-8, mirror, inv)
+            np.testing.assert_array_equal(mirror, d[perm])
             np.testing.assert_allclose(m, m_ref, **tol)
             np.testing.assert_allclose(v2, v_ref, **tol)
             np.testing.assert_allclose(d, d_ref, **tol)

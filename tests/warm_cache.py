@@ -37,10 +37,11 @@ def _int64_kernels():
     import scipy.sparse as sp
 
     from sksparse_mlp import _kernels as K
+    from sksparse_mlp import _panels as P
 
     W = sp.random(7, 5, density=0.5, format="csr", random_state=0, dtype=np.float32)
     indptr, indices = W.indptr.astype(np.int64), W.indices.astype(np.int64)
-    t_indptr, t_indices, t_perm = K.transpose_pattern(indptr, indices, 5)
+    t_indptr, t_indices, t_perm = P.transpose_pattern(indptr, indices, 5)
     A3 = np.ones((1, 7, 16), np.float32)
     Z3 = np.zeros((1, 5, 16), np.float32)
     G3 = np.zeros(Z3.shape, np.uint8)
@@ -52,7 +53,7 @@ def _int64_kernels():
     vel = np.zeros_like(W.data)
     K.backward_tiled(indptr, indices, W.data, A3, Z3, np.zeros(A3.shape, np.uint8), gbuf,
                      K.GRAD_WRITE, True, K.ACT_PIECEWISE, -0.6, 1.0, bsum, vel, 0.1, 0.9, 0.0,
-                     False, 1, vel, 0.0, 0.0)
+                     False, 1, vel, 0.0, 0.0, np.zeros(0, np.float32), np.zeros(0, np.int32))
 
 
 def _other_kernels():
