@@ -219,12 +219,14 @@ def time_layer_kernels(clf, X, threads, repeats):
     ``hot``: each layer's forward and backward alternate on the same data, as in the
     probe; ``step``: the kernels run in the order of a training step (forward over all
     layers, then backward from the output), so each meets the caches as in an epoch.
+    The forward includes the gather of the values into CSC order that training does.
     lr 0 leaves the weights unchanged.
     """
     import numba
 
     from sksparse_mlp import _fastpath as F
     from sksparse_mlp import _kernels as K
+    from sksparse_mlp import _panels as P
     from sksparse_mlp import _workspace as WS
 
     net = clf.network_.copy()
@@ -240,8 +242,13 @@ def time_layer_kernels(clf, X, threads, repeats):
             T = WS._predict_view(layer.W) if ws.trans[l] is None else ws.trans[l].get(layer.W)
             act, s = F._act_code(net, l + 1) if l < L - 1 else (K.ACT_NONE, 0.0)
             G = codes[l + 1] if l < L - 1 else ws._dummy_codes
+            perm, data = T.perm, layer.W.data
             t = now()
-            K.forward_tiled(T.indptr, T.indices, T.perm, layer.W.data, layer.bias, A,
+            if ws.values is not None and ws.large[l]:
+                data = ws.values[: layer.W.nnz]  # as training: values gathered first
+                P.gather_values(layer.W.data, perm, data)
+                perm = perm[:0]
+            K.forward_tiled(T.indptr, T.indices, perm, data, layer.bias, A,
                             acts[l + 1], G, act, s, 0, 0, 1.0, ws.n_threads)
             return now() - t
 
@@ -253,8 +260,7 @@ def time_layer_kernels(clf, X, threads, repeats):
             t = now()
             K.backward_tiled(layer.W.indptr, layer.W.indices, layer.W.data, A, D, G, g,
                              K.GRAD_STEP, l > 0, act, s, 1.0, bs, layer.velocity, 0.0, 0.0,
-                             0.0, False, ws.n_threads, layer.velocity, 0.0, 0.0,
-                             *ws._no_mirror)
+                             0.0, False, ws.n_threads, layer.velocity, 0.0, 0.0)
             return now() - t
 
         def copy(a):  # on a cache line, as the workspace's buffers

@@ -18,8 +18,8 @@ same mathematics plainly, as the oracle of the tests):
   step up to rounding, bounded memory: this is what lets a 30-million-neuron
   network train); when even micro-batches of 16 samples would not fit beside
   the CSC views, the forward pass scatters from the CSR arrays instead;
-* in an epoch, the forward pass reads each layer's values from a copy in CSC order
-  (the workspace's mirror) that the fused step writes beside ``W.data``.
+* a layer whose input panels are larger than the caches has its values gathered
+  into CSC order before its forward pass, which then prefetches them.
 
 Dropout uses a counter-based hash RNG seeded from the estimator's generator: the
 same distribution as ``rng.random() >= p``, but a different stream than the
@@ -129,10 +129,7 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
             perm, data = T.perm, W.data
             if not ws.training and act == K.ACT_PIECEWISE:  # nothing reads the codes
                 G = ws._no_codes
-            mirror = ws.mirror(l, W, T)
-            if mirror is not None:
-                perm, data = perm[:0], mirror[2]
-            elif ws.values is not None and ws.large[l]:
+            if ws.values is not None and ws.large[l]:
                 data = ws.values[: W.nnz]
                 P.gather_values(W.data, perm, data)
                 perm = perm[:0]
@@ -166,14 +163,6 @@ def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, opt, las
         mode = step_mode if ws.fused else (K.GRAD_ADD if accumulate else K.GRAD_WRITE)
         second = layer.velocity if adam is None else layer.second  # SGD: never read
         sparse_first = l == 0 and Xb is not None
-        # the step keeps the values in CSC order (see Workspace.mirror); a step taken
-        # elsewhere leaves them stale, to be gathered again
-        mirror = ws._no_mirror
-        if ws.mirrors is not None and ws.mirrors[l] is not None:
-            if mode == step_mode and not sparse_first:
-                mirror = ws.mirrors[l][2], ws.mirrors[l][1]
-            elif last:
-                ws.mirrors[l] = None
         if sparse_first:
             Xc = Xb.tocsc()
             K.sddmm_sparse_tiled(W.indptr, W.indices, Xc.indptr, Xc.indices, Xc.data, D, gbuf,
@@ -187,7 +176,7 @@ def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, opt, las
                 G, bs = codes[l], ws.bsum[l - 1]
             sq += K.backward_tiled(W.indptr, W.indices, W.data, acts[l], D, G, g, mode, l > 0,
                                    act, s, scale, bs, layer.velocity, lr, mu, l2, nesterov,
-                                   ws.n_threads, second, b2, aeps, *mirror)
+                                   ws.n_threads, second, b2, aeps)
         if last:
             nb = ws.bsum[l].shape[0]
             if adam is None:
@@ -265,7 +254,7 @@ def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuf
     n = X.shape[0]
     order = rng.permutation(n) if shuffle else np.arange(n)
     ws = Workspace(net, min(batch_size, n), training=True, sparse_input=sp.issparse(X),
-                   activation_budget=activation_budget, mirrored=True)
+                   activation_budget=activation_budget)
     if getattr(config, "verbose", False):
         msg = ws.describe(min(batch_size, n))
         plan = (ws.micro, ws.lean)

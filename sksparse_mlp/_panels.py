@@ -3,7 +3,7 @@
 A batch's rows go into panels ``A3[t, unit, b]`` (:func:`gather_input_tiled`), the
 output panels go back to rows (:func:`untile_rows`), a layer gets the CSC view its
 forward pass gathers through (:func:`transpose_pattern`), and its values are put in
-that view's order (:func:`gather_values`, :func:`invert_permutation`); see
+that view's order (:func:`gather_values`); see
 :mod:`._kernels` for the layout.
 """
 import numpy as np
@@ -100,13 +100,6 @@ def gather_values(data, perm, out):
     """
     for k in prange(perm.shape[0]):
         out[k] = data[np.uint64(perm[k])]
-
-
-@njit(parallel=True, **_OPTS)
-def invert_permutation(perm, out):
-    """``out[perm[q]] = q``: for every CSR position, its position in the CSC view."""
-    for q in prange(perm.shape[0]):
-        out[np.uint64(perm[q])] = q
 
 
 @njit(parallel=True, **_OPTS)

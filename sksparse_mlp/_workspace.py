@@ -3,7 +3,7 @@
 A :class:`Workspace` holds every buffer of one network's training or prediction for
 batches up to a size: the activation panels (their width from the L2 cache,
 :func:`choose_tiles`), derivative codes, gradient buffers, the bias gradients' panel
-sums, and the layers' values in CSC order kept by the fused step (its mirrors).
+sums, and a buffer for a layer's values gathered into CSC order.
 It sizes them to the activation budget and the memory the machine has free:
 micro-batches when a batch would not fit, no CSC views (the lean variant) when
 not even small micro-batches would.  The CSC views themselves (:class:`_Transposed`)
@@ -71,7 +71,6 @@ _MAX_PANEL = 128
 # force the number of batch panels (None: choose_tiles decides); the tests use it to
 # run training batches through the multi-panel code path
 PANELS = None
-
 
 _CACHE_LINE = 64
 
@@ -159,10 +158,6 @@ def _predict_view(W):
     return entry[1].get(W)
 
 
-def _inv_dtype(nnz):
-    return np.int32 if nnz < 2 ** 31 else np.int64
-
-
 class Workspace:
     """Buffers for training or predicting with one network, batches up to ``capacity``.
 
@@ -184,11 +179,6 @@ class Workspace:
     available : int or None
         Bytes the buffers made here may take in all (default:
         :data:`AVAILABLE_FRACTION` of the available memory).
-    mirrored : bool
-        Keep every layer's values in CSC order beside ``W.data`` (see
-        :meth:`mirror`), if the optimizer step is fused, the views are cached and
-        the memory is there.  Only for a caller through whose fused steps every
-        change of the weights goes while the workspace lives (:func:`run_epoch`).
 
     Attributes
     ----------
@@ -200,18 +190,15 @@ class Workspace:
         No CSC views: the forward pass scatters from the CSR arrays, because
         with the views not even :data:`_LEAN_MICRO` samples (or the whole
         batch) would fit, or :data:`sksparse_mlp.config.CSC_VIEWS` is False.
-    mirrors : list or None
-        Per layer ``None`` or ``(indices, inv, values)``: ``values[inv[k]] == W.data[k]``
-        (None when not ``mirrored``).
     plan : dict
         Bytes of each kind of buffer (``activations``, ``gradients``, ``views``,
-        ``mirrors``, ``panel_sums``), the ``available`` bytes they were sized against, the
+        ``values``, ``panel_sums``), the ``available`` bytes they were sized against, the
         activation bytes ``per_sample`` and the bytes ``reserved`` for gradients
         and panel sums when micro-batching.
     """
 
     def __init__(self, net, capacity, training=True, sparse_input=False,
-                 activation_budget=None, step=True, available=None, mirrored=False):
+                 activation_budget=None, step=True, available=None):
         self.net = net
         # read once: numba.get_num_threads() costs microseconds, a kernel call per layer
         self.n_threads = numba.get_num_threads()
@@ -303,16 +290,7 @@ class Workspace:
         if training and not self.lean and available - views - sums - grads_all \
                 - cap * per_sample >= max(nnz) * itemsize:
             values = max(nnz) * itemsize
-        # values in CSC order kept by the fused step: the forward pass then reads them
-        # without the permutation (784-1000-1000-1000-10, 2 threads: 1000 x 1000
-        # forward 245 -> 201 us), and large layers need no gather either
-        fused = training and step and self.micro >= capacity
-        mirrors = sum(n * (itemsize + np.dtype(_inv_dtype(n)).itemsize) for n in nnz)
-        if not (mirrored and fused and cached and not self.lean and available - sums
-                - grads_one - cap * per_sample >= mirrors):
-            mirrors = 0
-        self.mirrors = [None] * L if mirrors else None
-        if not any(self.large) or mirrors:
+        if not any(self.large):
             values = 0
         self.values = _aligned_empty(values // itemsize, dtype) if values else None
         self.G.append(np.empty(0, np.uint8))
@@ -320,7 +298,7 @@ class Workspace:
         self.training = training
         self.n_micro_max = -(-int(capacity) // self.micro)
         self.plan = dict(activations=per_sample * cap, views=views, values=values,
-                         mirrors=mirrors, available=available,
+                         available=available,
                          gradients=0, panel_sums=0, per_sample=per_sample,
                          reserved=sums + grads_all)
         if training:
@@ -343,7 +321,6 @@ class Workspace:
             self.plan["panel_sums"] = sum(b.nbytes for b in self.bsum)
             self._nogbuf = np.zeros((1, 1), dtype)
         self._dummy_codes = np.zeros((1, 1, 1), np.uint8)
-        self._no_mirror = (np.zeros(0, dtype), np.zeros(0, _inv_dtype(0)))
         self._no_codes = np.zeros((0, 1, 1), np.uint8)
 
     def describe(self, capacity):
@@ -367,18 +344,3 @@ class Workspace:
 
     def view(self, flat, n, nt, tb):
         return flat[: nt * n * tb].reshape(nt, n, tb)
-
-    def mirror(self, l, W, T):
-        """``(indices, inv, values)`` of layer ``l``: ``W``'s values in the order of its
-        CSC view ``T`` (gathered when the pattern is new to this workspace, then kept
-        by the fused steps of :func:`_backward`); None when not mirrored."""
-        if self.mirrors is None:
-            return None
-        m = self.mirrors[l]
-        if m is None or m[0] is not W.indices:
-            inv = np.empty(W.nnz, _inv_dtype(W.nnz))
-            P.invert_permutation(T.perm, inv)
-            values = _aligned_empty(W.nnz, self.dtype)
-            P.gather_values(W.data, T.perm, values)
-            m = self.mirrors[l] = (W.indices, inv, values)
-        return m

@@ -352,55 +352,27 @@ def test_memory_plan_follows_the_available_memory(monkeypatch):
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 def test_values_in_csc_order_train_the_same_bits(solver, monkeypatch):
     """The forward pass reads each layer's values through the CSC view's permutation,
-    gathered into CSC order before every pass (input panels larger than the caches;
-    the threshold is lowered here) or from the mirror that the fused step keeps: the
-    same model (to the last bit with the gather), and the optimizer's steps are seen
-    at once."""
+    or gathered into CSC order before the pass (input panels larger than the caches;
+    the threshold is lowered here): the same model to the last bit."""
     monkeypatch.setattr(WS, "PANELS", 3)
     X, Y = _data("softmax", np.float32, 90, 3, False, np.random.default_rng(2))
     cfg = TrainingConfig(alpha=1e-3)
     nets = []
-    for way in ("permutation", "gathered", "mirror"):
+    for way in ("permutation", "gathered"):
         monkeypatch.setattr(K, "PREFETCH_PANEL_BYTES", 0 if way == "gathered" else 4 << 20)
-        # views cached between calls (networks up to this size) are what mirrors need
-        monkeypatch.setattr(WS, "_PREDICT_CACHE_MAX_NNZ", 10 ** 6 if way == "mirror" else 0)
         net = _net("allrelu", "softmax", "log_loss", np.float32, 3)
         opt = Adam(0.01) if solver == "adam" else MomentumSGD(0.05, momentum=0.9)
-        ws = WS.Workspace(net, 30, mirrored=True)
-        assert (ws.values is not None, ws.mirrors is not None) == (
-            way == "gathered", way == "mirror")
+        assert (WS.Workspace(net, 30).values is not None) == (way != "permutation")
         rng = np.random.default_rng(5)
         losses = [F.run_epoch(net, X, Y, None, 30, opt, cfg, rng) for _ in range(2)]
         nets.append((net, losses))
-    (a, la), (b, lb), (c, lc) = nets
-    assert la == lb and la[1] != la[0]
-    for x, z in zip(a.layers, b.layers):
-        np.testing.assert_array_equal(x.W.data, z.W.data)
-        np.testing.assert_array_equal(x.bias, z.bias)
-    # the mirror's sweeps are other loops, which LLVM may reassociate otherwise
-    np.testing.assert_allclose(lc, la, rtol=1e-6)
-    for x, z in zip(a.layers, c.layers):
-        np.testing.assert_allclose(z.W.data, x.W.data, rtol=1e-5, atol=1e-6)
-
-
-def test_mirror_follows_the_steps_only():
-    """The mirror holds the values the fused steps wrote; a step taken elsewhere (the
-    micro-batches' separate step) drops it, and a new pattern gets a new one."""
-    net = _net("allrelu", "softmax", "log_loss", np.float64, 3)
-    X, Y = _data("softmax", np.float64, 40, 3, False, np.random.default_rng(3))
-    w = np.full(40, 1 / 40)
-    ws = WS.Workspace(net, 40, mirrored=True)
-    assert ws.fused and ws.mirrors == [None] * len(net.layers)
-    F.train_batch(net, ws, X, Y, np.arange(40), w, 0.05, 0.9, True, 0.0, 0.0, None)
-    for layer, (indices, inv, values) in zip(net.layers, ws.mirrors):
-        assert indices is layer.W.indices
-        np.testing.assert_array_equal(values[inv], layer.W.data)
-    assert WS.Workspace(net, 40).mirrors is None  # only for callers that ask
-    assert WS.Workspace(net, 40, mirrored=True, activation_budget=1).mirrors is None
-    ws.mirrors[1] = (np.zeros(0),) + ws.mirrors[1][1:]  # as if the pattern had changed
-    F.train_batch(net, ws, X, Y, np.arange(40), w, 0.05, 0.9, True, 0.0, 0.0, None)
-    assert ws.mirrors[1][0] is net.layers[1].W.indices
-    np.testing.assert_array_equal(ws.mirrors[1][2][ws.mirrors[1][1]], net.layers[1].W.data)
+    (a, la), *others = nets
+    assert la[1] != la[0]
+    for b, lb in others:
+        assert la == lb
+        for x, z in zip(a.layers, b.layers):
+            np.testing.assert_array_equal(x.W.data, z.W.data)
+            np.testing.assert_array_equal(x.bias, z.bias)
 
 
 def test_prediction_follows_weights_written_in_place():

@@ -264,15 +264,14 @@ def test_gathers_from_large_panels_prefetch():
     vel = np.zeros_like(data)
     K.backward_tiled(indptr, indices, data, A, D3, G3, gbuf, K.GRAD_WRITE, True,
                      K.ACT_PIECEWISE, -0.6, 1.0, bsum, vel, 0.1, 0.9, 0.0, False, 2, vel, 0.0,
-                     0.0, *_no_mirror(dt))
+                     0.0)
     np.testing.assert_allclose(gbuf[0], grad_ref, **_tol(dt))
     np.testing.assert_allclose(A[0], delta_ref, **_tol(dt))
     d, v = data.copy(), rng.standard_normal(W.nnz).astype(dt)
     d_ref, v_ref = d.copy(), v.copy()
     S.momentum_step(d_ref, v_ref, grad_ref, 0.1, 0.9, 0.01, True)
     K.backward_tiled(indptr, indices, d, A3.copy(), D3, G3, gbuf, K.GRAD_STEP, True,
-                     K.ACT_PIECEWISE, -0.6, 1.0, bsum, v, 0.1, 0.9, 0.01, True, 2, v, 0.0, 0.0,
-                     *_no_mirror(dt))
+                     K.ACT_PIECEWISE, -0.6, 1.0, bsum, v, 0.1, 0.9, 0.01, True, 2, v, 0.0, 0.0)
     np.testing.assert_allclose(d, d_ref, **_tol(dt))
     np.testing.assert_allclose(v, v_ref, **_tol(dt))
 
@@ -319,10 +318,6 @@ def _backward_case(rng, idx, dt, nt, TB, n_in=37, n_out=29):
     return indptr, indices, data, W, A3, D3, G3
 
 
-def _no_mirror(dt):
-    return np.zeros(0, dt), np.zeros(0, np.int32)
-
-
 def _backward_reference(W, A3, D3, G3, s):
     """Gradient at the connections, deltas and bias sums of the layer below, in float64."""
     Wd = W.toarray().astype(np.float64)
@@ -349,10 +344,6 @@ def test_backward_tiled(idx, dt, TB, nt):
     s = -0.6
     grad_ref, delta_ref = _backward_reference(W, A3, D3, G3, s)
     tol = _tol(dt)
-    # the stepping modes also write the new values in the CSC view's order
-    perm = P.transpose_pattern(indptr, indices, W.shape[1])[2]
-    inv = np.empty(W.nnz, np.int32)
-    P.invert_permutation(perm, inv)
     for chunks in (1, 2, 3):
         # GRAD_WRITE: gradient stored, deltas replace the activations, bias sums per panel
         A = A3.copy()
@@ -361,7 +352,7 @@ def test_backward_tiled(idx, dt, TB, nt):
         vel = np.zeros_like(data)
         sq = K.backward_tiled(indptr, indices, data, A, D3, G3, gbuf, K.GRAD_WRITE, True,
                               K.ACT_PIECEWISE, s, 1.0, bsum, vel, 0.1, 0.9, 0.0, False, chunks,
-                              vel, 0.0, 0.0, *_no_mirror(dt))
+                              vel, 0.0, 0.0)
         assert sq == 0.0
         np.testing.assert_allclose(gbuf[0], grad_ref, **tol)
         np.testing.assert_allclose(np.concatenate(list(A), axis=1), delta_ref, **tol)
@@ -371,7 +362,7 @@ def test_backward_tiled(idx, dt, TB, nt):
         before = gbuf.copy()
         K.backward_tiled(indptr, indices, data, A, D3, G3, gbuf, K.GRAD_ADD, False,
                          K.ACT_PIECEWISE, s, 1.0, bsum, vel, 0.1, 0.9, 0.0, False, chunks,
-                         vel, 0.0, 0.0, *_no_mirror(dt))
+                         vel, 0.0, 0.0)
         np.testing.assert_allclose(gbuf[0], before[0] + grad_ref, **tol)
         np.testing.assert_array_equal(A, A3)  # no delta asked for: activations untouched
         # GRAD_STEP: the momentum step of momentum_step, applied with the old weights
@@ -381,12 +372,10 @@ def test_backward_tiled(idx, dt, TB, nt):
             d_ref, v_ref = d.copy(), v.copy()
             S.momentum_step(d_ref, v_ref, grad_ref.astype(dt), 0.1, 0.9, 0.01, nesterov)
             A = A3.copy()
-            mirror = np.full(W.nnz, np.nan, dt)
             sq = K.backward_tiled(indptr, indices, d, A, D3, G3, gbuf, K.GRAD_STEP, True,
                                   K.ACT_PIECEWISE, s, 1.0, bsum, v, 0.1, 0.9, 0.01, nesterov,
-                                  chunks, v, 0.0, 0.0, mirror, inv)
+                                  chunks, v, 0.0, 0.0)
             np.testing.assert_allclose(d, d_ref, **tol)
-            np.testing.assert_array_equal(mirror, d[perm])  # the new values, CSC order
             np.testing.assert_allclose(v, v_ref, **tol)
             np.testing.assert_allclose(sq, float((data.astype(np.float64) ** 2).sum()),
                                        rtol=1e-5)
@@ -400,12 +389,10 @@ def test_backward_tiled(idx, dt, TB, nt):
             d_ref, m_ref, v_ref = (a.astype(np.float64) for a in (d, m, v2))
             R.adam_step(d_ref, m_ref, v_ref, grad_ref, 0.01, 0.9, 0.999, 0.01, 1e-8, t)
             A = A3.copy()
-            mirror = np.full(W.nnz, np.nan, dt)
             sq = K.backward_tiled(indptr, indices, d, A, D3, G3, gbuf, K.GRAD_ADAM, True,
                                   K.ACT_PIECEWISE, s, 1.0, bsum, m,
                                   S.adam_rate(0.01, 0.9, 0.999, t), 0.9, 0.01, False, chunks,
-                                  v2, 0.999, 1e-8, mirror, inv)
-            np.testing.assert_array_equal(mirror, d[perm])
+                                  v2, 0.999, 1e-8)
             np.testing.assert_allclose(m, m_ref, **tol)
             np.testing.assert_allclose(v2, v_ref, **tol)
             np.testing.assert_allclose(d, d_ref, **tol)
