@@ -25,6 +25,19 @@ def _net(act, out, loss, dtype, n_out, sizes=(13, 40, 30, 20), seed=0):
     return net
 
 
+def _assert_same_bits(trained):
+    """``[(net, losses), ...]`` trained from the same start: the losses changed between
+    epochs and every run has the first one's losses, weights, biases and velocities."""
+    (a, la), *others = trained
+    assert la[1] != la[0]
+    for b, lb in others:
+        assert lb == la
+        for x, z in zip(a.layers, b.layers):
+            np.testing.assert_array_equal(x.W.data, z.W.data)
+            np.testing.assert_array_equal(x.bias, z.bias)
+            np.testing.assert_array_equal(x.velocity, z.velocity)
+
+
 def _data(out, dtype, n, n_out, sparse, rng):
     X = rng.standard_normal((n, 13)).astype(dtype)
     if sparse:
@@ -366,13 +379,7 @@ def test_values_in_csc_order_train_the_same_bits(solver, monkeypatch):
         rng = np.random.default_rng(5)
         losses = [F.run_epoch(net, X, Y, None, 30, opt, cfg, rng) for _ in range(2)]
         nets.append((net, losses))
-    (a, la), *others = nets
-    assert la[1] != la[0]
-    for b, lb in others:
-        assert la == lb
-        for x, z in zip(a.layers, b.layers):
-            np.testing.assert_array_equal(x.W.data, z.W.data)
-            np.testing.assert_array_equal(x.bias, z.bias)
+    _assert_same_bits(nets)
 
 
 def test_prediction_follows_weights_written_in_place():
@@ -440,11 +447,4 @@ def test_thread_count_changes_no_bit(case, monkeypatch):
             results.append((losses, net))
     finally:
         numba.set_num_threads(old)
-    (la, a), *others = results
-    assert la[0] != la[1]
-    for lb, b in others:
-        assert lb == la
-        for x, z in zip(a.layers, b.layers):
-            np.testing.assert_array_equal(x.W.data, z.W.data)
-            np.testing.assert_array_equal(x.bias, z.bias)
-            np.testing.assert_array_equal(x.velocity, z.velocity)
+    _assert_same_bits([(net, losses) for losses, net in results])
