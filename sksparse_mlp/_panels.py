@@ -90,6 +90,26 @@ def transpose_pattern(indptr, indices, n_cols):
     return t_indptr, t_indices, t_perm
 
 
+# Layers of at most this many connections and rows keep their CSC view's rows and
+# permutation as uint16: half the bytes the forward pass streams through L2 beside the
+# panel it gathers from, once per panel (1000 x 1000 at 4 %, two panels of 64:
+# 198 -> 182 us at 2 threads, 366 -> 340 at 1).
+NARROW_MAX = 65535
+
+
+def narrowed(n_rows, nnz):
+    """Whether :func:`narrow_pattern` keeps a view of this size as uint16."""
+    return nnz <= NARROW_MAX and n_rows <= NARROW_MAX + 1
+
+
+def narrow_pattern(t_indptr, t_indices, t_perm, n_rows):
+    """:func:`transpose_pattern`'s view of a matrix of ``n_rows`` rows, with
+    ``t_indices`` and ``t_perm`` as uint16 when it is :func:`narrowed`."""
+    if not narrowed(n_rows, t_perm.shape[0]):
+        return t_indptr, t_indices, t_perm
+    return t_indptr, t_indices.astype(np.uint16), t_perm.astype(np.uint16)
+
+
 @njit(parallel=True, **_OPTS)
 def gather_values(data, perm, out):
     """``out[:] = data[perm]``: a layer's values in the order of its CSC view.

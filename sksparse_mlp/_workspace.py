@@ -125,8 +125,8 @@ class _Transposed:
 
     def get(self, W):
         if self.ref is None or self.ref() is not W.indices:
-            self.indptr, self.indices, self.perm = P.transpose_pattern(
-                W.indptr, W.indices, W.shape[1])
+            self.indptr, self.indices, self.perm = P.narrow_pattern(
+                *P.transpose_pattern(W.indptr, W.indices, W.shape[1]), W.shape[0])
             self.ref = weakref.ref(W.indices)
         return self
 
@@ -226,7 +226,8 @@ class Workspace:
         # CSC views built for this workspace (cached ones exist already), with the
         # counters transpose_pattern needs while it builds the widest one
         views = 0 if cached else sum(
-            n * (layer.W.indices.itemsize + layer.W.indptr.itemsize)
+            n * (4 if P.narrowed(layer.n_in, n) else
+                 layer.W.indices.itemsize + layer.W.indptr.itemsize)
             + (layer.n_out + 1) * layer.W.indptr.itemsize
             for n, layer in zip(nnz, net.layers)) + max(
             8 * layer.n_out * layer.W.indptr.itemsize for layer in net.layers)

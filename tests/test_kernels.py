@@ -197,6 +197,36 @@ def test_transpose_pattern_blocks(idx, shape, density):
     np.testing.assert_array_equal(t_perm, WT.data.astype(np.int64))
 
 
+@pytest.mark.parametrize("shape,density,narrow", [
+    ((300, 200), 0.3, True),  # 18,000 connections: uint16
+    ((60000, 3), 0.5, False),  # too many connections (the rows would still fit)
+    ((70000, 1), 0.1, False),  # too many rows (positions would still fit)
+])
+def test_narrow_pattern(shape, density, narrow):
+    """The view keeps its values, as uint16 exactly when rows and positions fit, and the
+    forward pass gives the same bits from it as from the int32 view."""
+    rng = np.random.default_rng(3)
+    W = sp.random(*shape, density=density, format="csr", random_state=rng, dtype=np.float32)
+    W.sort_indices()
+    wide = P.transpose_pattern(W.indptr, W.indices, shape[1])
+    view = P.narrow_pattern(*wide, shape[0])
+    assert P.narrowed(shape[0], W.nnz) == narrow
+    assert view[1].dtype == view[2].dtype == (np.uint16 if narrow else W.indices.dtype)
+    for a, b in zip(view, wide):
+        np.testing.assert_array_equal(a, b)
+    A3 = rng.standard_normal((2, shape[0], 16)).astype(np.float32)
+    bias = rng.standard_normal(shape[1]).astype(np.float32)
+    out = []
+    for t_indptr, t_indices, t_perm in (view, wide):
+        Z3 = np.empty((2, shape[1], 16), np.float32)
+        G3 = np.empty(Z3.shape, np.uint8)
+        K.forward_tiled(t_indptr, t_indices, t_perm, W.data, bias, A3, Z3, G3, K.ACT_PIECEWISE,
+                        -0.6, 0, 0, 1.0, 2)
+        out.append((Z3, G3))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    np.testing.assert_array_equal(out[0][1], out[1][1])
+
+
 @pytest.mark.parametrize("idx,dt", DTYPE_PAIRS)
 @pytest.mark.parametrize("TB", [1, 5, 16, 48, 64, 80, 112, 144])
 @pytest.mark.parametrize("piecewise", [False, True])
