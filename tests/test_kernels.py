@@ -484,3 +484,27 @@ def test_openmp_wait_policy(user, subprocess_env):
                 ("OMP_WAIT_POLICY",): ["PASSIVE", "None", "PASSIVE", "None"],
                 ("GOMP_SPINCOUNT",): ["None", "7", "None", "7"]}[tuple(user)]
     assert out == expected
+
+
+def test_warm_cache_calls_match_the_kernels(monkeypatch):
+    """``warm_cache.py`` hides its failures from the suite (a variant it misses is compiled
+    by the test that needs it), so its kernel calls are checked here against the kernels'
+    signatures, without compiling: a stale call warms nothing and slows every cold run."""
+    import inspect
+
+    import warm_cache
+
+    called = []
+    for mod, name in [(K, "forward_tiled"), (K, "backward_tiled"), (K, "forward_csr_tiled"),
+                      (S, "apply_adam_step")]:
+        kernel = getattr(mod, name)
+
+        def bind(*args, _kernel=kernel, _name=name):
+            inspect.signature(_kernel.py_func).bind(*args)  # TypeError if the call is stale
+            called.append(_name)
+
+        monkeypatch.setattr(mod, name, bind)
+    warm_cache._int64_kernels()
+    warm_cache._other_kernels()
+    assert set(called) == {"forward_tiled", "backward_tiled", "forward_csr_tiled",
+                           "apply_adam_step"}

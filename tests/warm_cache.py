@@ -53,7 +53,7 @@ def _int64_kernels():
     vel = np.zeros_like(W.data)
     K.backward_tiled(indptr, indices, W.data, A3, Z3, np.zeros(A3.shape, np.uint8), gbuf,
                      K.GRAD_WRITE, True, K.ACT_PIECEWISE, -0.6, 1.0, bsum, vel, 0.1, 0.9, 0.0,
-                     False, 1, vel, 0.0, 0.0, np.zeros(0, np.float32), np.zeros(0, np.int32))
+                     False, 1, vel, 0.0, 0.0)
 
 
 def _other_kernels():
