@@ -249,7 +249,7 @@ def time_layer_kernels(clf, X, threads, repeats):
                 P.gather_values(layer.W.data, perm, data)
                 perm = perm[:0]
             K.forward_tiled(T.indptr, T.indices, perm, data, layer.bias, A,
-                            acts[l + 1], G, act, s, 0, 0, 1.0, ws.n_threads)
+                            acts[l + 1], G, act, s, 0, 0, 1.0, ws.n_threads, ws.sched)
             return now() - t
 
         def bwd(l, A, D, codes):
@@ -260,7 +260,8 @@ def time_layer_kernels(clf, X, threads, repeats):
             t = now()
             K.backward_tiled(layer.W.indptr, layer.W.indices, layer.W.data, A, D, G, g,
                              K.GRAD_STEP, l > 0, act, s, 1.0, bs, layer.velocity, 0.0, 0.0,
-                             0.0, False, ws.n_threads, layer.velocity, 0.0, 0.0)
+                             0.0, False, ws.n_threads, layer.velocity, 0.0, 0.0, ws.sched,
+                             ws.block_sq, ws.rows)
             return now() - t
 
         def copy(a):  # on a cache line, as the workspace's buffers

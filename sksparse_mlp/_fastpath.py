@@ -134,7 +134,7 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
                 P.gather_values(W.data, perm, data)
                 perm = perm[:0]
             K.forward_tiled(T.indptr, T.indices, perm, data, layer.bias, A, Z, G, act, s,
-                            lthr, seed, lscale, ws.n_threads)
+                            lthr, seed, lscale, ws.n_threads, ws.sched)
         acts.append(Z)
         codes.append(G)
         A = Z
@@ -176,7 +176,8 @@ def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, opt, las
                 G, bs = codes[l], ws.bsum[l - 1]
             sq += K.backward_tiled(W.indptr, W.indices, W.data, acts[l], D, G, g, mode, l > 0,
                                    act, s, scale, bs, layer.velocity, lr, mu, l2, nesterov,
-                                   ws.n_threads, second, b2, aeps)
+                                   ws.n_threads, second, b2, aeps, ws.sched, ws.block_sq,
+                                   ws.rows)
         if last:
             nb = ws.bsum[l].shape[0]
             if adam is None:

@@ -241,9 +241,28 @@ def _chunk_bounds(indptr, c, n_chunks):
     return min(r0, n), min(r1, n)
 
 
+def kernel_scratch(n_threads, row_width, dtype):
+    """Scratch of :func:`forward_tiled` and :func:`backward_tiled` for up to ``n_threads``
+    threads and rows of ``row_width`` items: ``(sched, block_sq, rows)``.  Made once per
+    workspace: allocating them in every call cost about 2 us each, a third of a small
+    layer's call."""
+    n_blocks = n_threads * _BLOCKS_PER_THREAD
+    return (np.zeros(n_threads + n_blocks, np.int64), np.zeros(n_blocks),
+            np.zeros((n_threads, row_width), dtype))
+
+
+@njit(**_OPTS)
+def longest_row(indptr):
+    """The most connections of any row of a CSR pattern."""
+    longest = 0
+    for i in range(indptr.shape[0] - 1):
+        longest = max(longest, indptr[i + 1] - indptr[i])
+    return longest
+
+
 @njit(parallel=True, **_OPTS)
 def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, thr, seed, scale,
-                  n_threads):
+                  n_threads, sched):
     """``Z = f(W.T @ A + bias)`` on the tiled layout, from the CSC view of ``W``.
 
     ``t_indptr, t_indices, t_perm`` come from :func:`transpose_pattern`.  With
@@ -260,9 +279,12 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
     :data:`_BLOCKS_PER_THREAD` per thread; each of the ``n_threads`` threads sweeps
     its own blocks panel after panel (the panel it gathers from stays in its L2, as
     in the probe) and then helps with the others' (:func:`_next_task`).  The sums of
-    one neuron stay in registers (:func:`_column_sums`).
+    one neuron stay in registers (:func:`_column_sums`).  ``sched`` (int64, at least
+    ``n_threads`` items, from :func:`kernel_scratch`) holds the queues' counters.
     """
     nt, n_out, TB = Z3.shape
+    if sched.shape[0] < n_threads:
+        raise ValueError("forward_tiled: the scheduling buffer is too small")
     codes = G3.shape[0] > 0
     if act >= 0 and codes and G3.shape != Z3.shape:  # no bounds checks below
         raise ValueError("forward_tiled: the code buffer does not match the output")
@@ -275,8 +297,9 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
     ahead = _prefetch_ahead(A3) if t_perm.shape[0] == 0 else _PREFETCH_AHEAD
     per = max(1, min(n_out // n_threads, _BLOCKS_PER_THREAD))  # blocks per queue
     n_blocks = per * n_threads
-    counters = np.zeros(n_threads, np.int64)
-    no_codes = np.zeros(1, np.uint8)
+    counters = sched[:n_threads]
+    counters[:] = 0
+    no_codes = G3.reshape(G3.size)[:0]  # a uint8 row that nothing writes
     for own in prange(n_threads):
         while True:
             d, q = _next_task(counters, own, nt * per)
@@ -484,7 +507,7 @@ def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
 @njit(parallel=True, **_OPTS)
 def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s, scale,
                    bsum, velocity, lr, momentum, l2, nesterov, n_threads, second, beta_2,
-                   adam_eps):
+                   adam_eps, sched, block_sq, rows):
     """Fused SDDMM gradient, backward pass and (optionally) optimizer step of one layer.
 
     For every connection ``k`` = (i, j) the gradient is
@@ -518,20 +541,27 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     thread.  Returns ``sum(data**2)`` before the step in
     modes 2 and 3 (summed in block order: the same for any thread count and schedule),
     else 0.
+
+    ``sched``, ``block_sq`` and ``rows`` are the scratch of :func:`kernel_scratch`: the
+    queues' counters and blocks' panel counts, the blocks' L2 sums, and per thread a
+    row of delta sums (and, with one panel stepping, the longest row's gradient sums).
     """
     T = A3.dtype.type
-    nt, n_in = A3.shape[:2]
+    nt, n_in, TB = A3.shape
     per = max(1, min(n_in // n_threads, _BLOCKS_PER_THREAD))  # blocks per queue
     n_blocks = per * n_threads
-    counters = np.zeros(n_threads, np.int64)
-    done = np.zeros(n_blocks, np.int64)  # panels finished, per block
-    block_sq = np.zeros(n_blocks)
-    longest = 0
-    for i in range(n_in):
-        longest = max(longest, indptr[i + 1] - indptr[i])
+    longest = longest_row(indptr) if nt == 1 and mode >= GRAD_STEP else 0
+    if (sched.shape[0] < n_threads + n_blocks or block_sq.shape[0] < n_blocks
+            or rows.shape[0] < n_threads or rows.shape[1] < TB + longest):
+        raise ValueError("backward_tiled: the scratch buffers are too small")
+    counters = sched[:n_threads]
+    done = sched[n_threads:n_threads + n_blocks]  # panels finished, per block
+    sched[:n_threads + n_blocks] = 0
+    block_sq = block_sq[:n_blocks]
+    block_sq[:] = 0
     for own in prange(n_threads):
-        gs = np.empty(longest if nt == 1 and mode >= GRAD_STEP else 0, A3.dtype)
-        e = np.empty(A3.shape[2], A3.dtype)
+        e = rows[own, :TB]
+        gs = rows[own, TB:TB + longest]
         while True:
             d, q = _next_task(counters, own, nt * per)
             if d < 0:

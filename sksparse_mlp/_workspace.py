@@ -323,6 +323,11 @@ class Workspace:
             self._nogbuf = np.zeros((1, 1), dtype)
         self._dummy_codes = np.zeros((1, 1, 1), np.uint8)
         self._no_codes = np.zeros((0, 1, 1), np.uint8)
+        # the kernels' scratch (one panel stepping at once keeps a row's gradient sums there)
+        longest = max(K.longest_row(layer.W.indptr) for layer in net.layers) \
+            if training and self.nt == 1 else 0
+        self.sched, self.block_sq, self.rows = K.kernel_scratch(
+            self.n_threads, self.tb + longest, dtype)
 
     def describe(self, capacity):
         """One line on the memory choices for batches of ``capacity``, or None if

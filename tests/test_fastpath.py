@@ -288,7 +288,8 @@ def _dropout_codes(nt, tb, keep=0.7, seed=12345):
     A3 = np.zeros((nt, 3, tb), np.float32)
     bias = np.ones(50, np.float32)
     K.forward_tiled(t_indptr, empty, empty, data, bias, A3, Z3, G3, K.ACT_PIECEWISE, -0.6,
-                    K.dropout_threshold(keep), seed, 1 / keep, 2)
+                    K.dropout_threshold(keep), seed, 1 / keep, 2,
+                    np.zeros(2, np.int64))
     return Z3, G3
 
 

@@ -8,6 +8,22 @@ from sksparse_mlp import _kernels as K
 from sksparse_mlp import _panels as P
 from sksparse_mlp import _steps as S
 
+
+def _sched():
+    """A scheduling buffer for the forward kernel, with stale counts it must reset."""
+    return np.full(16, 7, np.int64)
+
+
+def _scratch(A3, indptr, n_threads=4):
+    """The backward kernel's scratch as a workspace sizes it, with stale contents (an
+    earlier call's) that the kernel must reset."""
+    sched, block_sq, rows = K.kernel_scratch(n_threads, A3.shape[2] + K.longest_row(indptr),
+                                             A3.dtype)
+    sched[:] = 7
+    block_sq[:] = np.nan
+    rows[:] = np.nan
+    return sched, block_sq, rows
+
 INDEX_DTYPES = [np.int32, np.int64]
 FLOAT_DTYPES = [np.float32, np.float64]
 # (index dtype, value dtype) pairs the kernels are checked with: each dtype of one with
@@ -221,7 +237,7 @@ def test_narrow_pattern(shape, density, narrow):
         Z3 = np.empty((2, shape[1], 16), np.float32)
         G3 = np.empty(Z3.shape, np.uint8)
         K.forward_tiled(t_indptr, t_indices, t_perm, W.data, bias, A3, Z3, G3, K.ACT_PIECEWISE,
-                        -0.6, 0, 0, 1.0, 2)
+                        -0.6, 0, 0, 1.0, 2, _sched())
         out.append((Z3, G3))
     np.testing.assert_array_equal(out[0][0], out[1][0])
     np.testing.assert_array_equal(out[0][1], out[1][1])
@@ -245,7 +261,7 @@ def test_forward_tiled(idx, dt, TB, piecewise):
         G3 = np.zeros(Z3.shape, np.uint8)
         act = K.ACT_PIECEWISE if piecewise else K.ACT_NONE
         K.forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, -0.6, 0, 0,
-                        1.0, chunks)
+                        1.0, chunks, _sched())
         for t in range(2):
             z = Wd.T @ A3[t] + bias[:, None]
             if piecewise:
@@ -255,7 +271,7 @@ def test_forward_tiled(idx, dt, TB, piecewise):
         Zp = np.full(Z3.shape, np.nan, dt)
         no_codes = np.zeros((0, 1, 1), np.uint8)
         K.forward_tiled(t_indptr, t_indices, t_perm[:0], data[t_perm], bias, A3, Zp,
-                        no_codes if piecewise else G3, act, -0.6, 0, 0, 1.0, chunks)
+                        no_codes if piecewise else G3, act, -0.6, 0, 0, 1.0, chunks, _sched())
         np.testing.assert_array_equal(Zp, Z3)
 
 
@@ -275,7 +291,7 @@ def test_gathers_from_large_panels_prefetch():
         Z3 = np.full((1, 40, 64), np.nan, dt)
         G3 = np.zeros(Z3.shape, np.uint8)
         K.forward_tiled(t_indptr, t_indices, perm, values, bias, A3, Z3, G3, K.ACT_PIECEWISE,
-                        -0.6, 0, 0, 1.0, 2)
+                        -0.6, 0, 0, 1.0, 2, _sched())
         out.append((Z3, G3))
     np.testing.assert_array_equal(out[0][0], out[1][0])
     np.testing.assert_array_equal(out[0][1], out[1][1])
@@ -294,14 +310,15 @@ def test_gathers_from_large_panels_prefetch():
     vel = np.zeros_like(data)
     K.backward_tiled(indptr, indices, data, A, D3, G3, gbuf, K.GRAD_WRITE, True,
                      K.ACT_PIECEWISE, -0.6, 1.0, bsum, vel, 0.1, 0.9, 0.0, False, 2, vel, 0.0,
-                     0.0)
+                     0.0, *_scratch(A, indptr))
     np.testing.assert_allclose(gbuf[0], grad_ref, **_tol(dt))
     np.testing.assert_allclose(A[0], delta_ref, **_tol(dt))
     d, v = data.copy(), rng.standard_normal(W.nnz).astype(dt)
     d_ref, v_ref = d.copy(), v.copy()
     S.momentum_step(d_ref, v_ref, grad_ref, 0.1, 0.9, 0.01, True)
     K.backward_tiled(indptr, indices, d, A3.copy(), D3, G3, gbuf, K.GRAD_STEP, True,
-                     K.ACT_PIECEWISE, -0.6, 1.0, bsum, v, 0.1, 0.9, 0.01, True, 2, v, 0.0, 0.0)
+                     K.ACT_PIECEWISE, -0.6, 1.0, bsum, v, 0.1, 0.9, 0.01, True, 2, v, 0.0, 0.0,
+                     *_scratch(A3, indptr))
     np.testing.assert_allclose(d, d_ref, **_tol(dt))
     np.testing.assert_allclose(v, v_ref, **_tol(dt))
 
@@ -332,12 +349,12 @@ def test_forward_tiled_needs_codes():
     Z3 = np.empty((1, 7, 16), np.float32)
     with pytest.raises(ValueError, match="code buffer"):
         K.forward_tiled(t_indptr, t_indices, t_perm, data, np.zeros(7, np.float32), A3, Z3,
-                        np.zeros((0, 1, 1), np.uint8), K.ACT_TANH, 0.0, 0, 0, 1.0, 1)
+                        np.zeros((0, 1, 1), np.uint8), K.ACT_TANH, 0.0, 0, 0, 1.0, 1, _sched())
     # a buffer of the wrong shape is refused before anything is written through it
     for act in (K.ACT_PIECEWISE, K.ACT_TANH):
         with pytest.raises(ValueError, match="does not match"):
             K.forward_tiled(t_indptr, t_indices, t_perm, data, np.zeros(7, np.float32), A3,
-                            Z3, np.zeros((1, 1, 1), np.uint8), act, 0.0, 0, 0, 1.0, 1)
+                            Z3, np.zeros((1, 1, 1), np.uint8), act, 0.0, 0, 0, 1.0, 1, _sched())
 
 
 def _backward_case(rng, idx, dt, nt, TB, n_in=37, n_out=29):
@@ -382,7 +399,7 @@ def test_backward_tiled(idx, dt, TB, nt):
         vel = np.zeros_like(data)
         sq = K.backward_tiled(indptr, indices, data, A, D3, G3, gbuf, K.GRAD_WRITE, True,
                               K.ACT_PIECEWISE, s, 1.0, bsum, vel, 0.1, 0.9, 0.0, False, chunks,
-                              vel, 0.0, 0.0)
+                              vel, 0.0, 0.0, *_scratch(A, indptr))
         assert sq == 0.0
         np.testing.assert_allclose(gbuf[0], grad_ref, **tol)
         np.testing.assert_allclose(np.concatenate(list(A), axis=1), delta_ref, **tol)
@@ -392,7 +409,7 @@ def test_backward_tiled(idx, dt, TB, nt):
         before = gbuf.copy()
         K.backward_tiled(indptr, indices, data, A, D3, G3, gbuf, K.GRAD_ADD, False,
                          K.ACT_PIECEWISE, s, 1.0, bsum, vel, 0.1, 0.9, 0.0, False, chunks,
-                         vel, 0.0, 0.0)
+                         vel, 0.0, 0.0, *_scratch(A, indptr))
         np.testing.assert_allclose(gbuf[0], before[0] + grad_ref, **tol)
         np.testing.assert_array_equal(A, A3)  # no delta asked for: activations untouched
         # GRAD_STEP: the momentum step of momentum_step, applied with the old weights
@@ -404,7 +421,7 @@ def test_backward_tiled(idx, dt, TB, nt):
             A = A3.copy()
             sq = K.backward_tiled(indptr, indices, d, A, D3, G3, gbuf, K.GRAD_STEP, True,
                                   K.ACT_PIECEWISE, s, 1.0, bsum, v, 0.1, 0.9, 0.01, nesterov,
-                                  chunks, v, 0.0, 0.0)
+                                  chunks, v, 0.0, 0.0, *_scratch(A, indptr))
             np.testing.assert_allclose(d, d_ref, **tol)
             np.testing.assert_allclose(v, v_ref, **tol)
             np.testing.assert_allclose(sq, float((data.astype(np.float64) ** 2).sum()),
@@ -422,7 +439,7 @@ def test_backward_tiled(idx, dt, TB, nt):
             sq = K.backward_tiled(indptr, indices, d, A, D3, G3, gbuf, K.GRAD_ADAM, True,
                                   K.ACT_PIECEWISE, s, 1.0, bsum, m,
                                   S.adam_rate(0.01, 0.9, 0.999, t), 0.9, 0.01, False, chunks,
-                                  v2, 0.999, 1e-8)
+                                  v2, 0.999, 1e-8, *_scratch(A, indptr))
             np.testing.assert_allclose(m, m_ref, **tol)
             np.testing.assert_allclose(v2, v_ref, **tol)
             np.testing.assert_allclose(d, d_ref, **tol)
@@ -508,3 +525,27 @@ def test_warm_cache_calls_match_the_kernels(monkeypatch):
     warm_cache._other_kernels()
     assert set(called) == {"forward_tiled", "backward_tiled", "forward_csr_tiled",
                            "apply_adam_step"}
+
+
+def test_kernels_reject_small_scratch():
+    """Scratch too small for the thread count or the rows is an error, not a write past it
+    (the kernels run without bounds checks)."""
+    rng = np.random.default_rng(5)
+    indptr, indices, data, W, A3, D3, G3 = _backward_case(rng, np.int32, np.float32, 1, 16)
+    gbuf = np.zeros((1, W.nnz), np.float32)
+    bsum = np.zeros((1, W.shape[0]), np.float32)
+    v = np.zeros_like(data)
+    args = (indptr, indices, data, A3.copy(), D3, G3, gbuf, K.GRAD_STEP, True, K.ACT_PIECEWISE,
+            -0.6, 1.0, bsum, v, 0.1, 0.9, 0.0, False, 2, v, 0.0, 0.0)
+    sched, block_sq, rows = _scratch(A3, indptr, n_threads=2)
+    K.backward_tiled(*args, sched, block_sq, rows)  # the right size
+    for small in ((sched[:2], block_sq, rows), (sched, block_sq[:3], rows),
+                  (sched, block_sq, rows[:1]), (sched, block_sq, np.zeros((2, 16), np.float32))):
+        with pytest.raises(ValueError, match="scratch"):
+            K.backward_tiled(*args, *small)
+    t_indptr, t_indices, t_perm = P.transpose_pattern(indptr, indices, W.shape[1])
+    Z3 = np.zeros((1, W.shape[1], 16), np.float32)
+    with pytest.raises(ValueError, match="scheduling"):
+        K.forward_tiled(t_indptr, t_indices, t_perm, data, np.zeros(W.shape[1], np.float32), A3,
+                        Z3, np.zeros(Z3.shape, np.uint8), K.ACT_PIECEWISE, -0.6, 0, 0, 1.0, 2,
+                        np.zeros(1, np.int64))

@@ -47,13 +47,13 @@ def _int64_kernels():
     G3 = np.zeros(Z3.shape, np.uint8)
     bias = np.zeros(5, np.float32)
     K.forward_tiled(t_indptr, t_indices, t_perm, W.data, bias, A3, Z3, G3, K.ACT_PIECEWISE,
-                    -0.6, 0, 0, 1.0, 1)
+                    -0.6, 0, 0, 1.0, 1, np.zeros(1, np.int64))
     gbuf = np.zeros((1, W.nnz), np.float32)
     bsum = np.zeros((1, 7), np.float32)
     vel = np.zeros_like(W.data)
     K.backward_tiled(indptr, indices, W.data, A3, Z3, np.zeros(A3.shape, np.uint8), gbuf,
                      K.GRAD_WRITE, True, K.ACT_PIECEWISE, -0.6, 1.0, bsum, vel, 0.1, 0.9, 0.0,
-                     False, 1, vel, 0.0, 0.0)
+                     False, 1, vel, 0.0, 0.0, *K.kernel_scratch(1, 16, np.float32))
 
 
 def _other_kernels():
