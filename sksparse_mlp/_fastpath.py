@@ -38,7 +38,7 @@ from . import _loss, _threads
 from . import _panels as P
 from . import _steps as S
 from . import config as cfg
-from ._activations import negative_slope, output_forward
+from ._activations import negative_slope
 from ._workspace import Workspace, _cached_views, _predict_view, _round_panel, choose_tiles
 
 # predicting at most this many rows: scatter from CSR, skip the CSC transposition
@@ -317,7 +317,7 @@ def _predict_rows_serial(net, X):
             W = layer.W
             K.forward_row(W.indptr, W.indices, W.data, bias, a, z, *acts[l])
             a = z
-    output_forward(net.out_activation, out.T)
+    _loss.output_rows(out, _OUT[net.out_activation])
     return out
 
 
@@ -355,5 +355,5 @@ def predict_output(net, X, chunk=None):
         idx = np.arange(start, stop)
         acts, _, _ = _forward(net, ws, X, idx, B, nt, tb, None, 0.0, csr=csr)
         P.untile_rows(acts[-1], B, out, start)
-    output_forward(net.out_activation, out.T)
+    _loss.output_rows(out, _OUT[net.out_activation])
     return out

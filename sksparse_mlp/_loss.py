@@ -1,4 +1,5 @@
-"""The output layer's kernel: output activation, loss and output delta in one pass.
+"""The output layer's kernels: output activation, loss and output delta in one pass
+(training), and the same output activation over rows (prediction).
 
 Codes of the output activations (``OUT_*``) and losses (``LOSS_*``) as
 :mod:`._fastpath` passes them; panels as in :mod:`._kernels`.
@@ -16,6 +17,41 @@ OUT_SOFTMAX = 0
 OUT_LOGISTIC = 1
 OUT_IDENTITY = 2
 OUT_EXP = 3
+
+
+@njit(inline="always")
+def _activate_outputs(z, out_act):
+    """The output activation of one sample's outputs ``z``, in place: softmax from the
+    largest, logistic from ``exp(-|z|)`` (no overflow), exp, or identity."""
+    n_out = z.shape[0]
+    one = z.dtype.type(1)
+    if out_act == OUT_SOFTMAX:
+        m = z[0]
+        for j in range(1, n_out):
+            m = max(m, z[j])
+        ssum = z.dtype.type(0)
+        for j in range(n_out):
+            e = np.exp(z[j] - m)
+            z[j] = e
+            ssum += e
+        for j in range(n_out):
+            z[j] /= ssum
+    elif out_act == OUT_LOGISTIC:
+        for j in range(n_out):
+            e = np.exp(-abs(z[j]))
+            z[j] = (one if z[j] >= 0 else e) / (one + e)
+    elif out_act == OUT_EXP:
+        for j in range(n_out):
+            z[j] = np.exp(z[j])
+
+
+@njit(**_OPTS)
+def output_rows(Z, out_act):
+    """The output activation of every row of ``Z`` (samples x outputs), in place:
+    prediction's, the code :func:`output_loss_delta` runs in training (compiled over
+    contiguous rows here, so the last place may round differently)."""
+    for b in range(Z.shape[0]):
+        _activate_outputs(Z[b], out_act)
 
 
 @njit(**_OPTS)
@@ -45,25 +81,7 @@ def output_loss_delta(Z3, Y, w, B, out_act, loss_kind, eps, D3, bsum, accumulate
                     D3[t, j, bb] = 0
                     Z3[t, j, bb] = 0
                 continue
-            if out_act == OUT_SOFTMAX:
-                m = Z3[t, 0, bb]
-                for j in range(1, n_out):
-                    m = max(m, Z3[t, j, bb])
-                ssum = Z3.dtype.type(0)
-                for j in range(n_out):
-                    e = np.exp(Z3[t, j, bb] - m)
-                    Z3[t, j, bb] = e
-                    ssum += e
-                for j in range(n_out):
-                    Z3[t, j, bb] /= ssum
-            elif out_act == OUT_LOGISTIC:
-                for j in range(n_out):
-                    z = Z3[t, j, bb]
-                    e = np.exp(-abs(z))
-                    Z3[t, j, bb] = (one if z >= 0 else e) / (one + e)
-            elif out_act == OUT_EXP:
-                for j in range(n_out):
-                    Z3[t, j, bb] = np.exp(Z3[t, j, bb])
+            _activate_outputs(Z3[t, :, bb], out_act)
             wb = w[b]
             ls = 0.0
             for j in range(n_out):

@@ -549,3 +549,34 @@ def test_kernels_reject_small_scratch():
         K.forward_tiled(t_indptr, t_indices, t_perm, data, np.zeros(W.shape[1], np.float32), A3,
                         Z3, np.zeros(Z3.shape, np.uint8), K.ACT_PIECEWISE, -0.6, 0, 0, 1.0, 2,
                         np.zeros(1, np.int64))
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("out_act", ["softmax", "logistic", "exp", "identity"])
+def test_output_rows(dt, out_act):
+    """Prediction's output activation: numpy's formula up to rounding, finite for huge
+    pre-activations, and the training kernel's outputs up to rounding (the same code,
+    compiled over contiguous rows there and strided panels in training)."""
+    from sksparse_mlp import _fastpath as F
+    from sksparse_mlp import _loss
+    from sksparse_mlp._activations import output_forward
+
+    rng = np.random.default_rng(11)
+    Z = rng.standard_normal((37, 5)).astype(dt) * 3
+    if out_act != "exp":
+        Z[0] = [800, -800, 0, 1, -1]  # exp() of these overflows
+    code = F._OUT[out_act]
+    got = Z.copy()
+    _loss.output_rows(got, code)
+    with np.errstate(over="ignore"):
+        want = output_forward(out_act, Z.T.copy()).T
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, want, rtol=1e-6 if dt == np.float32 else 1e-13, atol=0)
+    # training's kernel on the same outputs, as one panel of 48 (37 samples, padding)
+    Z3 = np.zeros((1, 5, 48), dt)
+    Z3[0, :, :37] = Z.T
+    Y = np.zeros((37, 5), dt)
+    _loss.output_loss_delta(Z3, Y, np.full(37, 1 / 37, dt), 37, code, _loss.LOSS_SQUARED,
+                            1e-7, np.empty_like(Z3), np.zeros((1, 5), dt), False)
+    np.testing.assert_allclose(Z3[0, :, :37].T, got, rtol=1e-6 if dt == np.float32 else 1e-13,
+                               atol=0)
