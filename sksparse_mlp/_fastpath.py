@@ -141,10 +141,15 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
     return acts, codes, Xb
 
 
-def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, opt, last):
+def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, opt, last,
+              candidates=None):
     """Backward pass from the output delta ``D``; on the ``last`` micro-batch each
     layer takes its optimizer step as soon as its gradient is complete (inside the
     backward kernel in fused mode).  Deltas overwrite the activations they replace.
+
+    ``candidates`` (per layer ``(rows, cols, out)`` or None) adds the gradient at those
+    positions to ``out`` while the layer's input activations are still there; the
+    first layer's backward, which only gives gradients at connections, is then skipped.
 
     ``opt = (lr, momentum, nesterov, l2, adam)``; with ``adam = (beta_2, constant)``
     the step is Adam's, ``lr`` its bias-corrected rate and ``momentum`` beta_1.
@@ -159,6 +164,16 @@ def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, opt, las
     for l in range(L - 1, -1, -1):
         layer = net.layers[l]
         W = layer.W
+        if candidates is not None:
+            if candidates[l] is not None:
+                if l == 0 and Xb is not None:
+                    Xc = Xb.tocsc()
+                    K.candidate_gradients_sparse(Xc.indptr, Xc.indices, Xc.data, D,
+                                                 *candidates[l])
+                else:
+                    K.candidate_gradients_tiled(acts[l], D, *candidates[l])
+            if l == 0:
+                break
         gbuf = ws.gbuf[l]
         mode = step_mode if ws.fused else (K.GRAD_ADD if accumulate else K.GRAD_WRITE)
         second = layer.velocity if adam is None else layer.second  # SGD: never read
@@ -194,10 +209,11 @@ def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, opt, las
     return sq
 
 
-def _batch(net, ws, X, Y, idx, weights, dropout, rng, opt, last):
+def _batch(net, ws, X, Y, idx, weights, dropout, rng, opt, last, candidates=None):
     """Forward and backward over the micro-batches of one batch; returns loss and ``||W||^2``.
 
-    With ``last`` the final micro-batch applies the optimizer step ``opt``.
+    With ``last`` the final micro-batch applies the optimizer step ``opt``; for
+    ``candidates`` see :func:`_backward`.
     """
     L = len(net.layers)
     B = len(idx)
@@ -218,7 +234,7 @@ def _batch(net, ws, X, Y, idx, weights, dropout, rng, opt, last):
         loss += _loss.output_loss_delta(acts[-1], Y[idx[lo:hi]], weights[lo:hi], Bm, out_act,
                                     loss_kind, eps, D, ws.bsum[L - 1], m > 0)
         sq += _backward(net, ws, acts, codes, Xb, D, nt, tb, m > 0, dropout, opt,
-                        last and m == n_micro - 1)
+                        last and m == n_micro - 1, candidates)
     return loss, sq
 
 
@@ -235,6 +251,24 @@ def loss_and_gradients(net, X, Y, weights, dropout=0.0, rng=None):
                      (0.0, 0.0, False, 0.0, None), last=False)
     grads = [(ws.gbuf[l][0].copy(), ws.bsum[l].sum(axis=0)) for l in range(len(net.layers))]
     return loss, grads
+
+
+def candidate_gradients(net, X, Y, weights, positions):
+    """The loss gradient at positions that hold no connection, for gradient-guided regrowth.
+
+    ``positions`` holds per layer ``(rows, cols)`` (int64 arrays) or None; returns per
+    layer the gradients at those positions (None where none were asked), from the
+    forward and backward passes training runs (no dropout, no step), over
+    micro-batches when the batch does not fit at once.
+    """
+    B = X.shape[0]
+    ws = Workspace(net, B, training=True, sparse_input=sp.issparse(X), step=False)
+    out = [None if p is None else np.zeros(len(p[0]), ws.dtype) for p in positions]
+    candidates = [None if p is None else (p[0], p[1], g) for p, g in zip(positions, out)]
+    _batch(net, ws, X, np.asarray(Y, dtype=ws.dtype), np.arange(B),
+           np.asarray(weights, dtype=ws.dtype), 0.0, None, (0.0, 0.0, False, 0.0, None),
+           last=False, candidates=candidates)
+    return out
 
 
 def train_batch(net, ws, X, Y, idx, weights, lr, momentum, nesterov, l2, dropout, rng,

@@ -218,23 +218,34 @@ class SparseMLP:
             optimizer.update_layer(layer, gW, gb, l2, rule)
 
     # ------------------------------------------------------------------ topology
-    def prune_and_regrow(self, zeta, rng, init, regrow="pruned", signals=None, factor=4.0):
+    def prune_and_regrow(self, zeta, rng, init, regrow="pruned", scoring=None, factor=4.0):
         """SET on every sparse hidden weight matrix (the output matrix does not evolve).
 
         A full layer is skipped: its only empty positions would be the ones just
         pruned, so SET would merely re-initialise its smallest weights.  With
-        ``regrow="gradient"`` the new connections are chosen by
-        :func:`._regrowth.prune_and_grow` from ``signals`` (:func:`._regrowth.layer_signals`)
-        with ``factor`` candidates per connection.
+        ``regrow="gradient"`` the new connections are the ``factor`` x as many
+        candidates of :func:`._regrowth.draw_candidates` with the largest loss
+        gradient on the batch ``scoring = (X, Y, weights)``, computed by the engine.
         """
-        for l, layer in enumerate(self.layers[:-1]):
-            if layer.W.nnz >= layer.n_in * layer.n_out:
-                continue
+        evolving = [l for l, layer in enumerate(self.layers[:-1])
+                    if layer.W.nnz < layer.n_in * layer.n_out]
+        if regrow == "gradient":
+            if scoring is None:
+                raise ValueError("regrow='gradient' needs the training data")
+            candidates = [None] * len(self.layers)
+            for l in evolving:
+                candidates[l] = _regrowth.draw_candidates(self.layers[l].W, zeta, rng, factor)
+            _fastpath.check_supported(self, scoring[0])
+            gradients = _fastpath.candidate_gradients(
+                self, *scoring, [None if c is None else (c.rows, c.cols) for c in candidates])
+        for l in evolving:
+            layer = self.layers[l]
             one = layer.second is None  # one state array: carried by the kernels
             state = layer.velocity if one else np.arange(1, layer.W.nnz + 1)
             if regrow == "gradient":
-                W, state = _regrowth.prune_and_grow(layer.W, state, zeta, rng, *signals[l],
-                                                    factor=factor)
+                if candidates[l] is None:
+                    continue
+                W, state, _ = _regrowth.grow(layer.W, state, candidates[l], gradients[l])
             else:
                 W, state = _set.prune_and_regrow(layer.W, state, zeta, rng,
                                                  layer_init(init, l), regrow)
@@ -326,7 +337,7 @@ def evolve_topology(net, epochs_done, config, rng, data=None):
             and (epochs_done - config.pruning_start) % config.pruning_interval == 0):
         removed = net.importance_prune(config.pruning_percentile)
     if config.zeta > 0:
-        signals = None
+        scoring = None
         if config.regrow == "gradient":
             if data is None:
                 raise ValueError("regrow='gradient' needs the training data")
@@ -335,8 +346,8 @@ def evolve_topology(net, epochs_done, config, rng, data=None):
             idx = np.sort(rng.choice(n, size=min(n, _regrowth.SCORING_ROWS), replace=False))
             weights, _ = _normalised_weights(None if sw is None else sw[idx], len(idx),
                                              net.dtype)
-            signals = _regrowth.layer_signals(net, X[idx], Y[idx], weights)
-        net.prune_and_regrow(config.zeta, rng, config.init, config.regrow, signals,
+            scoring = (X[idx], Y[idx], weights)
+        net.prune_and_regrow(config.zeta, rng, config.init, config.regrow, scoring,
                              config.regrow_candidates)
     return removed
 

@@ -221,6 +221,27 @@ def loss_and_gradients(net, X, Y, weights, dropout=0.0, rng=None):
     return loss, grads
 
 
+def layer_signals(net, X, Y, weights):
+    """Per layer, dense input activations ``(n_in, B)`` and output deltas ``(n_out, B)``
+    (no dropout): the gradient at any position ``(i, j)``, connection or not, is
+    ``A[i] @ D[j]`` (the oracle of the candidates' gradients in regrowth)."""
+    acts, derivs = forward(net, X)
+    weights = weights.astype(net.dtype, copy=False)
+    _, D = loss_and_output_delta(net.loss, acts[-1], Y.T.astype(net.dtype, copy=False), weights)
+    signals = [None] * len(net.layers)
+    for l in range(len(net.layers) - 1, -1, -1):
+        A = acts[l].toarray().T if sp.issparse(acts[l]) else acts[l]
+        signals[l] = (A, D)
+        if l > 0:
+            layer = net.layers[l]
+            E = np.empty((layer.n_in, D.shape[1]), dtype=D.dtype)
+            backward(layer.W.indptr, layer.W.indices, layer.W.data, D, E)
+            if derivs[l - 1] is not None:
+                E *= derivs[l - 1]
+            D = E
+    return signals
+
+
 def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuffle=True):
     """One pass in mini-batches, one optimizer step each; the engine's RNG use and loss."""
     n = X.shape[0]

@@ -14,9 +14,16 @@ import scipy.sparse as sp
 from sklearn.datasets import load_digits
 from sklearn.neural_network._base import poisson_loss
 
-from sksparse_mlp import TrulySparseMLPClassifier, TrulySparseMLPRegressor, _regrowth
+from sksparse_mlp import (
+    TrulySparseMLPClassifier,
+    TrulySparseMLPRegressor,
+    _fastpath,
+    _regrowth,
+    config,
+)
 from sksparse_mlp._network import SparseMLP, TrainingConfig, evolve_topology
 from sksparse_mlp._optimizers import Adam
+from sksparse_mlp._workspace import Workspace
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -192,17 +199,43 @@ def test_poisson_rejects_invalid_y(bad):
 
 
 # ------------------------------------------------------------------ gradient regrowth
-def test_layer_signals_give_the_engine_gradients():
-    """A @ D.T at the existing connections is the gradient the reference computes."""
+@pytest.mark.parametrize("case", ["dense", "sparse", "micro-batches"])
+def test_candidate_gradients_are_the_reference_gradients(case, monkeypatch):
+    """The engine's gradient at arbitrary positions (connections or empty) is the
+    reference's dense gradient A @ D.T there, for every layer, and it takes no step."""
     net, rng = _adam_net(sizes=(20, 30, 25, 4))
-    X = rng.standard_normal((17, 20)).astype(np.float32)
-    Y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 17)]
-    w = np.full(17, 1 / 17, np.float32)
-    _, grads = R.loss_and_gradients(net, X, Y, w)
-    for layer, (A, D), (gW, _) in zip(net.layers, _regrowth.layer_signals(net, X, Y, w), grads):
-        dense = A @ D.T
-        rows = np.repeat(np.arange(layer.n_in), np.diff(layer.W.indptr))
-        np.testing.assert_allclose(dense[rows, layer.W.indices], gW, rtol=1e-4, atol=1e-6)
+    B = 40
+    X = rng.standard_normal((B, 20)).astype(np.float32)
+    if case == "sparse":
+        X[rng.random(X.shape) < 0.7] = 0
+        X = sp.csr_array(X)
+    if case == "micro-batches":  # activations of 16 samples at a time
+        per_sample = Workspace(net, B, step=False).plan["per_sample"]
+        monkeypatch.setattr(config, "ACTIVATION_BUDGET", 16 * per_sample)
+        assert Workspace(net, B, step=False).micro == 16
+    Y = np.eye(4, dtype=np.float32)[rng.integers(0, 4, B)]
+    w = rng.random(B).astype(np.float32)
+    w /= w.sum()
+    positions = [(rng.integers(0, l.n_in, 50), rng.integers(0, l.n_out, 50))
+                 for l in net.layers]
+    positions[1] = None  # a layer asked nothing gets nothing
+    before = [(l.W.data.copy(), l.velocity.copy()) for l in net.layers]
+    got = _fastpath.candidate_gradients(net, X, Y, w, positions)
+    assert got[1] is None
+    for (A, D), p, g in zip(R.layer_signals(net, X, Y, w), positions, got):
+        if p is not None:
+            np.testing.assert_allclose(g, (A @ D.T)[p], rtol=1e-4, atol=1e-6)
+    for layer, (data, vel) in zip(net.layers, before):
+        np.testing.assert_array_equal(layer.W.data, data)
+        np.testing.assert_array_equal(layer.velocity, vel)
+
+
+def _prune_and_grow(W, vel, zeta, rng, A, D, factor):
+    """Regrowth of one layer from dense signals (the oracle's gradients)."""
+    cand = _regrowth.draw_candidates(W, zeta, rng, factor)
+    grads = (A @ D.T)[cand.rows, cand.cols]
+    W1, v1, chosen = _regrowth.grow(W, vel, cand, grads)
+    return W1, v1, (cand.rows, cand.cols, grads, chosen)
 
 
 @pytest.mark.parametrize("factor", [1.0, 3.0, 1e9])
@@ -215,8 +248,8 @@ def test_gradient_regrowth_invariants_and_choice(factor):
     A = rng.standard_normal((n_in, 9)).astype(np.float32)
     D = rng.standard_normal((n_out, 9)).astype(np.float32)
     vel = np.arange(1, W.nnz + 1)  # tracks where each survivor came from
-    W1, v1, (rows, cols, grads, chosen) = _regrowth.prune_and_grow(
-        W, vel, 0.3, np.random.default_rng(2), A, D, factor=factor, return_candidates=True)
+    W1, v1, (rows, cols, grads, chosen) = _prune_and_grow(
+        W, vel, 0.3, np.random.default_rng(2), A, D, factor=factor)
     old_pos, new = _positions(W), _positions(W1)
     assert W1.nnz == W.nnz and len(set(new.tolist())) == W.nnz  # count kept, no duplicates
     assert W1.has_canonical_format
@@ -235,7 +268,6 @@ def test_gradient_regrowth_invariants_and_choice(factor):
     assert len(set(cand.tolist())) == len(cand) == min(int(np.ceil(factor * k)),
                                                        n_in * n_out - (W.nnz - k))
     assert not (set(cand.tolist()) & kept)
-    np.testing.assert_allclose(grads, (A @ D.T)[rows, cols], rtol=1e-5, atol=1e-6)
     # grown = the candidates with the largest |gradient|
     assert set(grown) == set(cand[chosen].tolist())
     rest = np.setdiff1d(np.arange(len(cand)), chosen)
@@ -261,11 +293,18 @@ def test_gradient_regrowth_needs_data():
     net, rng = _adam_net()
     with pytest.raises(ValueError, match="needs the training data"):
         evolve_topology(net, 1, TrainingConfig(regrow="gradient"), rng)
+    with pytest.raises(ValueError, match="needs the training data"):
+        net.prune_and_regrow(0.3, rng, "sparse_he", regrow="gradient")
+    W, vel = net.layers[0].W, net.layers[0].velocity
     with pytest.raises(ValueError, match="factor"):
-        _regrowth.prune_and_grow(net.layers[0].W, net.layers[0].velocity, 0.3, rng,
-                                 np.zeros((20, 2)), np.zeros((30, 2)), factor=0.5)
+        _regrowth.draw_candidates(W, 0.3, rng, factor=0.5)
+    with pytest.raises(ValueError, match="zeta"):
+        _regrowth.draw_candidates(W, 1.5, rng)
+    assert _regrowth.draw_candidates(W, 0.0, rng) is None
+    cand = _regrowth.draw_candidates(W, 0.3, rng)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a clear error, not a numpy warning
-        with pytest.raises(ValueError, match="do not fit"):
-            _regrowth.prune_and_grow(net.layers[0].W, net.layers[0].velocity, 0.3, rng,
-                                     np.zeros((19, 2)), np.zeros((30, 2)))
+        with pytest.raises(ValueError, match="gradients for"):
+            _regrowth.grow(W, vel, cand, np.zeros(len(cand.rows) - 1))
+        with pytest.raises(ValueError, match="velocity has shape"):
+            _regrowth.grow(W, vel[:-1], cand, np.zeros(len(cand.rows)))
