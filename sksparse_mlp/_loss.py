@@ -66,7 +66,7 @@ def output_loss_delta(Z3, Y, w, B, out_act, loss_kind, eps, D3, bsum, accumulate
     ``bsum[0] (+)= D.sum(over samples)`` (other rows of ``bsum`` are zeroed unless
     ``accumulate``).  ``D3`` may be ``Z3`` itself (each output is read before its
     delta is written).  Returns ``sum_b w_b * loss_b`` with the
-    losses of :func:`sksparse_mlp._activations.loss_and_output_delta`.
+    losses of ``tests/reference.py``'s ``loss_and_output_delta`` (the oracle).
     """
     nt, n_out, TB = Z3.shape
     one = Z3.dtype.type(1)

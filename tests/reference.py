@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
-from sksparse_mlp._activations import hidden_forward, loss_and_output_delta, output_forward
+from sksparse_mlp._activations import _logistic, hidden_forward
 from sksparse_mlp._jit import OPTS as _OPTS
 
 _BLOCK = 16
@@ -159,6 +159,64 @@ def sddmm_sparse(indptr, indices, xc_indptr, xc_indices, xc_data, Dt, grad):
                 s += xc_data[p] * d[xc_indices[p]]
             grad[k] = s
 
+
+
+# ------------------------------------------------------------------ output layer
+def output_forward(out_activation, Z):
+    """Apply the output activation to ``Z`` (shape ``(n_outputs, batch)``) in place."""
+    if out_activation == "softmax":
+        Z -= Z.max(axis=0)
+        np.exp(Z, out=Z)
+        Z /= Z.sum(axis=0)
+    elif out_activation == "logistic":
+        _logistic(Z)
+    elif out_activation == "exp":
+        np.exp(Z, out=Z)
+    elif out_activation != "identity":
+        raise ValueError("unknown output activation %r" % out_activation)
+    return Z
+
+
+def loss_and_output_delta(loss, P, Yt, weights):
+    """Mean loss over the batch and the delta at the output pre-activations.
+
+    With the canonical pairing (softmax + cross-entropy, logistic + binary
+    cross-entropy, identity + squared error, exp + Poisson deviance) the delta is
+    ``P - Y``, scaled
+    here by the normalised sample weights so that callers need no ``1/B``.
+
+    Parameters
+    ----------
+    loss : {"log_loss", "binary_log_loss", "squared_error", "poisson"}
+    P : ndarray of shape (n_outputs, batch)
+        Output activations.
+    Yt : ndarray of shape (n_outputs, batch)
+        Targets (one-hot / indicator for classification).
+    weights : ndarray of shape (batch,)
+        Sample weights divided by their sum.
+
+    Returns
+    -------
+    loss : float
+    delta : ndarray of shape (n_outputs, batch)
+    """
+    eps = np.finfo(P.dtype).eps
+    if loss == "log_loss":
+        per_sample = -(Yt * np.log(np.clip(P, eps, 1))).sum(axis=0)
+    elif loss == "binary_log_loss":
+        Pc = np.clip(P, eps, 1 - eps)
+        per_sample = -(Yt * np.log(Pc) + (1 - Yt) * np.log1p(-Pc)).sum(axis=0)
+    elif loss == "squared_error":
+        # sklearn's value: half the mean over outputs of the squared error
+        per_sample = 0.5 * ((P - Yt) ** 2).mean(axis=0)
+        delta = (P - Yt) * (weights / P.shape[0])
+        return float(per_sample @ weights), delta
+    elif loss == "poisson":  # half Poisson deviance (exp output), summed over outputs
+        ratio = np.divide(Yt, P, out=np.ones_like(P), where=Yt > 0)
+        per_sample = (Yt * np.log(ratio) - Yt + P).sum(axis=0)
+    else:
+        raise ValueError("unknown loss %r" % loss)
+    return float(per_sample @ weights), (P - Yt) * weights
 
 
 # ---------------------------------------------------------------------------- network

@@ -557,9 +557,10 @@ def test_output_rows(dt, out_act):
     """Prediction's output activation: numpy's formula up to rounding, finite for huge
     pre-activations, and the training kernel's outputs up to rounding (the same code,
     compiled over contiguous rows there and strided panels in training)."""
+    from reference import output_forward
+
     from sksparse_mlp import _fastpath as F
     from sksparse_mlp import _loss
-    from sksparse_mlp._activations import output_forward
 
     rng = np.random.default_rng(11)
     Z = rng.standard_normal((37, 5)).astype(dt) * 3
