@@ -55,17 +55,18 @@ FUSED = 2
 def _make_column_fma(nv):
     @intrinsic
     def column_fma(typingctx, A, idx, perm, data, k0, k1, b0, bias, z, g, piecewise, slope,
-                   ahead):
+                   ahead, rows):
         if not (isinstance(A, types.Array) and A.ndim == 2 and A.layout == "C"
                 and isinstance(z, types.Array) and z.ndim == 1 and z.layout == "C"
                 and isinstance(g, types.Array) and g.ndim == 1 and g.dtype == types.uint8
                 and data.dtype == A.dtype == z.dtype):
             return None
-        sig = types.void(A, idx, perm, data, k0, k1, b0, bias, z, g, piecewise, slope, ahead)
+        sig = types.void(A, idx, perm, data, k0, k1, b0, bias, z, g, piecewise, slope, ahead,
+                         rows)
 
         def codegen(context, builder, signature, args):
             (tA, tidx, tperm, tdata, tk0, tk1, tb0, tbias, tz, tg, tpw, tslope,
-             tahead) = signature.args
+             tahead, trows) = signature.args
             elem = context.get_data_type(tA.dtype)
             width = elem.get_abi_size(context.target_data)
             vec = ir.VectorType(elem, VEC_BYTES // width)
@@ -92,6 +93,8 @@ def _make_column_fma(nv):
             prefetch = _prefetcher(builder, nv * VEC_BYTES)
             prefetch_value = _prefetcher(builder, 1)
             prefetching = builder.icmp_signed(">", ahead, ir.Constant(i64, 0))
+            rows_too = builder.icmp_unsigned("!=", context.cast(builder, args[13], trows,
+                                                                types.intp), ir.Constant(i64, 0))
 
             def vec_at(base, c, ptr=vptr, count=vec.count):  # c-th vector after base
                 return builder.bitcast(builder.gep(base, [ir.Constant(i64, c * count)]), ptr)
@@ -114,27 +117,27 @@ def _make_column_fma(nv):
             bias_vec = splat(context.cast(builder, args[7], tbias, tA.dtype))
             for c in range(nv):
                 builder.store(bias_vec, accs[c])
-            def sweep(direct, far):  # one loop each way: no test inside it
+            def sweep(direct, far, rows=False):  # one loop each way: no test inside it
                 with cgutils.for_range(builder, builder.sub(k1, k0)) as loop:
                     k = builder.add(k0, loop.index)
                     at = k if direct else index(arr_perm, tperm, k)
                     wv = splat(builder.load(builder.gep(arr_data.data, [at])))
                     row = builder.gep(arr_A.data, [
                         builder.add(builder.mul(index(arr_idx, tidx, k), row_len), b0)])
-                    # the row (values in CSC order) or the value (through ``perm``) of
-                    # the connection ``ahead`` places on, in CSC order, so across
-                    # columns: at scale a column has a handful of connections
+                    # the row (values in CSC order) or the value (through ``perm``; with
+                    # ``rows`` the row too) of the connection ``ahead`` places on, in CSC
+                    # order, so across columns: at scale a column has a handful of them
                     if far:
                         bound = n_idx if direct else builder.extract_value(arr_perm.shape, 0)
                         kk = builder.add(k, ahead)
                         kk = builder.select(builder.icmp_signed("<", kk, bound), kk,
                                             builder.sub(bound, ir.Constant(i64, 1)))
-                        if direct:
-                            prefetch(builder.gep(arr_A.data, [builder.add(
-                                builder.mul(index(arr_idx, tidx, kk), row_len), b0)]))
-                        else:
+                        if not direct:
                             prefetch_value(builder.gep(arr_data.data,
                                                        [index(arr_perm, tperm, kk)]))
+                        if direct or rows:
+                            prefetch(builder.gep(arr_A.data, [builder.add(
+                                builder.mul(index(arr_idx, tidx, kk), row_len), b0)]))
                     for c in range(nv):
                         a = builder.load(vec_at(row, c), align=width)
                         prod = builder.fmul(wv, a, flags=("contract",))
@@ -154,7 +157,11 @@ def _make_column_fma(nv):
                 with permuted:
                     with builder.if_else(prefetching) as (ahead_on, ahead_off):
                         with ahead_on:
-                            sweep(False, True)
+                            with builder.if_else(rows_too) as (rows_on, rows_off):
+                                with rows_on:
+                                    sweep(False, True, True)
+                                with rows_off:
+                                    sweep(False, True)
                         with ahead_off:
                             sweep(False, False)
 

@@ -137,47 +137,58 @@ def _activate_row(z, g, j, b_first, act, s, thr, seed, scale):
 
 # A gather from a panel larger than this reads its rows from memory rather than from
 # the caches; the kernels then prefetch the row of the connection this many places on
-# (across columns or rows: at scale each has a handful of connections).  Measured,
+# (across columns or rows: at scale each has a handful of connections), and the
+# forward pass reads values gathered into CSC order (see _workspace).  Measured,
 # 3 x 300,000 and 3 x 1,000,000 hidden neurons at epsilon 2, micro-batches of 48:
 # 2.96 -> 1.66 and 3.3-3.6 -> 2.0-2.4 ns per connection and sample; 8 places ahead
-# gained less, 24 and 32 no more.  Panels of the benchmark network (256 KiB) take the
-# loops without prefetching.  Values read through the CSC view's permutation are
+# gained less, 24 and 32 no more.  Values read through the CSC view's permutation are
 # prefetched as far ahead at any size: the backward step last wrote them, often on
 # the other core (forward after it: 784 x 1000 284 -> 241 us, 1000 x 1000 430 -> 372).
 PREFETCH_PANEL_BYTES = 4 << 20
 _PREFETCH_AHEAD = 16
+# Rows gathered at random from a panel larger than L1 are prefetched at any size: in an
+# epoch the panel was just written, half of it by the other core.  Benchmark network,
+# 2 x 64 samples, epochs alternated in one process: backward kernels 0.81-0.92x with
+# the delta rows prefetched (hot too: 1000 x 1000 at 2 threads 398 -> 364 us), forward
+# kernels 0.94x with the rows prefetched beside the values; both, 20 pairs: epochs
+# 0.89x at 2 threads (backward 0.86x, forward 0.92x), 0.78x at 1 thread.  Not the dense output layer:
+# its few delta rows stay in L1 and its columns read rows in order (5-9 % slower
+# prefetching).
+PREFETCH_ROWS_BYTES = 32 << 10
 
 
 @njit(inline="always")
-def _prefetch_ahead(X3):
+def _prefetch_ahead(X3, limit=PREFETCH_PANEL_BYTES):
     """How far ahead the gathers from one panel of ``X3`` prefetch (0: not at all)."""
-    large = X3.shape[1] * X3.shape[2] * X3.itemsize > PREFETCH_PANEL_BYTES
+    large = X3.shape[1] * X3.shape[2] * X3.itemsize > limit
     return _PREFETCH_AHEAD if large else 0
 
 
 @njit(inline="always")
-def _column_sums(Ap, t_indices, t_perm, data, k0, k1, bj, z, g, piecewise, slope, ahead):
+def _column_sums(Ap, t_indices, t_perm, data, k0, k1, bj, z, g, piecewise, slope, ahead,
+                 rows):
     """``z[:] = bj + W[:, j].T @ Ap`` for the connections ``k0:k1`` (CSC view) of neuron ``j``.
 
     With ``piecewise`` (:data:`FUSED_CODES` or :data:`FUSED`) the result is activated
     (``z`` if positive, else ``slope * z``) straight from the registers, and with
     :data:`FUSED_CODES` its derivative codes are written to ``g``.  An empty ``t_perm``
-    means ``data`` is in CSC order already.
+    means ``data`` is in CSC order already.  ``ahead``: prefetch distance (0: none);
+    ``rows``: through ``t_perm``, prefetch the rows too, not only the values.
     """
     TB = z.shape[0]
     lanes = VEC_BYTES // z.itemsize
     b0 = 0
     while b0 + 8 * lanes <= TB:
         column_fma8(Ap, t_indices, t_perm, data, k0, k1, b0, bj, z, g, piecewise, slope,
-                    ahead)
+                    ahead, rows)
         b0 += 8 * lanes
     if b0 + 4 * lanes <= TB:
         column_fma4(Ap, t_indices, t_perm, data, k0, k1, b0, bj, z, g, piecewise, slope,
-                    ahead)
+                    ahead, rows)
         b0 += 4 * lanes
     if b0 + 2 * lanes <= TB:
         column_fma2(Ap, t_indices, t_perm, data, k0, k1, b0, bj, z, g, piecewise, slope,
-                    ahead)
+                    ahead, rows)
         b0 += 2 * lanes
     direct = t_perm.shape[0] == 0
     for b in range(b0, TB):  # panels are multiples of 16 samples: only direct callers
@@ -294,7 +305,12 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
     elif act >= 0 and not codes:
         raise ValueError("forward_tiled: this activation needs a code buffer")
     slope = Z3.dtype.type(s)
-    ahead = _prefetch_ahead(A3) if t_perm.shape[0] == 0 else _PREFETCH_AHEAD
+    if t_perm.shape[0] == 0:
+        ahead, rows = _prefetch_ahead(A3), False
+    else:  # the rows too unless the layer is dense
+        ahead = _PREFETCH_AHEAD
+        rows = (_prefetch_ahead(A3, PREFETCH_ROWS_BYTES) > 0
+                and t_indptr[n_out] < A3.shape[1] * n_out)
     per = max(1, min(n_out // n_threads, _BLOCKS_PER_THREAD))  # blocks per queue
     n_blocks = per * n_threads
     counters = sched[:n_threads]
@@ -308,7 +324,7 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
             t = q // per
             j0, j1 = _chunk_bounds(t_indptr, d * per + q - t * per, n_blocks)
             _forward_columns(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, thr,
-                             seed, scale, t, j0, j1, fused, slope, ahead, no_codes)
+                             seed, scale, t, j0, j1, fused, slope, ahead, rows, no_codes)
 
 
 # _nrt=False (here and in _backward_rows): no reference counting.  numba counts every
@@ -317,7 +333,7 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
 # row); these functions allocate nothing, so they need no counts.
 @njit(_nrt=False, **_OPTS)
 def _forward_columns(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, thr, seed,
-                     scale, t, j0, j1, fused, slope, ahead, no_codes):
+                     scale, t, j0, j1, fused, slope, ahead, rows, no_codes):
     """The work of :func:`forward_tiled` on output neurons ``j0:j1`` of panel ``t``."""
     TB = Z3.shape[2]
     codes = G3.shape[0] > 0
@@ -326,7 +342,7 @@ def _forward_columns(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s
         z = Z3[t, j]
         g = G3[t, j] if act >= 0 and codes else no_codes
         _column_sums(Ap, t_indices, t_perm, data, t_indptr[j], t_indptr[j + 1], bias[j], z, g,
-                     fused, slope, ahead)
+                     fused, slope, ahead, rows)
         if act >= 0 and not fused:
             _activate_row(z, g, j, t * TB, act, s, thr, seed, scale)
 
@@ -459,7 +475,8 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
 
 @njit(_nrt=False, **_OPTS)  # no reference counting: see _forward_columns
 def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s, scale,
-                   bsum, velocity, lr, mu, wd, nesterov, i0, i1, t, gs, e, second, b2, aeps):
+                   bsum, velocity, lr, mu, wd, nesterov, i0, i1, t, gs, e, second, b2, aeps,
+                   ahead):
     """The work of :func:`backward_tiled` on input neurons ``i0:i1`` of panel ``t``;
     ``gs`` (a row's gradient sums) and ``e`` (a row's delta sums) are the thread's scratch."""
     nt, n_in, TB = A3.shape
@@ -474,7 +491,6 @@ def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     sq = 0.0
     Ap = A3[t]
     Dp = D3[t]
-    ahead = _prefetch_ahead(D3)
     first = t == 0 and mode != GRAD_ADD
     last = t == nt - 1 and step
     for i in range(i0, i1):
@@ -559,6 +575,7 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     sched[:n_threads + n_blocks] = 0
     block_sq = block_sq[:n_blocks]
     block_sq[:] = 0
+    ahead = _prefetch_ahead(D3, PREFETCH_ROWS_BYTES)
     for own in prange(n_threads):
         e = rows[own, :TB]
         gs = rows[own, TB:TB + longest]
@@ -573,7 +590,7 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
             block_sq[blk] += _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode,
                                             do_bwd, act, T(s), T(scale), bsum, velocity, T(lr),
                                             T(momentum), T(l2), nesterov, i0, i1, t, gs, e,
-                                            second, T(beta_2), T(adam_eps))
+                                            second, T(beta_2), T(adam_eps), ahead)
             publish(done, blk, t + 1)
     return block_sq.sum()
 

@@ -275,19 +275,23 @@ def test_forward_tiled(idx, dt, TB, piecewise):
         np.testing.assert_array_equal(Zp, Z3)
 
 
-def test_gathers_from_large_panels_prefetch():
+@pytest.mark.parametrize("n_in", [9000, 600])
+def test_gathers_from_large_panels_prefetch(n_in):
     """Panels larger than the caches take the loops that prefetch the rows of the
-    connections ahead: the same bits as the loops without (forward), the reference's
-    gradients, deltas and momentum step (backward)."""
+    connections ahead (larger than L1: through the permutation, beside the values):
+    the same bits as the loops without (forward), the reference's gradients, deltas
+    and momentum step (backward)."""
     rng = np.random.default_rng(7)
     dt = np.float64
-    indptr, indices, data, W = _layer(rng, 9000, 40, 0.02, np.int32, dt)
+    indptr, indices, data, W = _layer(rng, n_in, 40, 0.02, np.int32, dt)
     t_indptr, t_indices, t_perm = P.transpose_pattern(indptr, indices, 40)
-    A3 = rng.standard_normal((1, 9000, 64)).astype(dt)
-    assert K._prefetch_ahead(A3) > 0 and K._prefetch_ahead(A3[:, :100]) == 0
+    A3 = rng.standard_normal((1, n_in, 64)).astype(dt)
+    assert (K._prefetch_ahead(A3) > 0) == (n_in == 9000)
+    assert K._prefetch_ahead(A3, K.PREFETCH_ROWS_BYTES) > 0
+    assert K._prefetch_ahead(A3[:, :60], K.PREFETCH_ROWS_BYTES) == 0
     bias = rng.standard_normal(40).astype(dt)
     out = []
-    for perm, values in ((t_perm, data), (t_perm[:0], data[t_perm])):  # without, with
+    for perm, values in ((t_perm, data), (t_perm[:0], data[t_perm])):  # through perm, not
         Z3 = np.full((1, 40, 64), np.nan, dt)
         G3 = np.zeros(Z3.shape, np.uint8)
         K.forward_tiled(t_indptr, t_indices, perm, values, bias, A3, Z3, G3, K.ACT_PIECEWISE,
@@ -297,6 +301,8 @@ def test_gathers_from_large_panels_prefetch():
     np.testing.assert_array_equal(out[0][1], out[1][1])
     z = W.toarray().T @ A3[0] + bias[:, None]
     np.testing.assert_allclose(out[1][0][0], np.where(z > 0, z, -0.6 * z), **_tol(dt))
+    if n_in != 9000:
+        return
     # backward: the delta rows gathered from a large panel of the layer above
     indptr, indices, data, W = _layer(rng, 40, 9000, 0.02, np.int32, dt)
     A3 = rng.standard_normal((1, 40, 64)).astype(dt)
