@@ -151,9 +151,9 @@ _PREFETCH_AHEAD = 16
 # 2 x 64 samples, epochs alternated in one process: backward kernels 0.81-0.92x with
 # the delta rows prefetched (hot too: 1000 x 1000 at 2 threads 398 -> 364 us), forward
 # kernels 0.94x with the rows prefetched beside the values; both, 20 pairs: epochs
-# 0.89x at 2 threads (backward 0.86x, forward 0.92x), 0.78x at 1 thread.  Not the dense output layer:
-# its few delta rows stay in L1 and its columns read rows in order (5-9 % slower
-# prefetching).
+# 0.89x at 2 threads (backward 0.86x, forward 0.92x), 0.78x at 1 thread.  Not the
+# dense output layer: its few delta rows stay in L1 and its columns read rows in order
+# (5-9 % slower prefetching).
 PREFETCH_ROWS_BYTES = 32 << 10
 
 
