@@ -36,6 +36,7 @@ import scipy.sparse as sp
 from . import _kernels as K
 from . import _loss, _threads
 from . import _panels as P
+from . import _regrowth as RG
 from . import _steps as S
 from . import config as cfg
 from ._activations import negative_slope
@@ -168,10 +169,10 @@ def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, opt, las
             if candidates[l] is not None:
                 if l == 0 and Xb is not None:
                     Xc = Xb.tocsc()
-                    K.candidate_gradients_sparse(Xc.indptr, Xc.indices, Xc.data, D,
+                    RG.candidate_gradients_sparse(Xc.indptr, Xc.indices, Xc.data, D,
                                                  *candidates[l])
                 else:
-                    K.candidate_gradients_tiled(acts[l], D, *candidates[l])
+                    RG.candidate_gradients_tiled(acts[l], D, *candidates[l])
             if l == 0:
                 break
         gbuf = ws.gbuf[l]

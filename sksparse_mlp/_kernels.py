@@ -620,40 +620,6 @@ def sddmm_sparse_tiled(indptr, indices, xc_indptr, xc_indices, xc_data, D3, gbuf
 
 
 @njit(parallel=True, **_OPTS)
-def candidate_gradients_tiled(A3, D3, rows, cols, out):
-    """``out[c] += sum_t <A3[t, rows[c]], D3[t, cols[c]]>``: the gradient at positions
-    ``(rows[c], cols[c])`` that hold no connection (gradient-guided regrowth), in the
-    layout and with the sums of :func:`backward_tiled`'s gradient."""
-    nt, _, TB = A3.shape
-    for c in prange(rows.shape[0]):
-        i = rows[c]
-        j = cols[c]
-        acc = A3.dtype.type(0)  # in the layer's dtype, so the sum vectorises
-        for t in range(nt):
-            a = A3[t, i]
-            d = D3[t, j]
-            for b in range(TB):
-                acc += a[b] * d[b]
-        out[c] += acc
-
-
-@njit(parallel=True, **_OPTS)
-def candidate_gradients_sparse(xc_indptr, xc_indices, xc_data, D3, rows, cols, out):
-    """:func:`candidate_gradients_tiled` for a first layer fed a sparse batch (CSC arrays,
-    rows = samples), summed as :func:`sddmm_sparse_tiled` sums the connections'."""
-    TB = D3.shape[2]
-    for c in prange(rows.shape[0]):
-        i = rows[c]
-        j = cols[c]
-        acc = D3.dtype.type(0)
-        for p in range(xc_indptr[i], xc_indptr[i + 1]):
-            b = xc_indices[p]
-            t = b // TB
-            acc += xc_data[p] * D3[t, j, b - t * TB]
-        out[c] += acc
-
-
-@njit(parallel=True, **_OPTS)
 def forward_csr_tiled(indptr, indices, data, bias, A3, Z3, G3, act, s, thr, seed, scale):
     """:func:`forward_tiled` from the CSR arrays of ``W`` (no CSC view needed).
 

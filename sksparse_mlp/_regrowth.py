@@ -10,7 +10,9 @@ time are O(nnz + candidates) per layer, never O(n_in * n_out).
 Pure functions over a sparse layer: :meth:`._network.SparseMLP.prune_and_regrow`
 draws every layer's candidates (:func:`draw_candidates`), has the engine compute
 their gradients in one forward and backward pass
-(:func:`._fastpath.candidate_gradients`) and grows the best (:func:`grow`).
+(:func:`._fastpath.candidate_gradients`, with this module's kernels
+:func:`candidate_gradients_tiled` and :func:`candidate_gradients_sparse`) and grows the
+best (:func:`grow`).
 """
 from typing import NamedTuple
 
@@ -19,6 +21,7 @@ import numpy as np
 
 from . import _set
 from ._csr import _as_canonical_csr
+from ._jit import OPTS as _OPTS
 from ._sampling import _sample_sorted_distinct
 
 # rows of the training data scored per evolution (one random batch of this size)
@@ -57,6 +60,40 @@ def _empty_positions(indptr, indices, keep, ranks, n_out, rows, cols):
             cols[r] = q + nk
             r += 1
         base = end
+
+
+@numba.njit(parallel=True, **_OPTS)
+def candidate_gradients_tiled(A3, D3, rows, cols, out):
+    """``out[c] += sum_t <A3[t, rows[c]], D3[t, cols[c]]>``: the gradient at positions
+    ``(rows[c], cols[c])`` that hold no connection (gradient-guided regrowth), in the
+    layout and with the sums of :func:`._kernels.backward_tiled`'s gradient."""
+    nt, _, TB = A3.shape
+    for c in numba.prange(rows.shape[0]):
+        i = rows[c]
+        j = cols[c]
+        acc = A3.dtype.type(0)  # in the layer's dtype, so the sum vectorises
+        for t in range(nt):
+            a = A3[t, i]
+            d = D3[t, j]
+            for b in range(TB):
+                acc += a[b] * d[b]
+        out[c] += acc
+
+
+@numba.njit(parallel=True, **_OPTS)
+def candidate_gradients_sparse(xc_indptr, xc_indices, xc_data, D3, rows, cols, out):
+    """:func:`candidate_gradients_tiled` for a first layer fed a sparse batch (CSC arrays,
+    rows = samples), summed as :func:`._kernels.sddmm_sparse_tiled` sums the connections'."""
+    TB = D3.shape[2]
+    for c in numba.prange(rows.shape[0]):
+        i = rows[c]
+        j = cols[c]
+        acc = D3.dtype.type(0)
+        for p in range(xc_indptr[i], xc_indptr[i + 1]):
+            b = xc_indices[p]
+            t = b // TB
+            acc += xc_data[p] * D3[t, j, b - t * TB]
+        out[c] += acc
 
 
 class Candidates(NamedTuple):
