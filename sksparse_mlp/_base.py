@@ -248,12 +248,16 @@ class _BaseTrulySparseMLP(EpochLoop, BaseEstimator):
         saved = dict(self.__dict__)
         try:
             self._fit_checked(X, y, sample_weight, incremental, classes)
-        except BaseException:
+        except BaseException as exc:
             backup = self.__dict__.get("_network_backup")
             self.__dict__.clear()
             self.__dict__.update(saved)
             if backup is not None:  # a large model may have been trained in place
                 self.network_ = backup.restore()
+            if isinstance(exc, SystemError) and isinstance(exc.__cause__, KeyboardInterrupt):
+                # Ctrl-C handled while a numba function returned: CPython reports
+                # "returned a result with an exception set"; the user pressed Ctrl-C
+                raise KeyboardInterrupt from None
             raise
         finally:
             self.__dict__.pop("_probe_X", None)

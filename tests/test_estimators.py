@@ -972,3 +972,36 @@ def test_partial_fit_fast_label_path_matches_general_path(n_classes):
         clf.partial_fit(X_nan, y)
     with pytest.raises(ValueError, match="features"):
         clf.partial_fit(X[:, :4], y)
+
+
+def test_ctrl_c_inside_a_kernel_call_is_a_keyboard_interrupt(monkeypatch):
+    """CPython reports a Ctrl-C handled while a numba function returns as SystemError
+    ("returned a result with an exception set", the KeyboardInterrupt as its cause): the
+    fit raises KeyboardInterrupt and the model stays as it was."""
+    from sksparse_mlp import _fastpath
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 5)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    est = TrulySparseMLPClassifier((8,), max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    before = [W.copy() for W in est.coefs_]
+
+    def interrupted(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as cause:
+            raise SystemError("CPUDispatcher(<function transpose_pattern>) returned a "
+                              "result with an exception set") from cause
+
+    monkeypatch.setattr(_fastpath, "run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        est.set_params(warm_start=True).fit(X, y)
+    for W0, W1 in zip(before, est.coefs_):
+        np.testing.assert_array_equal(W0.toarray(), W1.toarray())
+    monkeypatch.setattr(_fastpath, "run_epoch", lambda *a, **k: (_ for _ in ()).throw(
+        SystemError("another error")))
+    with pytest.raises(SystemError, match="another"):  # other SystemErrors pass unchanged
+        est.fit(X, y)
