@@ -87,12 +87,19 @@ def output_loss_delta(Z3, Y, w, B, out_act, loss_kind, eps, D3, bsum, accumulate
             for j in range(n_out):
                 p = Z3[t, j, bb]
                 y = Y[b, j]
+                # a term whose factor is zero adds exactly zero: skipping its logarithm
+                # (nine in ten of them with one-hot targets) leaves the same bits and
+                # halved this pass over the benchmark's 10 outputs
                 if loss_kind == LOSS_LOG:
-                    ls -= y * np.log(min(max(p, eps), one))
+                    if y != 0:
+                        ls -= y * np.log(min(max(p, eps), one))
                     d = (p - y) * wb
                 elif loss_kind == LOSS_BINARY:
                     pc = min(max(p, eps), 1 - eps)
-                    ls -= y * np.log(pc) + (1 - y) * np.log1p(-pc)
+                    if y != 0:
+                        ls -= y * np.log(pc)
+                    if y != 1:
+                        ls -= (1 - y) * np.log1p(-pc)
                     d = (p - y) * wb
                 elif loss_kind == LOSS_POISSON:  # half Poisson deviance, with xlogy(y, y / p)
                     ls += (y * (np.log(y) - np.log(p)) if y > 0 else 0.0) - y + p
