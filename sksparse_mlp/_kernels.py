@@ -390,6 +390,12 @@ def _deriv(code, a, act, s, inv_scale, scale):
     return d
 
 
+# Rows with their sums in ``gbuf`` step together once they hold this many connections
+# (contiguous; a row's backward reads only its own old weights): a loop per row cost
+# 1.07-1.15x in the output layer's backward, 1.04-1.06x per epoch, and 24 KB (SGD) of
+# values, moments and sums are still in L1 or L2 from the sweep at any scale.
+STEP_CHUNK = 2048
+
 GRAD_WRITE = 0
 GRAD_ADD = 1
 GRAD_STEP = 2
@@ -439,7 +445,6 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
     lanes = VEC_BYTES // x.itemsize
     zero = x.dtype.type(0)
     b0 = 0
-    sq = 0.0
     bias = zero
     while b0 + 2 * lanes <= TB:
         nv = 8 if b0 + 8 * lanes <= TB else (4 if b0 + 4 * lanes <= TB else 2)
@@ -459,18 +464,25 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
                 if do_bwd:
                     e[b] += w * d[b]
             grad[k - goff] = acc
-    if last:
-        # the step of the row's connections once their gradients are complete (and
-        # the old weights used): contiguous, so LLVM vectorises it
-        g0 = np.uint64(goff)  # unsigned positions: no wraparound tests in the loop
-        if adam:
-            for k in range(np.uint64(k0), np.uint64(k1)):
-                sq += adam_update(data, velocity, second, k, grad[k - g0], lr, mu, b2, wd,
-                                  aeps)
-        else:
-            for k in range(np.uint64(k0), np.uint64(k1)):
-                sq += momentum_update(data, velocity, k, grad[k - g0], lr, mu, wd, nesterov)
+    sq = (_step_range(data, velocity, second, grad, goff, k0, k1, adam, lr, mu, b2, wd,
+                      aeps, nesterov) if last else 0.0)
     return sq, bias, b0
+
+
+@njit(inline="always")
+def _step_range(data, velocity, second, grad, goff, k0, k1, adam, lr, mu, b2, wd, aeps,
+                nesterov):
+    """The optimizer step of connections ``k0:k1`` (gradients ``grad[k - goff]``, complete,
+    the old weights used): contiguous, so LLVM vectorises it.  Returns the old L2 sum."""
+    sq = 0.0
+    g0 = np.uint64(goff)  # unsigned positions: no wraparound tests in the loop
+    if adam:
+        for k in range(np.uint64(k0), np.uint64(k1)):
+            sq += adam_update(data, velocity, second, k, grad[k - g0], lr, mu, b2, wd, aeps)
+    else:
+        for k in range(np.uint64(k0), np.uint64(k1)):
+            sq += momentum_update(data, velocity, k, grad[k - g0], lr, mu, wd, nesterov)
+    return sq
 
 
 @njit(_nrt=False, **_OPTS)  # no reference counting: see _forward_columns
@@ -493,6 +505,8 @@ def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     Dp = D3[t]
     first = t == 0 and mode != GRAD_ADD
     last = t == nt - 1 and step
+    chunked = last and not scratch  # rows step together (STEP_CHUNK)
+    pending = indptr[i0]
     for i in range(i0, i1):
         k0 = indptr[i]
         k1 = indptr[i + 1]
@@ -517,19 +531,10 @@ def _backward_rows(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
                 bsum[t, i] += acc
             else:
                 bsum[t, i] = acc
-    if last and not scratch:
-        # the block's connections are contiguous (CSR) and each row's backward read only
-        # its own old weights: one loop steps them all.  Stepping row by row paid a loop
-        # set-up per row: backward of the 10-wide output layer 0.87-0.94x, of the
-        # 1000 x 1000 layers 0.95-1.0x, epochs 0.94-0.96x (alternated, 2 threads)
-        grad = gbuf[0]
-        k0, k1 = np.uint64(indptr[i0]), np.uint64(indptr[i1])
-        if adam:
-            for k in range(k0, k1):
-                sq += adam_update(data, velocity, second, k, grad[k], lr, mu, b2, wd, aeps)
-        else:
-            for k in range(k0, k1):
-                sq += momentum_update(data, velocity, k, grad[k], lr, mu, wd, nesterov)
+        if chunked and (k1 - pending >= STEP_CHUNK or i == i1 - 1):
+            sq += _step_range(data, velocity, second, gbuf[0], 0, pending, k1, adam, lr, mu,
+                              b2, wd, aeps, nesterov)
+            pending = k1
     return sq
 
 
@@ -543,16 +548,13 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     ``g = sum_t sum_b A3[t, i, b] * D3[t, j, b]`` over all panels; ``mode`` 0 stores
     it in ``gbuf[0, k]``, 1 adds it there (micro-batches), 2 applies the momentum
     step of :func:`momentum_step` to ``data[k]`` / ``velocity[k]`` and 3 the Adam step
-    of :func:`adam_step` once the gradients are complete, in the last panel (after
-    the old weights fed the backward product, which only reads row ``i``): over each
-    block's connections, or with one panel each row's, in one contiguous loop that
-    LLVM vectorises (a scalar step per
-    connection inside the register sweep made the backward of a 1000 x 1000 layer at
-    4 % 1.16x slower than the gradient alone, the loop after it 1.04x; Adam's square
-    root and division 1.2x); moments ``velocity`` and ``second``, ``momentum`` =
-    beta_1, ``lr`` bias-corrected; ``second``, ``beta_2`` and ``adam_eps`` are not read
-    by the other modes.  With more than one panel, modes 0, 2 and 3 use ``gbuf[0]``
-    for the sums of the earlier panels, and with one panel modes 2 and 3 a scratch row.
+    of :func:`adam_step` in the last panel, once the old weights fed the backward
+    product (which only reads row ``i``), in contiguous loops that LLVM vectorises
+    (:data:`STEP_CHUNK`; a scalar step inside the register sweep cost 1.16x); moments
+    ``velocity`` and ``second``, ``momentum`` = beta_1, ``lr`` bias-corrected; the
+    other modes do not read ``second``, ``beta_2`` and ``adam_eps``.  With more than
+    one panel, modes 0, 2 and 3 use ``gbuf[0]`` for the sums of the earlier panels, and
+    with one panel modes 2 and 3 a scratch row.
 
     With ``do_bwd`` the delta of the layer below, ``(W @ D)[i] * f'(z_i)``,
     *replaces* ``A3[t, i, :]`` (row ``i`` of the activations is only needed by the

@@ -454,6 +454,43 @@ def test_backward_tiled(idx, dt, TB, nt):
             np.testing.assert_allclose(np.concatenate(list(A), axis=1), delta_ref, **tol)
 
 
+@pytest.mark.parametrize("chunks", [1, 2])
+def test_backward_step_in_chunks(chunks):
+    """Over several panels the rows step together, :data:`~sksparse_mlp._kernels.STEP_CHUNK`
+    connections at a time: with blocks of several chunks each (600 x 400 at 30 %), the
+    momentum and Adam steps still equal the reference's, and the L2 sum covers them all."""
+    rng = np.random.default_rng(11)
+    dt = np.float32
+    indptr, indices, data, W, A3, D3, G3 = _backward_case(rng, np.int32, dt, 2, 64, 600, 400)
+    assert W.nnz // (8 * chunks) > 2 * K.STEP_CHUNK  # several chunks per block
+    s = -0.6
+    grad_ref, delta_ref = _backward_reference(W, A3, D3, G3, s)
+    tol = _tol(dt)
+    gbuf = np.full((1, W.nnz), np.nan, dt)
+    bsum = np.full((2, W.shape[0]), np.nan, dt)
+    old_sq = float((data.astype(np.float64) ** 2).sum())
+    d, v = data.copy(), rng.standard_normal(W.nnz).astype(dt)
+    d_ref, v_ref = d.copy(), v.copy()
+    S.momentum_step(d_ref, v_ref, grad_ref.astype(dt), 0.1, 0.9, 0.01, False)
+    A = A3.copy()
+    sq = K.backward_tiled(indptr, indices, d, A, D3, G3, gbuf, K.GRAD_STEP, True,
+                          K.ACT_PIECEWISE, s, 1.0, bsum, v, 0.1, 0.9, 0.01, False, chunks, v,
+                          0.0, 0.0, *_scratch(A, indptr))
+    np.testing.assert_allclose(d, d_ref, **tol)
+    np.testing.assert_allclose(v, v_ref, **tol)
+    np.testing.assert_allclose(sq, old_sq, rtol=1e-5)
+    np.testing.assert_allclose(np.concatenate(list(A), axis=1), delta_ref, **tol)
+    d, m, v2 = data.copy(), rng.standard_normal(W.nnz).astype(dt), rng.random(W.nnz).astype(dt)
+    d_ref, m_ref, v_ref = (a.astype(np.float64) for a in (d, m, v2))
+    R.adam_step(d_ref, m_ref, v_ref, grad_ref, 0.01, 0.9, 0.999, 0.01, 1e-8, 3)
+    sq = K.backward_tiled(indptr, indices, d, A3.copy(), D3, G3, gbuf, K.GRAD_ADAM, True,
+                          K.ACT_PIECEWISE, s, 1.0, bsum, m, S.adam_rate(0.01, 0.9, 0.999, 3),
+                          0.9, 0.01, False, chunks, v2, 0.999, 1e-8, *_scratch(A3, indptr))
+    for got, want in ((d, d_ref), (m, m_ref), (v2, v_ref)):
+        np.testing.assert_allclose(got, want, **tol)
+    np.testing.assert_allclose(sq, old_sq, rtol=1e-5)
+
+
 @pytest.mark.parametrize("dt", FLOAT_DTYPES)
 @pytest.mark.parametrize("n", [0, 1, 1001])
 def test_adam_steps(dt, n):
