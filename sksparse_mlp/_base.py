@@ -25,6 +25,7 @@ from ._activations import HIDDEN_ACTIVATIONS
 from ._guard import kernel_guard
 from ._network import NetworkBackup, SparseMLP, TrainingConfig
 from ._optimizers import Adam, MomentumSGD
+from ._panels import has_non_finite
 from ._sampling import erdos_renyi_density
 from ._training import EpochLoop
 
@@ -380,9 +381,9 @@ class _BaseTrulySparseMLP(EpochLoop, BaseEstimator):
             if (X.ndim == 2 and X.dtype.kind == "f" and X.shape[0] >= ensure_min_samples
                     and X.shape[1] == getattr(self, "n_features_in_", -1)):
                 Xc = X.astype(self.dtype, copy=False)
-                # a finite sum proves every value finite; an overflowing one does not
-                # prove the opposite
-                if np.isfinite(Xc.sum()) or np.isfinite(Xc).all():
+                with kernel_guard():  # a parallel kernel
+                    finite = not has_non_finite(Xc)
+                if finite:  # else validate_data raises its message
                     return Xc
         X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=np.dtype(self.dtype),
                           reset=reset, ensure_min_samples=ensure_min_samples)

@@ -4,7 +4,7 @@ A batch's rows go into panels ``A3[t, unit, b]`` (:func:`gather_input_tiled`), t
 output panels go back to rows (:func:`untile_rows`), a layer gets the CSC view its
 forward pass gathers through (:func:`transpose_pattern`), and its values are put in
 that view's order (:func:`gather_values`); see
-:mod:`._kernels` for the layout.
+:mod:`._kernels` for the layout.  :func:`has_non_finite` checks the input beforehand.
 """
 import numpy as np
 from numba import njit, prange
@@ -131,3 +131,32 @@ def untile_rows(Z3, B, out, start):
         bb = b - t * TB
         for j in range(n):
             out[start + b, j] = Z3[t, j, bb]
+
+
+
+def has_non_finite(X):
+    """Whether the float32 or float64 2-D array ``X`` holds a NaN or an infinity.
+
+    The input check of every ``partial_fit`` epoch and ``predict`` summed the array with
+    ``np.sum`` (a finite sum proves every value finite): 3.7 ms for the benchmark's
+    31 MB.  This tests each value's exponent bits instead, on both cores, and cannot
+    be fooled by a sum that overflows.
+    """
+    if X.size <= 1 << 16:  # a parallel launch costs more than numpy here
+        return not np.isfinite(X).all()
+    if X.dtype == np.float32:
+        return _exponent_all_ones(X.view(np.uint32), np.uint32(0x7F800000))
+    return _exponent_all_ones(X.view(np.uint64), np.uint64(0x7FF0000000000000))
+
+
+@njit(parallel=True, **_OPTS)
+def _exponent_all_ones(bits, exponent):
+    """Whether any item of ``bits`` has all bits of ``exponent`` set (NaN or inf): an
+    integer test, which LLVM vectorises."""
+    found = 0
+    for r in prange(bits.shape[0]):
+        row = 0
+        for c in range(bits.shape[1]):
+            row |= (bits[r, c] & exponent) == exponent
+        found += row
+    return found > 0

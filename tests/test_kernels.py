@@ -624,3 +624,18 @@ def test_output_rows(dt, out_act):
                             1e-7, np.empty_like(Z3), np.zeros((1, 5), dt), False)
     np.testing.assert_allclose(Z3[0, :, :37].T, got, rtol=1e-6 if dt == np.float32 else 1e-13,
                                atol=0)
+
+
+@pytest.mark.parametrize("dt", FLOAT_DTYPES)
+@pytest.mark.parametrize("shape", [(3, 5), (300, 400)])  # numpy's path and the kernel's
+def test_has_non_finite(dt, shape):
+    """The input check finds a NaN or an infinity anywhere, in C or Fortran order, and
+    passes finite values whose sum overflows."""
+    X = np.random.default_rng(3).standard_normal(shape).astype(dt)
+    assert not P.has_non_finite(X) and not P.has_non_finite(np.asfortranarray(X))
+    assert not P.has_non_finite(np.full(shape, np.finfo(dt).max, dt))
+    for bad in (np.nan, np.inf, -np.inf):
+        for at in ((0, 0), (shape[0] - 1, shape[1] - 1), (shape[0] // 2, 1)):
+            Y = X.copy()
+            Y[at] = bad
+            assert P.has_non_finite(Y) and P.has_non_finite(np.asfortranarray(Y))
