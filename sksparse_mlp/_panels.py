@@ -133,7 +133,6 @@ def untile_rows(Z3, B, out, start):
             out[start + b, j] = Z3[t, j, bb]
 
 
-
 def has_non_finite(X):
     """Whether the float32 or float64 2-D array ``X`` holds a NaN or an infinity.
 
