@@ -854,7 +854,9 @@ def test_bad_input_clear_error_and_fitted_model_unchanged(Est, case, fitted_mode
         est.fit(Xb, yb, **fit_params)
     _assert_same_state(before, _state(est, X))
     # a fresh estimator fails the same way and stays unfitted
-    fresh = Est(**{**SMALL, "max_iter": 2, **params})
+    # seeded: the regressor fed X * 1e6 has not yet overflowed after 2 epochs from 4 of
+    # the seeds 0-149 (9, 31, 42, 113), and unseeded this check failed once in CI
+    fresh = _small(Est, max_iter=2, **params)
     if "warm_start" not in case:
         with pytest.raises(ValueError, match=match):
             fresh.fit(Xb, yb, **fit_params)
