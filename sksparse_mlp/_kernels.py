@@ -25,11 +25,14 @@ from ._intrinsics import (
     SWEEP_WRITE,
     VEC_BYTES,
     claim,
+    column_fma1,
     column_fma2,
     column_fma4,
     column_fma8,
     publish,
     read_flag,
+    row_sweep1,
+    row_sweep1_delta,
     row_sweep2,
     row_sweep2_delta,
     row_sweep4,
@@ -178,18 +181,19 @@ def _column_sums(Ap, t_indices, t_perm, data, k0, k1, bj, z, g, piecewise, slope
     TB = z.shape[0]
     lanes = VEC_BYTES // z.itemsize
     b0 = 0
+    a, c = (Ap, t_indices, t_perm, data, k0, k1), (bj, z, g, piecewise, slope, ahead, rows)
     while b0 + 8 * lanes <= TB:
-        column_fma8(Ap, t_indices, t_perm, data, k0, k1, b0, bj, z, g, piecewise, slope,
-                    ahead, rows)
+        column_fma8(*a, b0, *c)
         b0 += 8 * lanes
     if b0 + 4 * lanes <= TB:
-        column_fma4(Ap, t_indices, t_perm, data, k0, k1, b0, bj, z, g, piecewise, slope,
-                    ahead, rows)
+        column_fma4(*a, b0, *c)
         b0 += 4 * lanes
     if b0 + 2 * lanes <= TB:
-        column_fma2(Ap, t_indices, t_perm, data, k0, k1, b0, bj, z, g, piecewise, slope,
-                    ahead, rows)
+        column_fma2(*a, b0, *c)
         b0 += 2 * lanes
+    if b0 + lanes <= TB:
+        column_fma1(*a, b0, *c)
+        b0 += lanes
     direct = t_perm.shape[0] == 0
     for b in range(b0, TB):  # panels are multiples of 16 samples: only direct callers
         acc = bj
@@ -406,30 +410,25 @@ GRAD_ADAM = 3
 def _row_sweep(x, Dp, indices, data, k0, k1, b0, nv, e, grad, goff, mode, codes, epilogue, hi,
                lo, do_bwd, ahead):
     """One register block of :func:`_row_sums` (``nv`` vectors from sample ``b0``)."""
+    a = (Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, codes, epilogue, hi, lo, ahead)
     if do_bwd:
         if nv == 8:
-            return row_sweep8_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, codes,
-                                     epilogue, hi, lo, ahead)
+            return row_sweep8_delta(*a)
         if nv == 4:
-            return row_sweep4_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, codes,
-                                     epilogue, hi, lo, ahead)
-        return row_sweep2_delta(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, codes,
-                                 epilogue, hi, lo, ahead)
+            return row_sweep4_delta(*a)
+        return row_sweep2_delta(*a) if nv == 2 else row_sweep1_delta(*a)
     if nv == 8:
-        return row_sweep8(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, codes, epilogue,
-                          hi, lo, ahead)
+        return row_sweep8(*a)
     if nv == 4:
-        return row_sweep4(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, codes, epilogue,
-                          hi, lo, ahead)
-    return row_sweep2(Dp, indices, data, k0, k1, b0, x, e, grad, goff, mode, codes, epilogue, hi,
-                      lo, ahead)
+        return row_sweep4(*a)
+    return row_sweep2(*a) if nv == 2 else row_sweep1(*a)
 
 
 @njit(inline="always")
 def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity, lr, mu, wd,
               nesterov, do_bwd, codes, epilogue, hi, lo, second, adam, b2, aeps, ahead):
     """Gradient and, with ``do_bwd``, the delta of one input neuron's connections
-    ``k0:k1`` over one panel row ``x``, in register blocks of 8, 4 and 2 vectors.
+    ``k0:k1`` over one panel row ``x``, in register blocks of 8, 4, 2 and 1 vectors.
 
     ``first``: no earlier panel wrote ``grad``; ``last``: once the row's gradients
     are complete, its connections take the momentum step of :func:`momentum_update`
@@ -446,8 +445,9 @@ def _row_sums(x, Dp, indices, data, k0, k1, e, grad, goff, first, last, velocity
     zero = x.dtype.type(0)
     b0 = 0
     bias = zero
-    while b0 + 2 * lanes <= TB:
-        nv = 8 if b0 + 8 * lanes <= TB else (4 if b0 + 4 * lanes <= TB else 2)
+    while b0 + lanes <= TB:
+        nv = 8 if b0 + 8 * lanes <= TB else (4 if b0 + 4 * lanes <= TB else
+                                             (2 if b0 + 2 * lanes <= TB else 1))
         mode = SWEEP_WRITE if first and b0 == 0 else SWEEP_ADD
         bias += _row_sweep(x, Dp, indices, data, k0, k1, b0, nv, e, grad, goff, mode, codes,
                            epilogue, hi, lo, do_bwd, ahead)
