@@ -18,48 +18,42 @@ __all__ = ["prune_and_regrow"]
 
 
 @numba.njit(cache=True)
-def _mark_prune(data, has_pos, t_pos, k_pos, has_neg, t_neg, k_neg, keep):
-    """SET removal mask in two passes over ``data``.
+def _split_signs(data, buf):
+    """The non-negative values of ``data`` to the front of ``buf``, the negative ones to
+    its back, NaN to neither (one pass); returns ``(lo, hi)``: they are ``buf[:lo]``
+    and ``buf[hi:]``."""
+    lo = 0
+    hi = buf.shape[0]
+    for p in range(data.shape[0]):  # no branch on the sign (random: half mispredicted)
+        v = data[p]
+        buf[lo] = v  # hi - 1 >= lo: slots between them are free
+        buf[hi - 1] = v
+        lo += v >= 0
+        hi -= v < 0
+    return lo, hi
 
-    Removes the ``k_pos`` non-negative values closest to zero (everything
-    below the threshold ``t_pos``, then the first ties at ``t_pos`` in
-    position order) and likewise the ``k_neg`` negative values closest to
-    zero (above ``t_neg``).  Returns the number of connections kept.
-    """
-    n = data.shape[0]
-    below_pos = 0
-    above_neg = 0
-    for p in range(n):
-        v = data[p]
-        if v >= 0:
-            if has_pos and v < t_pos:
-                below_pos += 1
-        elif v < 0:
-            if has_neg and v > t_neg:
-                above_neg += 1
-    ties_pos = k_pos - below_pos
-    ties_neg = k_neg - above_neg
+
+@numba.njit(cache=True)
+def _mark_prune(data, t_pos, ties_pos, t_neg, ties_neg, keep):
+    """SET removal mask in one pass over ``data``: removes the non-negative values below
+    ``t_pos`` and the first ``ties_pos`` equal to it (in position order), likewise the
+    negative values above ``t_neg`` and the first ``ties_neg`` equal to it.  Returns the
+    number of connections kept."""
     kept = 0
-    for p in range(n):
+    for p in range(data.shape[0]):
         v = data[p]
-        rm = False
-        if v >= 0:
-            if has_pos:
-                if v < t_pos:
-                    rm = True
-                elif v == t_pos and ties_pos > 0:
-                    rm = True
-                    ties_pos -= 1
-        elif v < 0:
-            if has_neg:
-                if v > t_neg:
-                    rm = True
-                elif v == t_neg and ties_neg > 0:
-                    rm = True
-                    ties_neg -= 1
+        pos = v >= 0
+        t = t_pos if pos else t_neg
+        rm = (pos & (v < t)) | (~pos & (v > t))  # no branch on the sign
+        if v == t:  # rare: a tie at its sign's threshold
+            if pos and ties_pos > 0:
+                rm = True
+                ties_pos -= 1
+            elif not pos and ties_neg > 0:
+                rm = True
+                ties_neg -= 1
         keep[p] = not rm
-        if not rm:
-            kept += 1
+        kept += not rm
     return kept
 
 
@@ -223,27 +217,31 @@ def _set_prune(data, zeta):
     mask of surviving connections, ``k`` the number removed and ``t`` the largest
     magnitude removed."""
     nnz = data.shape[0]
-    # Thresholds by selection (np.partition), not by a full sort.
-    pos_vals = data[data >= 0]
-    n_pos = pos_vals.shape[0]
-    k_pos = int(zeta * n_pos)
-    t_pos = data.dtype.type(0)
+    # Thresholds by selection (in-place partition of each sign's values), not a sort;
+    # a threshold of 0 with no ties removes nothing of its sign
+    buf = np.empty_like(data)
+    n_pos, hi = _split_signs(data, buf)
+    n_neg = nnz - hi
+    k_pos, k_neg = int(zeta * n_pos), int(zeta * n_neg)
+    t_pos = t_neg = data.dtype.type(0)
+    ties_pos = ties_neg = 0
     if k_pos > 0:
-        t_pos = np.partition(pos_vals, k_pos - 1)[k_pos - 1]
-    del pos_vals
-    neg_vals = data[data < 0]
-    n_neg = neg_vals.shape[0]
-    k_neg = int(zeta * n_neg)
-    t_neg = data.dtype.type(0)
+        part = buf[:n_pos]
+        part.partition(k_pos - 1)
+        t_pos = part[k_pos - 1]
+        ties_pos = k_pos - int(np.count_nonzero(part[:k_pos] < t_pos))
     if k_neg > 0:
-        t_neg = np.partition(neg_vals, n_neg - k_neg)[n_neg - k_neg]
-    del neg_vals
+        part = buf[hi:]
+        part.partition(n_neg - k_neg)
+        t_neg = part[n_neg - k_neg]
+        ties_neg = k_neg - int(np.count_nonzero(part[n_neg - k_neg:] > t_neg))
+    del buf
     k = k_pos + k_neg
     keep = np.empty(nnz, dtype=np.bool_)
     if k == 0:
         keep[:] = True
         return keep, 0, 0.0
-    n_kept = _mark_prune(data, k_pos > 0, t_pos, k_pos, k_neg > 0, t_neg, k_neg, keep)
+    n_kept = _mark_prune(data, t_pos, ties_pos, t_neg, ties_neg, keep)
     assert n_kept == nnz - k
     t = max(float(t_pos) if k_pos else 0.0, -float(t_neg) if k_neg else 0.0)
     return keep, k, t

@@ -9,13 +9,15 @@ import scipy.sparse as sp
 
 from sksparse_mlp._pruning import drop_columns, drop_rows, importance_prune_mask, neuron_importance
 from sksparse_mlp._sampling import (
+    _RADIX_MIN,
     _sample_sorted_distinct,
+    _sort_ints,
     erdos_renyi_density,
     init_values,
     random_layer,
     sample_pattern,
 )
-from sksparse_mlp._set import prune_and_regrow
+from sksparse_mlp._set import _set_prune, prune_and_regrow
 from sksparse_mlp.parallel._merge import average_union, project_to_pattern, prune_to_nnz
 
 # ---------------------------------------------------------------- helpers
@@ -242,6 +244,35 @@ def test_prune_and_regrow_pruned_scale_regrowth():
     assert np.abs(W2.data[is_new]).max() > 0.5 * t
     with pytest.raises(ValueError, match="regrow"):
         prune_and_regrow(W, v, 0.3, rng, regrow="zero")
+
+
+@pytest.mark.parametrize("n", [0, 1, _RADIX_MIN - 1, _RADIX_MIN, 50_000])
+@pytest.mark.parametrize("upper", [1, 2, 1000, 2 ** 40 + 7, 2 ** 63 - 1])
+def test_sort_ints_matches_numpy(n, upper):
+    """The radix sort of SET's draws: every digit count, digits shared by all values
+    (skipped), one value only, the whole int64 range."""
+    a = np.random.default_rng(n + upper % 997).integers(0, upper, n, dtype=np.int64)
+    if n > 10:
+        a[:5] = upper - 1  # the largest value, repeated
+    expected = np.sort(a)
+    _sort_ints(a, upper)
+    assert np.array_equal(a, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("zeta", [0.0, 0.3, 1.0])
+def test_set_prune_signs_ties_nan(dtype, zeta):
+    """Removal on values with exact ties at both thresholds, zeros of either sign and
+    NaN (in neither sign's share, never removed), against the reference."""
+    rng = np.random.default_rng(int(zeta * 10))
+    data = rng.integers(-3, 4, 2000).astype(dtype)
+    data[rng.random(2000) < 0.1] = -0.0
+    data[rng.random(2000) < 0.05] = np.nan
+    keep, k, t = _set_prune(data, zeta)
+    removed = reference_removed(data, zeta)
+    assert k == removed.size and np.array_equal(np.flatnonzero(~keep), removed)
+    assert not np.isnan(data[~keep]).any()
+    assert t == (np.abs(data[removed]).max() if removed.size else 0.0)
 
 
 def test_prune_and_regrow_ties_by_position():
