@@ -25,6 +25,21 @@ def _row_counts(indptr, keep, out_indptr):
         out_indptr[i + 1] = out_indptr[i] + c
 
 
+@numba.njit(cache=True)
+def max_row_abs_sum(indptr, data):
+    """``max_i sum_j |W[i, j]|`` in float64, one streaming pass; inf or NaN as soon as a
+    value is not finite (the max of the row sums would drop a NaN)."""
+    worst = 0.0
+    for i in range(indptr.shape[0] - 1):
+        s = 0.0
+        for p in range(indptr[i], indptr[i + 1]):
+            s += abs(np.float64(data[p]))
+        if not s < np.inf:
+            return s
+        worst = max(worst, s)
+    return worst
+
+
 def _idx_dtype(shape, nnz):
     """The index dtype scipy would pick: int32 while everything fits, else int64.
 

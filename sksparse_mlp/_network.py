@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _fastpath, _pruning, _regrowth, _sampling, _set, _workspace
-from ._activations import hidden_forward
+from ._activations import hidden_forward, negative_slope
+from ._csr import max_row_abs_sum
 
 
 def layer_init(init, layer):
@@ -180,6 +181,27 @@ class SparseMLP:
 
     def squared_norm(self):
         return float(sum(np.dot(layer.W.data, layer.W.data) for layer in self.layers))
+
+    def output_bound(self, X):
+        """An upper bound on ``|z|`` of every output neuron's pre-activation for every
+        row of ``X``; inf or NaN when a parameter is not finite.  O(nnz), streaming.
+
+        A layer maps the L1 norm of its input to at most ``||a||_1 max_i sum_j |w_ij| +
+        ||b||_1``; the piecewise-linear activations multiply it by at most
+        ``max(1, |slope|)``, ``tanh`` and ``identity`` by 1, and the logistic bounds
+        each neuron by 1.  Far cheaper than predicting rows of a large network.
+        """
+        bound = float(abs(X).sum(axis=1).max()) if X.shape[0] else 0.0
+        for l, layer in enumerate(self.layers):
+            bound = (bound * max_row_abs_sum(layer.W.indptr, layer.W.data)
+                     + float(np.abs(layer.bias, dtype=np.float64).sum()))
+            if l == len(self.layers) - 1:
+                break
+            if self.activation == "logistic":
+                bound = float(layer.n_out) if bound < np.inf else bound  # keeps NaN
+            elif self.activation not in ("tanh", "identity"):
+                bound *= max(1.0, abs(negative_slope(self.activation, l + 1, self.slope)))
+        return bound
 
     # ------------------------------------------------------------------ passes
     def predict_output(self, X):

@@ -51,7 +51,8 @@ DENSE_INPUT_BATCH_BYTES = 16 << 20
 # size of the authors' runs. Changes the model (it is the SGD batch).
 AUTO_BATCH_SIZE = 128
 # Rows of the training data whose outputs are checked for overflow after every
-# epoch (the weights themselves are checked in full). At most
+# epoch, unless the network's bound on its outputs rules an overflow out (the
+# weights themselves are checked in full). At most
 # _fastpath._CSR_PREDICT, so a large model needs no transposed copy for the check.
 PROBE_ROWS = 32
 

@@ -82,6 +82,30 @@ def test_forward_matches_dense_reference(path):
     np.testing.assert_allclose(net.predict_output(sp.csr_matrix(X)), A, rtol=1e-10)
 
 
+@pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
+@pytest.mark.parametrize("sparse_input", [False, True])
+def test_output_bound_holds_and_flags_non_finite(activation, sparse_input):
+    """The bound the divergence check relies on is never below an output's magnitude
+    (pre-activation: identity outputs), also with a slope above 1 and a row of zeros,
+    and is not finite once a weight or a bias is not."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(scale=3.0, size=(40, 6))
+    X[0] = 0.0
+    if sparse_input:
+        X = sp.csr_array(np.where(np.abs(X) > 2, X, 0.0))
+    for slope in (0.6, 2.5):
+        net = _net(activation, "identity", "squared_error", sizes=(6, 30, 20, 4), seed=2)
+        net.slope = slope
+        for layer in net.layers:
+            layer.W.data *= 3.0  # growing activations: the piecewise slopes matter
+        bound = net.output_bound(X)
+        assert np.isfinite(bound) and np.abs(net.predict_output(X)).max() <= bound
+    for where in ("W", "bias"):
+        broken = net.copy()
+        getattr(broken.layers[1], where).data[0] = np.nan if where == "W" else np.inf
+        assert not np.isfinite(broken.output_bound(X))
+
+
 def test_allrelu_sign_alternates_by_layer():
     z = np.array([[-2.0, 3.0]])
     outs = []

@@ -20,6 +20,7 @@ from sklearn.datasets import load_diabetes, load_iris
 from sklearn.exceptions import ConvergenceWarning
 
 from sksparse_mlp import TrulySparseMLPClassifier, TrulySparseMLPRegressor
+from sksparse_mlp._network import SparseMLP
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -233,6 +234,25 @@ def test_diverging_partial_fit_keeps_the_last_finite_model():
     _assert_params_equal(before, _params(est))
     est.partial_fit(X, y / 100)  # the finite model trains on
     assert all(np.isfinite(p).all() for p in _params(est))
+
+
+def test_divergence_check_predicts_rows_only_when_outputs_could_overflow(monkeypatch):
+    """After each epoch the probe rows are predicted only when the network's bound on
+    its outputs does not rule an overflow out; huge but finite weights are caught."""
+    X, y = _diabetes()
+    est = TrulySparseMLPRegressor(random_state=0, max_iter=1).fit(X, y / 100)
+    est._probe_X = X[:32].astype(est.network_.dtype)  # as a fit sets it (and drops it after)
+    calls = []
+    predict = SparseMLP.predict_output
+    monkeypatch.setattr(SparseMLP, "predict_output",
+                        lambda net, rows: calls.append(rows.shape[0]) or predict(net, rows))
+    est._check_diverged(1.0)
+    assert calls == []
+    for layer in est.network_.layers:
+        layer.W.data[:] = 1e20  # finite in float32, but the outputs are not
+    with pytest.raises(ValueError, match="the outputs overflowed"):
+        est._check_diverged(1.0)
+    assert calls == [est._probe_X.shape[0]]
 
 
 def test_classifier_divergence_with_early_stopping_is_reported():
