@@ -548,7 +548,6 @@ def test_openmp_wait_policy(user, subprocess_env):
     assert out == expected
 
 
-
 def test_kernels_with_avx2_vectors(subprocess_env, tmp_path):
     """The forward and backward kernels compiled for an AVX2 CPU (32-byte vectors, as
     on Zen 3) pass their tests too, whatever CPU runs the suite: on an AVX-512 host the
@@ -567,6 +566,7 @@ def test_kernels_with_avx2_vectors(subprocess_env, tmp_path):
                          timeout=600, cwd=os.path.dirname(__file__))
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert " passed" in run.stdout and "failed" not in run.stdout
+
 
 def test_warm_cache_calls_match_the_kernels(monkeypatch):
     """``warm_cache.py`` hides its failures from the suite (a variant it misses is compiled
