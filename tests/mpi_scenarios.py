@@ -315,7 +315,8 @@ def main(name):
                 time.sleep(0.2)
             out["warnings"] = [str(x.message) for x in w]
             out["again"] = _try_again(_pool)
-        elif name in ("interrupt_spawn", "interrupt_send", "interrupt_close"):
+        elif name in ("interrupt_spawn", "interrupt_send", "interrupt_close",
+                      "interrupt_after_spawn"):
             # Ctrl-C (a real SIGINT) at a random moment of Spawn, of a large transfer, or of
             # close(): KeyboardInterrupt at once (close: once it finished), no process left
             # while the caller lives on, and MPI still usable
@@ -323,7 +324,7 @@ def main(name):
             import threading
             import numpy as np
             lo, hi = {"interrupt_spawn": (0.0, 0.5), "interrupt_send": (0.05, 0.5),
-                      "interrupt_close": (0.0, 0.12)}[name]
+                      "interrupt_close": (0.0, 0.12), "interrupt_after_spawn": (0, 0)}[name]
             delay = random.uniform(lo, hi)
             out["delay"] = delay
 
@@ -343,6 +344,24 @@ def main(name):
                         pids = _related_pids(pool)
                         _setup(pool)
                         time.sleep(2.0)
+                elif name == "interrupt_after_spawn":
+                    # a real SIGINT the moment Spawn has returned, before the workers'
+                    # hellos: the window a random delay rarely hits
+                    spawn = _pool.Pool._spawn
+
+                    def spawn_then_interrupt(self, *args):
+                        comm = spawn(self, *args)
+                        out["t_int"] = time.monotonic()
+                        os.kill(os.getpid(), signal.SIGINT)
+                        time.sleep(1.0)  # the handler raises here
+                        return comm
+                    _pool.Pool._spawn = spawn_then_interrupt
+                    try:
+                        pool = _pool.Pool(2, timeout=30)
+                    finally:
+                        _pool.Pool._spawn = spawn
+                    out["phase"] = "after start"
+                    pool.close()
                 elif name == "interrupt_send":
                     n = 4 * 1024 * 1024
                     with _pool.Pool(2, timeout=30) as pool:

@@ -605,7 +605,7 @@ def test_keyboard_interrupt_during_spawn_leaves_no_orphans():
 
 
 @pytest.mark.timeout(60 + 120 * REPEAT)
-@pytest.mark.parametrize("name", ["interrupt_send", "interrupt_close"])
+@pytest.mark.parametrize("name", ["interrupt_send", "interrupt_close", "interrupt_after_spawn"])
 def test_keyboard_interrupt_keeps_mpi_usable(name):
     for i in range(2 * REPEAT):
         res = run_scenario(name)

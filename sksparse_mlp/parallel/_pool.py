@@ -230,17 +230,31 @@ class Pool:
                 "(in effect: UCX_TLS=%s; try UCX_TLS=tcp,self or MPIR_CVAR_CH4_NETMOD=ofi "
                 "FI_PROVIDER=tcp)" % os.environ.get("UCX_TLS", "(UCX's default)"))
         info = _make_info(MPI, mpi_info)
+        # everything from the spawn's return to the end of start-up is covered: a Ctrl-C
+        # between two of these calls would otherwise drop a pool whose workers run on
         try:
-            self.comm = self._spawn(args, info)
-        finally:
-            if info != MPI.INFO_NULL:
-                info.Free()
-        self.last_seen = [time.monotonic()] * self.n
-        self._unranked = set(_procs.started_with("--pool", self.token))
-        try:
+            try:
+                self.comm = self._spawn(args, info)
+            finally:
+                if info != MPI.INFO_NULL:
+                    info.Free()
+            self.last_seen = [time.monotonic()] * self.n
+            self._unranked = set(_procs.started_with("--pool", self.token))
             hellos = [self.recv(r, TAG_HELLO, timeout=self._start_left()) for r in range(self.n)]
+            self.stats["spawn_s"] = time.perf_counter() - t0
+            me = socket.gethostname()
+            for r, h in enumerate(hellos):
+                self.hosts[r] = h["host"]
+                if h["host"] == me:
+                    self.pids[r] = h["pid"]
+                    st = _procs.proc_state(h["pid"])
+                    if st is not None:
+                        self._proxies.add(st[1])
+            self._unranked = set()
+            bad = [(r, h["import_error"]) for r, h in enumerate(hellos) if h.get("import_error")]
         except KeyboardInterrupt:
-            # Ctrl-C while workers say hello: an orderly close keeps MPI usable
+            # Ctrl-C after the spawn (a Ctrl-C during it is handled by _spawn): an orderly
+            # close keeps MPI usable
             if self.comm is not None and not self.broken:
                 self.close(timeout=min(self.close_timeout, 3.0))
             raise
@@ -248,17 +262,6 @@ class Pool:
             if self.comm is not None and not self.broken:
                 self._kill("pool start failed")
             raise
-        self.stats["spawn_s"] = time.perf_counter() - t0
-        me = socket.gethostname()
-        for r, h in enumerate(hellos):
-            self.hosts[r] = h["host"]
-            if h["host"] == me:
-                self.pids[r] = h["pid"]
-                st = _procs.proc_state(h["pid"])
-                if st is not None:
-                    self._proxies.add(st[1])
-        self._unranked = set()
-        bad = [(r, h["import_error"]) for r, h in enumerate(hellos) if h.get("import_error")]
         if bad:
             self.close()
             raise WorkerError("worker %d failed to start:\n%s" % bad[0])
@@ -346,7 +349,8 @@ class Pool:
             raise
         if "err" in box:
             raise box["err"]
-        return box["comm"]
+        self.comm = box["comm"]  # before anything can interrupt the caller: close() finds it
+        return self.comm
 
     # ------------------------------------------------------------------ checks
     def _check(self, what, expect):
