@@ -44,7 +44,7 @@ def _mark_prune(data, t_pos, ties_pos, t_neg, ties_neg, keep):
         v = data[p]
         pos = v >= 0
         t = t_pos if pos else t_neg
-        rm = (pos & (v < t)) | (~pos & (v > t))  # no branch on the sign
+        rm = (pos & (v < t)) | ((not pos) & (v > t))  # no branch on the sign
         if v == t:  # rare: a tie at its sign's threshold
             if pos and ties_pos > 0:
                 rm = True
