@@ -230,11 +230,9 @@ class Pool:
                 "(in effect: UCX_TLS=%s; try UCX_TLS=tcp,self or MPIR_CVAR_CH4_NETMOD=ofi "
                 "FI_PROVIDER=tcp)" % os.environ.get("UCX_TLS", "(UCX's default)"))
         info = _make_info(MPI, mpi_info)
-        # everything from the spawn's return to the end of start-up is covered: a Ctrl-C
-        # between two of these calls would otherwise drop a pool whose workers run on
-        try:
+        try:  # from Spawn to the end: a Ctrl-C in between must not drop a started pool
             try:
-                self.comm = self._spawn(args, info)
+                self._spawn(args, info)
             finally:
                 if info != MPI.INFO_NULL:
                     info.Free()
@@ -253,8 +251,7 @@ class Pool:
             self._unranked = set()
             bad = [(r, h["import_error"]) for r, h in enumerate(hellos) if h.get("import_error")]
         except KeyboardInterrupt:
-            # Ctrl-C after the spawn (a Ctrl-C during it is handled by _spawn): an orderly
-            # close keeps MPI usable
+            # Ctrl-C after Spawn (during it: _spawn): an orderly close keeps MPI usable
             if self.comm is not None and not self.broken:
                 self.close(timeout=min(self.close_timeout, 3.0))
             raise
@@ -286,7 +283,7 @@ class Pool:
         """MPI_Comm_spawn blocks forever if a worker dies before MPI_Init or the launcher
         gives up (bad host, unreachable node): run it in a helper thread
         (MPI_THREAD_MULTIPLE) and watch, every 30 ms, the launcher, the workers started so
-        far and the deadline (``spawn_timeout``)."""
+        far and the deadline (``spawn_timeout``). Sets ``self.comm``."""
         MPI, n = self.MPI, self.n
         box = {}
         # completion is signalled with an Event: Thread.join/is_alive must not be used here,
@@ -349,8 +346,7 @@ class Pool:
             raise
         if "err" in box:
             raise box["err"]
-        self.comm = box["comm"]  # before anything can interrupt the caller: close() finds it
-        return self.comm
+        self.comm = box["comm"]  # set here: a Ctrl-C right after this finds it to close
 
     # ------------------------------------------------------------------ checks
     def _check(self, what, expect):
