@@ -249,7 +249,7 @@ def time_layer_kernels(clf, X, threads, repeats):
                 P.gather_values(layer.W.data, perm, data)
                 perm = perm[:0]
             K.forward_tiled(T.indptr, T.indices, perm, data, layer.bias, A,
-                            acts[l + 1], G, act, s, 0, 0, 1.0, ws.n_threads, ws.sched)
+                            acts[l + 1], G, act, s, 0, 0, 1.0, ws.n_threads, ws.sched, ws.rows)
             return now() - t
 
         def bwd(l, A, D, codes):

@@ -37,6 +37,7 @@ from . import _kernels as K
 from . import _loss, _threads
 from . import _panels as P
 from . import _regrowth as RG
+from . import _scatter as SC
 from . import _steps as S
 from . import config as cfg
 from ._activations import negative_slope
@@ -120,10 +121,10 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
         lthr = thr if act != K.ACT_NONE else 0
         lscale = scale if lthr else 1.0
         if A is None:
-            K.forward_sparse_tiled(W.indptr, W.indices, W.data, layer.bias, Xb.indptr,
+            SC.forward_sparse_tiled(W.indptr, W.indices, W.data, layer.bias, Xb.indptr,
                                    Xb.indices, Xb.data, B, Z, G, act, s, lthr, seed, lscale)
         elif csr or ws.lean:
-            K.forward_csr_tiled(W.indptr, W.indices, W.data, layer.bias, A, Z, G, act, s, lthr,
+            SC.forward_csr_tiled(W.indptr, W.indices, W.data, layer.bias, A, Z, G, act, s, lthr,
                                 seed, lscale)
         else:
             T = _predict_view(W) if ws.trans[l] is None else ws.trans[l].get(W)
@@ -135,7 +136,7 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
                 P.gather_values(W.data, perm, data)
                 perm = perm[:0]
             K.forward_tiled(T.indptr, T.indices, perm, data, layer.bias, A, Z, G, act, s,
-                            lthr, seed, lscale, ws.n_threads, ws.sched)
+                            lthr, seed, lscale, ws.n_threads, ws.sched, ws.rows)
         acts.append(Z)
         codes.append(G)
         A = Z
@@ -181,7 +182,7 @@ def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, opt, las
         sparse_first = l == 0 and Xb is not None
         if sparse_first:
             Xc = Xb.tocsc()
-            K.sddmm_sparse_tiled(W.indptr, W.indices, Xc.indptr, Xc.indices, Xc.data, D, gbuf,
+            SC.sddmm_sparse_tiled(W.indptr, W.indices, Xc.indptr, Xc.indices, Xc.data, D, gbuf,
                                  accumulate)
         else:
             g = ws._nogbuf if gbuf is None else gbuf
@@ -335,7 +336,7 @@ def run_epoch(net, X, Y, sample_weight, batch_size, optimizer, config, rng, shuf
 
 
 def _predict_rows_serial(net, X):
-    """Rows one at a time through :func:`~._kernels.forward_row` (no parallel regions)."""
+    """Rows one at a time through :func:`~._scatter.forward_row` (no parallel regions)."""
     layers = net.layers
     L = len(layers)
     dtype = layers[0].bias.dtype
@@ -350,7 +351,7 @@ def _predict_rows_serial(net, X):
             bias = layer.bias
             z = out[r] if l == L - 1 else bufs[l % 2][: bias.shape[0]]
             W = layer.W
-            K.forward_row(W.indptr, W.indices, W.data, bias, a, z, *acts[l])
+            SC.forward_row(W.indptr, W.indices, W.data, bias, a, z, *acts[l])
             a = z
     _loss.output_rows(out, _OUT[net.out_activation])
     return out

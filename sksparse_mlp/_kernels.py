@@ -229,7 +229,7 @@ def _wait_until(flags, i, target):
 # data stay in its core's caches); a thread whose queue is empty takes the next task
 # of another's queue, so a thread that the OS stalls (a busy neighbour on a shared
 # machine) does not make every parallel region wait for it.
-_BLOCKS_PER_THREAD = 8
+BLOCKS_PER_THREAD = 8
 
 
 @njit(inline="always")
@@ -261,7 +261,7 @@ def kernel_scratch(n_threads, row_width, dtype):
     threads and rows of ``row_width`` items: ``(sched, block_sq, rows)``.  Made once per
     workspace: allocating them in every call cost about 2 us each, a third of a small
     layer's call."""
-    n_blocks = n_threads * _BLOCKS_PER_THREAD
+    n_blocks = n_threads * BLOCKS_PER_THREAD
     return (np.zeros(n_threads + n_blocks, np.int64), np.zeros(n_blocks),
             np.zeros((n_threads, row_width), dtype))
 
@@ -277,7 +277,7 @@ def longest_row(indptr):
 
 @njit(parallel=True, **_OPTS)
 def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, thr, seed, scale,
-                  n_threads, sched):
+                  n_threads, sched, rows):
     """``Z = f(W.T @ A + bias)`` on the tiled layout, from the CSC view of ``W``.
 
     ``t_indptr, t_indices, t_perm`` come from :func:`transpose_pattern`.  With
@@ -291,15 +291,17 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
     of every connection in every panel.
 
     The output neurons are cut into blocks of about equal connection counts,
-    :data:`_BLOCKS_PER_THREAD` per thread; each of the ``n_threads`` threads sweeps
+    :data:`BLOCKS_PER_THREAD` per thread; each of the ``n_threads`` threads sweeps
     its own blocks panel after panel (the panel it gathers from stays in its L2, as
     in the probe) and then helps with the others' (:func:`_next_task`).  The sums of
     one neuron stay in registers (:func:`_column_sums`).  ``sched`` (int64, at least
-    ``n_threads`` items, from :func:`kernel_scratch`) holds the queues' counters.
+    ``n_threads`` items) holds the queues' counters; through ``t_perm``, a block whose
+    values fit a row of ``rows`` (one per thread) gathers them there first and reads
+    them in order (both from :func:`kernel_scratch`; ``rows`` may have no columns).
     """
     nt, n_out, TB = Z3.shape
-    if sched.shape[0] < n_threads:
-        raise ValueError("forward_tiled: the scheduling buffer is too small")
+    if sched.shape[0] < n_threads or rows.shape[0] < (n_threads if rows.shape[1] else 1):
+        raise ValueError("forward_tiled: the scratch buffers are too small")
     codes = G3.shape[0] > 0
     if act >= 0 and codes and G3.shape != Z3.shape:  # no bounds checks below
         raise ValueError("forward_tiled: the code buffer does not match the output")
@@ -310,25 +312,39 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
         raise ValueError("forward_tiled: this activation needs a code buffer")
     slope = Z3.dtype.type(s)
     if t_perm.shape[0] == 0:
-        ahead, rows = _prefetch_ahead(A3), False
+        ahead, prefetch_rows = _prefetch_ahead(A3), False
     else:  # the rows too unless the layer is dense
         ahead = _PREFETCH_AHEAD
-        rows = (_prefetch_ahead(A3, PREFETCH_ROWS_BYTES) > 0
-                and t_indptr[n_out] < A3.shape[1] * n_out)
-    per = max(1, min(n_out // n_threads, _BLOCKS_PER_THREAD))  # blocks per queue
+        prefetch_rows = (_prefetch_ahead(A3, PREFETCH_ROWS_BYTES) > 0
+                         and t_indptr[n_out] < A3.shape[1] * n_out)
+    per = max(1, min(n_out // n_threads, BLOCKS_PER_THREAD))  # blocks per queue
     n_blocks = per * n_threads
     counters = sched[:n_threads]
     counters[:] = 0
     no_codes = G3.reshape(G3.size)[:0]  # a uint8 row that nothing writes
     for own in prange(n_threads):
+        buf = rows[np.int64(own) if rows.shape[1] else 0]
         while True:
             d, q = _next_task(counters, own, nt * per)
             if d < 0:
                 break
             t = q // per
             j0, j1 = _chunk_bounds(t_indptr, d * per + q - t * per, n_blocks)
-            _forward_columns(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, thr,
-                             seed, scale, t, j0, j1, fused, slope, ahead, rows, no_codes)
+            p0, p1 = t_indptr[j0], t_indptr[j1]
+            if t_perm.shape[0] and p1 - p0 <= buf.shape[0]:
+                # the block's values in order first: reading them through the
+                # permutation in the loop below cost 1.12-1.16x (1000 x 1000, hot)
+                vals = buf[:p1 - p0]
+                u0 = np.uint64(p0)
+                for p in range(u0, np.uint64(p1)):  # unsigned: no wraparound tests
+                    vals[p - u0] = data[np.uint64(t_perm[p])]
+                _forward_columns(t_indptr, t_indices[p0:p1], t_perm[:0], vals, p0, bias, A3,
+                                 Z3, G3, act, s, thr, seed, scale, t, j0, j1, fused, slope,
+                                 ahead if prefetch_rows else 0, False, no_codes)
+            else:
+                _forward_columns(t_indptr, t_indices, t_perm, data, 0, bias, A3, Z3, G3, act,
+                                 s, thr, seed, scale, t, j0, j1, fused, slope, ahead,
+                                 prefetch_rows, no_codes)
 
 
 # _nrt=False (here and in _backward_rows): no reference counting.  numba counts every
@@ -336,44 +352,20 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
 # parent array's count, a cache line both threads share (about 20 pairs per backward
 # row); these functions allocate nothing, so they need no counts.
 @njit(_nrt=False, **_OPTS)
-def _forward_columns(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, thr, seed,
-                     scale, t, j0, j1, fused, slope, ahead, rows, no_codes):
-    """The work of :func:`forward_tiled` on output neurons ``j0:j1`` of panel ``t``."""
+def _forward_columns(t_indptr, t_indices, t_perm, data, off, bias, A3, Z3, G3, act, s, thr,
+                     seed, scale, t, j0, j1, fused, slope, ahead, rows, no_codes):
+    """The work of :func:`forward_tiled` on output neurons ``j0:j1`` of panel ``t``;
+    ``t_indices``, ``t_perm`` and ``data`` start at connection ``off``."""
     TB = Z3.shape[2]
     codes = G3.shape[0] > 0
     Ap = A3[t]
     for j in range(j0, j1):
         z = Z3[t, j]
         g = G3[t, j] if act >= 0 and codes else no_codes
-        _column_sums(Ap, t_indices, t_perm, data, t_indptr[j], t_indptr[j + 1], bias[j], z, g,
-                     fused, slope, ahead, rows)
+        _column_sums(Ap, t_indices, t_perm, data, t_indptr[j] - off, t_indptr[j + 1] - off,
+                     bias[j], z, g, fused, slope, ahead, rows)
         if act >= 0 and not fused:
             _activate_row(z, g, j, t * TB, act, s, thr, seed, scale)
-
-
-@njit(parallel=True, **_OPTS)
-def forward_sparse_tiled(indptr, indices, data, bias, x_indptr, x_indices, x_data, B,
-                         Z3, G3, act, s, thr, seed, scale):
-    """:func:`forward_tiled` for a sparse input batch ``X`` (CSR, ``B`` rows)."""
-    nt, n_out, TB = Z3.shape
-    for t in prange(nt):
-        for j in range(n_out):
-            bj = bias[j]
-            for b in range(TB):
-                Z3[t, j, b] = bj
-        for bb in range(TB):
-            b = t * TB + bb
-            if b < B:
-                for p in range(np.uint64(x_indptr[b]), np.uint64(x_indptr[b + 1])):
-                    i = np.uint64(x_indices[p])
-                    x = x_data[p]
-                    for k in range(np.uint64(indptr[i]), np.uint64(indptr[i + 1])):
-                        Z3[t, np.uint64(indices[k]), bb] += x * data[k]
-    if act >= 0:
-        for q in prange(nt * n_out):
-            t = q // n_out
-            j = q - t * n_out
-            _activate_row(Z3[t, j], G3[t, j], j, t * TB, act, s, thr, seed, scale)
 
 
 @njit(inline="always")
@@ -564,7 +556,7 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     ``bsum[t, i] (+)= sum_b delta[t, i, b]`` is its bias gradient (added in mode 1).
 
     The input neurons are cut into blocks of about equal connection counts,
-    :data:`_BLOCKS_PER_THREAD` per thread; each thread sweeps its own blocks panel
+    :data:`BLOCKS_PER_THREAD` per thread; each thread sweeps its own blocks panel
     after panel (their gradient sums and weights stay in its caches) and then helps
     with the others' (:func:`_next_task`).  Block ``b`` of panel ``t`` waits until
     block ``b`` of panel ``t - 1`` is done, so that the gradient sums of a
@@ -580,7 +572,7 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
     """
     T = A3.dtype.type
     nt, n_in, TB = A3.shape
-    per = max(1, min(n_in // n_threads, _BLOCKS_PER_THREAD))  # blocks per queue
+    per = max(1, min(n_in // n_threads, BLOCKS_PER_THREAD))  # blocks per queue
     n_blocks = per * n_threads
     longest = longest_row(indptr) if nt == 1 and mode >= GRAD_STEP else 0
     if (sched.shape[0] < n_threads + n_blocks or block_sq.shape[0] < n_blocks
@@ -609,91 +601,3 @@ def backward_tiled(indptr, indices, data, A3, D3, G3, gbuf, mode, do_bwd, act, s
                                             second, T(beta_2), T(adam_eps), ahead)
             publish(done, blk, t + 1)
     return block_sq.sum()
-
-
-@njit(parallel=True, **_OPTS)
-def sddmm_sparse_tiled(indptr, indices, xc_indptr, xc_indices, xc_data, D3, gbuf, accumulate):
-    """SDDMM gradient of a first layer fed a sparse batch ``X`` (CSC arrays, rows = samples).
-
-    Writes (or adds) the full gradient into ``gbuf[0]``.
-    """
-    nt, n_out, TB = D3.shape
-    n_in = indptr.shape[0] - 1
-    for i in prange(n_in):
-        p0 = xc_indptr[i]
-        p1 = xc_indptr[i + 1]
-        for k in range(indptr[i], indptr[i + 1]):
-            j = indices[k]
-            acc = D3.dtype.type(0)
-            for p in range(p0, p1):
-                b = xc_indices[p]
-                t = b // TB
-                acc += xc_data[p] * D3[t, j, b - t * TB]
-            if accumulate:
-                gbuf[0, k] += acc
-            else:
-                gbuf[0, k] = acc
-
-
-@njit(parallel=True, **_OPTS)
-def forward_csr_tiled(indptr, indices, data, bias, A3, Z3, G3, act, s, thr, seed, scale):
-    """:func:`forward_tiled` from the CSR arrays of ``W`` (no CSC view needed).
-
-    Each panel is owned by one thread, which scatters ``w * A[i]`` into the rows of
-    its panel of ``Z``: no races, no transposed copy of the pattern (saves 8 bytes
-    per connection), at the price of a read-modify-write of the output rows.
-    """
-    nt, n_out, TB = Z3.shape
-    n_in = A3.shape[1]
-    for t in prange(nt):
-        for j in range(n_out):
-            bj = bias[j]
-            for b in range(TB):
-                Z3[t, j, b] = bj
-        for i in range(n_in):
-            for k in range(np.uint64(indptr[i]), np.uint64(indptr[i + 1])):
-                j = np.uint64(indices[k])
-                w = data[k]
-                for b in range(TB):
-                    Z3[t, j, b] += w * A3[t, i, b]
-    if act >= 0:
-        for q in prange(nt * n_out):
-            t = q // n_out
-            j = q - t * n_out
-            _activate_row(Z3[t, j], G3[t, j], j, t * TB, act, s, thr, seed, scale)
-
-
-@njit(**_OPTS)
-def forward_row(indptr, indices, data, bias, a, z, act, s):
-    """One sample, one layer, serial: ``z = f(W.T @ a + bias)`` from the CSR arrays.
-
-    For predicting single rows, where a parallel region and a batch panel would
-    cost more than the products, and no CSC view is needed: each input's weights
-    are read in order and scattered into ``z``, which stays in L1 (1.3x faster than
-    gathering through the CSC view for the benchmark network).  Every ``z[j]`` adds
-    its terms in the order of :func:`forward_tiled` (inputs ascending, from the
-    bias), so a row predicted alone is rounded as in a batch.  ``act`` as in
-    :func:`forward_tiled` (-1: none).
-    """
-    n_out = z.shape[0]
-    T = z.dtype.type
-    one = T(1)
-    s_ = T(s)
-    for j in range(n_out):
-        z[j] = bias[j]
-    for i in range(a.shape[0]):
-        ai = a[i]
-        # unsigned positions: no wraparound test for negative indices in the loop (the
-        # four layers of the benchmark network 149 -> 86 us)
-        for k in range(np.uint64(indptr[i]), np.uint64(indptr[i + 1])):
-            z[np.uint64(indices[k])] += data[k] * ai
-    for j in range(n_out):
-        acc = z[j]
-        if act == ACT_PIECEWISE:
-            acc = acc if acc > 0 else s_ * acc
-        elif act == ACT_TANH:
-            acc = np.tanh(acc)
-        elif act == ACT_LOGISTIC:
-            e = np.exp(-abs(acc))
-            acc = (one if acc >= 0 else e) / (one + e)
-        z[j] = acc

@@ -83,7 +83,7 @@ def candidate_gradients_tiled(A3, D3, rows, cols, out):
 @numba.njit(parallel=True, **_OPTS)
 def candidate_gradients_sparse(xc_indptr, xc_indices, xc_data, D3, rows, cols, out):
     """:func:`candidate_gradients_tiled` for a first layer fed a sparse batch (CSC arrays,
-    rows = samples), summed as :func:`._kernels.sddmm_sparse_tiled` sums the connections'."""
+    rows = samples), summed as :func:`._scatter.sddmm_sparse_tiled` sums the connections'."""
     TB = D3.shape[2]
     for c in numba.prange(rows.shape[0]):
         i = rows[c]

@@ -158,6 +158,26 @@ def _predict_view(W):
     return entry[1].get(W)
 
 
+# the forward pass gathers a block's values into a scratch row of at most this many
+# items per thread (forward_tiled); larger blocks read through the permutation
+_GATHER_MAX = 1 << 16
+
+
+def _gather_width(net, large):
+    """The most values of any block the forward pass gathers (:func:`~._kernels.forward_tiled`
+    on one thread), at most :data:`_GATHER_MAX`; not for layers with ``large`` input
+    panels (their values are gathered in CSC order beforehand)."""
+    width = 0
+    for layer, big in zip(net.layers, large):
+        W = layer.W
+        per = max(1, min(W.shape[1], K.BLOCKS_PER_THREAD))
+        if big or W.nnz == 0 or W.nnz // per > _GATHER_MAX:
+            continue
+        longest = int(np.bincount(W.indices, minlength=W.shape[1]).max())
+        width = max(width, W.nnz // per + longest + 1)
+    return min(width, _GATHER_MAX)
+
+
 class Workspace:
     """Buffers for training or predicting with one network, batches up to ``capacity``.
 
@@ -255,7 +275,8 @@ class Workspace:
         # prediction here; for training below, if memory is left once the micro-batch
         # is chosen).  Not for smaller ones: the epochs of the benchmark network were
         # 1.08-1.1x faster reading through the permutation than with the gather, at
-        # 2 and 8 panels, and predicting 10,000 rows even.
+        # 2 and 8 panels, and predicting 10,000 rows even (their forward pass gathers
+        # each block's values itself: _gather_width).
         values = 0 if training else max(nnz) * itemsize
         micro = largest(views + values)
         self.lean = bool(views) and (cfg.CSC_VIEWS is False or cfg.CSC_VIEWS is None and (
@@ -327,7 +348,8 @@ class Workspace:
         longest = max(K.longest_row(layer.W.indptr) for layer in net.layers) \
             if training and self.nt == 1 else 0
         self.sched, self.block_sq, self.rows = K.kernel_scratch(
-            self.n_threads, self.tb + longest, dtype)
+            self.n_threads, max(self.tb + longest, 0 if self.lean else _gather_width(
+                net, self.large)), dtype)
 
     def describe(self, capacity):
         """One line on the memory choices for batches of ``capacity``, or None if

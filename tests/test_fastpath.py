@@ -1,5 +1,6 @@
 """The engine (training and prediction) against the reference of tests/reference.py."""
 import copy
+import types
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from reference import run_epoch
 
 from sksparse_mlp import _fastpath as F
 from sksparse_mlp import _kernels as K
+from sksparse_mlp import _panels as P
 from sksparse_mlp import _workspace as WS
 from sksparse_mlp import config
 from sksparse_mlp._network import SparseMLP, TrainingConfig
@@ -266,6 +268,27 @@ def test_workspace_panels_on_cache_lines(training):
         assert all(g.ctypes.data % 64 == 0 for g in ws.G if g is not None and g.size)
 
 
+@pytest.mark.parametrize("shape", [(60, 40, 0.2), (30, 5, 1.0), (200, 300, 0.05)])
+def test_forward_blocks_fit_the_gather_rows(shape):
+    """Every block of columns the forward kernel cuts, at 1 to 4 threads, fits the
+    scratch row the workspace sizes for gathering its values."""
+    n_in, n_out, density = shape
+    rng = np.random.default_rng(n_out)
+    W = sp.random(n_in, n_out, density=density, format="csr", random_state=rng,
+                  dtype=np.float32)
+    net = types.SimpleNamespace(layers=[types.SimpleNamespace(W=W)])
+    width = WS._gather_width(net, [False])
+    t_indptr = P.transpose_pattern(W.indptr, W.indices, n_out)[0]
+    biggest = 0
+    for n_threads in range(1, 5):
+        per = max(1, min(n_out // n_threads, K.BLOCKS_PER_THREAD))
+        for blk in range(per * n_threads):
+            j0, j1 = K._chunk_bounds(t_indptr, blk, per * n_threads)
+            biggest = max(biggest, t_indptr[j1] - t_indptr[j0])
+    assert 0 < biggest <= width <= biggest + n_in + 1
+    assert WS._gather_width(net, [True]) == 0  # large panels: gathered beforehand
+
+
 def test_transposed_view_refreshes():
     net = _net("allrelu", "softmax", "log_loss", np.float64, 3)
     T = WS._Transposed()
@@ -289,7 +312,7 @@ def _dropout_codes(nt, tb, keep=0.7, seed=12345):
     bias = np.ones(50, np.float32)
     K.forward_tiled(t_indptr, empty, empty, data, bias, A3, Z3, G3, K.ACT_PIECEWISE, -0.6,
                     K.dropout_threshold(keep), seed, 1 / keep, 2,
-                    np.zeros(2, np.int64))
+                    np.zeros(2, np.int64), np.zeros((2, 0), np.float32))
     return Z3, G3
 
 

@@ -8,12 +8,14 @@ import scipy.sparse as sp
 
 from sksparse_mlp import _kernels as K
 from sksparse_mlp import _panels as P
+from sksparse_mlp import _scatter as SC
 from sksparse_mlp import _steps as S
 
 
-def _sched():
-    """A scheduling buffer for the forward kernel, with stale counts it must reset."""
-    return np.full(16, 7, np.int64)
+def _sched(width=0, dt=np.float32):
+    """The forward kernel's scratch: a scheduling buffer with stale counts it must reset,
+    and rows of ``width`` items per thread for the values of its blocks."""
+    return np.full(16, 7, np.int64), np.full((4, width), np.nan, dt)
 
 
 def _scratch(A3, indptr, n_threads=4):
@@ -239,7 +241,7 @@ def test_narrow_pattern(shape, density, narrow):
         Z3 = np.empty((2, shape[1], 16), np.float32)
         G3 = np.empty(Z3.shape, np.uint8)
         K.forward_tiled(t_indptr, t_indices, t_perm, W.data, bias, A3, Z3, G3, K.ACT_PIECEWISE,
-                        -0.6, 0, 0, 1.0, 2, _sched())
+                        -0.6, 0, 0, 1.0, 2, *_sched())
         out.append((Z3, G3))
     np.testing.assert_array_equal(out[0][0], out[1][0])
     np.testing.assert_array_equal(out[0][1], out[1][1])
@@ -263,7 +265,14 @@ def test_forward_tiled(idx, dt, TB, piecewise):
         G3 = np.zeros(Z3.shape, np.uint8)
         act = K.ACT_PIECEWISE if piecewise else K.ACT_NONE
         K.forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, -0.6, 0, 0,
-                        1.0, chunks, _sched())
+                        1.0, chunks, *_sched(0, dt))
+        # each block's values gathered first, where they fit (all, some, none): same bits
+        for width in (W.nnz, W.nnz // 4, 1):
+            Zg, Gg = np.full(Z3.shape, np.nan, dt), np.zeros(Z3.shape, np.uint8)
+            K.forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Zg, Gg, act, -0.6, 0,
+                            0, 1.0, chunks, *_sched(width, dt))
+            np.testing.assert_array_equal(Zg, Z3)
+            np.testing.assert_array_equal(Gg, G3)
         for t in range(2):
             z = Wd.T @ A3[t] + bias[:, None]
             if piecewise:
@@ -273,7 +282,8 @@ def test_forward_tiled(idx, dt, TB, piecewise):
         Zp = np.full(Z3.shape, np.nan, dt)
         no_codes = np.zeros((0, 1, 1), np.uint8)
         K.forward_tiled(t_indptr, t_indices, t_perm[:0], data[t_perm], bias, A3, Zp,
-                        no_codes if piecewise else G3, act, -0.6, 0, 0, 1.0, chunks, _sched())
+                        no_codes if piecewise else G3, act, -0.6, 0, 0, 1.0, chunks,
+                        *_sched(0, dt))
         np.testing.assert_array_equal(Zp, Z3)
 
 
@@ -293,16 +303,19 @@ def test_gathers_from_large_panels_prefetch(n_in):
     assert K._prefetch_ahead(A3[:, :60], K.PREFETCH_ROWS_BYTES) == 0
     bias = rng.standard_normal(40).astype(dt)
     out = []
-    for perm, values in ((t_perm, data), (t_perm[:0], data[t_perm])):  # through perm, not
+    # through perm, gathered per block first, in CSC order
+    for perm, values, width in ((t_perm, data, 0), (t_perm, data, W.nnz),
+                                (t_perm[:0], data[t_perm], 0)):
         Z3 = np.full((1, 40, 64), np.nan, dt)
         G3 = np.zeros(Z3.shape, np.uint8)
         K.forward_tiled(t_indptr, t_indices, perm, values, bias, A3, Z3, G3, K.ACT_PIECEWISE,
-                        -0.6, 0, 0, 1.0, 2, _sched())
+                        -0.6, 0, 0, 1.0, 2, *_sched(width, dt))
         out.append((Z3, G3))
-    np.testing.assert_array_equal(out[0][0], out[1][0])
-    np.testing.assert_array_equal(out[0][1], out[1][1])
+    for Z3, G3 in out[1:]:
+        np.testing.assert_array_equal(Z3, out[0][0])
+        np.testing.assert_array_equal(G3, out[0][1])
     z = W.toarray().T @ A3[0] + bias[:, None]
-    np.testing.assert_allclose(out[1][0][0], np.where(z > 0, z, -0.6 * z), **_tol(dt))
+    np.testing.assert_allclose(out[2][0][0], np.where(z > 0, z, -0.6 * z), **_tol(dt))
     if n_in != 9000:
         return
     # backward: the delta rows gathered from a large panel of the layer above
@@ -357,12 +370,12 @@ def test_forward_tiled_needs_codes():
     Z3 = np.empty((1, 7, 16), np.float32)
     with pytest.raises(ValueError, match="code buffer"):
         K.forward_tiled(t_indptr, t_indices, t_perm, data, np.zeros(7, np.float32), A3, Z3,
-                        np.zeros((0, 1, 1), np.uint8), K.ACT_TANH, 0.0, 0, 0, 1.0, 1, _sched())
+                        np.zeros((0, 1, 1), np.uint8), K.ACT_TANH, 0.0, 0, 0, 1.0, 1, *_sched())
     # a buffer of the wrong shape is refused before anything is written through it
     for act in (K.ACT_PIECEWISE, K.ACT_TANH):
         with pytest.raises(ValueError, match="does not match"):
             K.forward_tiled(t_indptr, t_indices, t_perm, data, np.zeros(7, np.float32), A3,
-                            Z3, np.zeros((1, 1, 1), np.uint8), act, 0.0, 0, 0, 1.0, 1, _sched())
+                            Z3, np.zeros((1, 1, 1), np.uint8), act, 0.0, 0, 0, 1.0, 1, *_sched())
 
 
 def _backward_case(rng, idx, dt, nt, TB, n_in=37, n_out=29):
@@ -577,7 +590,7 @@ def test_warm_cache_calls_match_the_kernels(monkeypatch):
     import warm_cache
 
     called = []
-    for mod, name in [(K, "forward_tiled"), (K, "backward_tiled"), (K, "forward_csr_tiled"),
+    for mod, name in [(K, "forward_tiled"), (K, "backward_tiled"), (SC, "forward_csr_tiled"),
                       (S, "apply_adam_step")]:
         kernel = getattr(mod, name)
 
@@ -610,10 +623,13 @@ def test_kernels_reject_small_scratch():
             K.backward_tiled(*args, *small)
     t_indptr, t_indices, t_perm = P.transpose_pattern(indptr, indices, W.shape[1])
     Z3 = np.zeros((1, W.shape[1], 16), np.float32)
-    with pytest.raises(ValueError, match="scheduling"):
-        K.forward_tiled(t_indptr, t_indices, t_perm, data, np.zeros(W.shape[1], np.float32), A3,
-                        Z3, np.zeros(Z3.shape, np.uint8), K.ACT_PIECEWISE, -0.6, 0, 0, 1.0, 2,
-                        np.zeros(1, np.int64))
+    fwd = (t_indptr, t_indices, t_perm, data, np.zeros(W.shape[1], np.float32), A3, Z3,
+           np.zeros(Z3.shape, np.uint8), K.ACT_PIECEWISE, -0.6, 0, 0, 1.0, 2)
+    K.forward_tiled(*fwd, np.zeros(2, np.int64), np.zeros((2, 8), np.float32))
+    for small in ((np.zeros(1, np.int64), np.zeros((2, 0), np.float32)),
+                  (np.zeros(2, np.int64), np.zeros((1, 8), np.float32))):
+        with pytest.raises(ValueError, match="scratch buffers"):
+            K.forward_tiled(*fwd, *small)
 
 
 @pytest.mark.parametrize("dt", [np.float32, np.float64])

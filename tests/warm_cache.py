@@ -47,7 +47,7 @@ def _int64_kernels():
     G3 = np.zeros(Z3.shape, np.uint8)
     bias = np.zeros(5, np.float32)
     K.forward_tiled(t_indptr, t_indices, t_perm, W.data, bias, A3, Z3, G3, K.ACT_PIECEWISE,
-                    -0.6, 0, 0, 1.0, 1, np.zeros(1, np.int64))
+                    -0.6, 0, 0, 1.0, 1, np.zeros(1, np.int64), np.zeros((1, 8), np.float32))
     gbuf = np.zeros((1, W.nnz), np.float32)
     bsum = np.zeros((1, 7), np.float32)
     vel = np.zeros_like(W.data)
@@ -61,13 +61,14 @@ def _other_kernels():
     import scipy.sparse as sp
 
     from sksparse_mlp import _kernels as K
+    from sksparse_mlp import _scatter as SC
     from sksparse_mlp import _steps as S
 
     for dt in (np.float32, np.float64):
         W = sp.random(7, 5, density=0.5, format="csr", random_state=0, dtype=dt)
         Z3 = np.zeros((1, 5, 16), dt)
-        K.forward_csr_tiled(W.indptr, W.indices, W.data, np.zeros(5, dt), np.ones((1, 7, 16), dt),
-                            Z3, np.zeros(Z3.shape, np.uint8), K.ACT_PIECEWISE, -0.6, 0, 0, 1.0)
+        SC.forward_csr_tiled(W.indptr, W.indices, W.data, np.zeros(5, dt), np.ones((1, 7, 16), dt),
+                             Z3, np.zeros(Z3.shape, np.uint8), K.ACT_PIECEWISE, -0.6, 0, 0, 1.0)
         d = np.ones(4, dt)
         S.apply_adam_step(d, np.zeros_like(d), np.zeros_like(d), np.ones((2, 4), dt), 2, 0.1,
                           0.9, 0.999, 0.0, 1e-8)
