@@ -226,7 +226,6 @@ def time_layer_kernels(clf, X, threads, repeats):
 
     from sksparse_mlp import _fastpath as F
     from sksparse_mlp import _kernels as K
-    from sksparse_mlp import _panels as P
     from sksparse_mlp import _workspace as WS
 
     net = clf.network_.copy()
@@ -237,19 +236,11 @@ def time_layer_kernels(clf, X, threads, repeats):
         idx = np.arange(BATCH)
         L = len(net.layers)
 
-        def fwd(l, A, acts, codes):
-            layer = net.layers[l]
-            T = WS._predict_view(layer.W) if ws.trans[l] is None else ws.trans[l].get(layer.W)
+        def fwd(l, A, acts, codes):  # as training: values gathered first at scale
             act, s = F._act_code(net, l + 1) if l < L - 1 else (K.ACT_NONE, 0.0)
             G = codes[l + 1] if l < L - 1 else ws._dummy_codes
-            perm, data = T.perm, layer.W.data
             t = now()
-            if ws.values is not None and ws.large[l]:
-                data = ws.values[: layer.W.nnz]  # as training: values gathered first
-                P.gather_values(layer.W.data, perm, data)
-                perm = perm[:0]
-            K.forward_tiled(T.indptr, T.indices, perm, data, layer.bias, A,
-                            acts[l + 1], G, act, s, 0, 0, 1.0, ws.n_threads, ws.sched, ws.rows)
+            F.forward_layer(ws, l, net.layers[l], A, acts[l + 1], G, act, s, 0, 0, 1.0)
             return now() - t
 
         def bwd(l, A, D, codes):

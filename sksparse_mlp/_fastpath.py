@@ -123,24 +123,34 @@ def _forward(net, ws, X, idx, B, nt, tb, seeds, dropout, csr=False):
         if A is None:
             SC.forward_sparse_tiled(W.indptr, W.indices, W.data, layer.bias, Xb.indptr,
                                    Xb.indices, Xb.data, B, Z, G, act, s, lthr, seed, lscale)
-        elif csr or ws.lean:
-            SC.forward_csr_tiled(W.indptr, W.indices, W.data, layer.bias, A, Z, G, act, s, lthr,
-                                seed, lscale)
         else:
-            T = _predict_view(W) if ws.trans[l] is None else ws.trans[l].get(W)
-            perm, data = T.perm, W.data
-            if not ws.training and act == K.ACT_PIECEWISE:  # nothing reads the codes
-                G = ws._no_codes
-            if ws.values is not None and ws.large[l]:
-                data = ws.values[: W.nnz]
-                P.gather_values(W.data, perm, data)
-                perm = perm[:0]
-            K.forward_tiled(T.indptr, T.indices, perm, data, layer.bias, A, Z, G, act, s,
-                            lthr, seed, lscale, ws.n_threads, ws.sched, ws.rows)
+            G = forward_layer(ws, l, layer, A, Z, G, act, s, lthr, seed, lscale, csr)
         acts.append(Z)
         codes.append(G)
         A = Z
     return acts, codes, Xb
+
+
+def forward_layer(ws, l, layer, A, Z, G, act, s, thr, seed, scale, csr=False):
+    """Layer ``l``'s forward pass from the dense panels ``A`` into ``Z`` (arguments as
+    :func:`~._kernels.forward_tiled`'s); returns the code panels written (none when
+    prediction needs none).  ``csr`` as in :func:`_forward`."""
+    W = layer.W
+    if csr or ws.lean:
+        SC.forward_csr_tiled(W.indptr, W.indices, W.data, layer.bias, A, Z, G, act, s, thr,
+                             seed, scale)
+    else:
+        T = _predict_view(W) if ws.trans[l] is None else ws.trans[l].get(W)
+        perm, data = T.perm, W.data
+        if not ws.training and act == K.ACT_PIECEWISE:  # nothing reads the codes
+            G = ws._no_codes
+        if ws.values is not None and ws.large[l]:
+            data = ws.values[: W.nnz]
+            P.gather_values(W.data, perm, data)
+            perm = perm[:0]
+        K.forward_tiled(T.indptr, T.indices, perm, data, layer.bias, A, Z, G, act, s, thr,
+                        seed, scale, ws.n_threads, ws.sched, ws.rows)
+    return G
 
 
 def _backward(net, ws, acts, codes, Xb, D, nt, tb, accumulate, dropout, opt, last,
