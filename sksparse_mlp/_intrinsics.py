@@ -222,6 +222,79 @@ column_fma2 = _make_column_fma(2)
 column_fma1 = _make_column_fma(1)
 
 
+def _make_column_pair_fma(nv):
+    """``z0[b0:b0 + w] = bias0 + sum_k data[k] * A[idx[k], b0:b0 + w]`` and ``z1`` the same
+    with ``data[k + stride]`` and ``bias1``: two columns over the same rows (a dense
+    layer's, values in CSC order), each gathered row feeding both columns' sums, so
+    the panel is read once for two outputs.  No activation, no prefetching."""
+    @intrinsic
+    def column_pair_fma(typingctx, A, idx, data, k0, k1, stride, b0, bias0, bias1, z0, z1):
+        if not (isinstance(A, types.Array) and A.ndim == 2 and A.layout == "C"
+                and isinstance(z0, types.Array) and z0 == z1 and z0.ndim == 1
+                and z0.layout == "C" and data.dtype == A.dtype == z0.dtype):
+            return None
+        sig = types.void(A, idx, data, k0, k1, stride, b0, bias0, bias1, z0, z1)
+
+        def codegen(context, builder, signature, args):
+            tA, tidx, tdata = signature.args[:3]
+            elem = context.get_data_type(tA.dtype)
+            width = elem.get_abi_size(context.target_data)
+            vec = ir.VectorType(elem, VEC_BYTES // width)
+            vptr = vec.as_pointer()
+            i64 = ir.IntType(64)
+            arr_A = context.make_array(tA)(context, builder, args[0])
+            arr_idx = context.make_array(tidx)(context, builder, args[1])
+            arr_data = context.make_array(tdata)(context, builder, args[2])
+            zs = [context.make_array(signature.args[9])(context, builder, args[n])
+                  for n in (9, 10)]
+            k0, k1, stride, b0 = (context.cast(builder, args[n], signature.args[n], types.intp)
+                                  for n in (3, 4, 5, 6))
+            row_len = builder.extract_value(arr_A.shape, 1)
+
+            def vec_at(base, c):
+                return builder.bitcast(builder.gep(base, [ir.Constant(i64, c * vec.count)]),
+                                       vptr)
+
+            def splat(v):
+                v = builder.insert_element(ir.Constant(vec, None), v, ir.Constant(i64, 0))
+                return builder.shuffle_vector(v, ir.Constant(vec, None), ir.Constant(
+                    ir.VectorType(ir.IntType(32), vec.count), [0] * vec.count))
+
+            accs = [[cgutils.alloca_once(builder, vec) for _ in range(nv)] for _ in range(2)]
+            for col, n in enumerate((7, 8)):
+                bias = splat(context.cast(builder, args[n], signature.args[n], tA.dtype))
+                for c in range(nv):
+                    builder.store(bias, accs[col][c])
+            with cgutils.for_range(builder, builder.sub(k1, k0)) as loop:
+                k = builder.add(k0, loop.index)
+                i = context.cast(builder, builder.load(builder.gep(arr_idx.data, [k])),
+                                 tidx.dtype, types.intp)
+                row = builder.gep(arr_A.data, [builder.add(builder.mul(i, row_len), b0)])
+                ws = [splat(builder.load(builder.gep(arr_data.data, [at])))
+                      for at in (k, builder.add(k, stride))]
+                for c in range(nv):
+                    a = builder.load(vec_at(row, c), align=width)
+                    for col in range(2):
+                        prod = builder.fmul(ws[col], a, flags=("contract",))
+                        builder.store(builder.fadd(builder.load(accs[col][c]), prod,
+                                                   flags=("contract",)), accs[col][c])
+            for col in range(2):
+                zbase = builder.gep(zs[col].data, [b0])
+                for c in range(nv):
+                    builder.store(builder.load(accs[col][c]), vec_at(zbase, c), align=width)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return column_pair_fma
+
+
+column_pair_fma8 = _make_column_pair_fma(8)
+column_pair_fma4 = _make_column_pair_fma(4)
+column_pair_fma2 = _make_column_pair_fma(2)
+column_pair_fma1 = _make_column_pair_fma(1)
+
+
 def _make_atomic(op, ordering, doc, operand=None):
     """An intrinsic doing ``atomicrmw op`` on ``flags[i]`` (int64) and returning the old
     value; the operand is the constant ``operand``, or a third argument when None."""

@@ -29,6 +29,10 @@ from ._intrinsics import (
     column_fma2,
     column_fma4,
     column_fma8,
+    column_pair_fma1,
+    column_pair_fma2,
+    column_pair_fma4,
+    column_pair_fma8,
     publish,
     read_flag,
     row_sweep1,
@@ -208,6 +212,29 @@ def _column_sums(Ap, t_indices, t_perm, data, k0, k1, bj, z, g, piecewise, slope
         z[b] = acc
 
 
+@njit(inline="always")
+def _column_pair_sums(Ap, idx, data, k0, k1, stride, bias0, bias1, z0, z1):
+    """:func:`_column_sums` of two columns over the same rows (a dense layer, values in
+    CSC order: the second column's connection ``k`` is ``k + stride``), no activation;
+    ``z0.shape[0]`` a multiple of the vector width (no scalar remainder)."""
+    TB = z0.shape[0]
+    lanes = VEC_BYTES // z0.itemsize
+    widest = 8 if VEC_BYTES == 64 else 4  # 2 x 8 sums would spill 16 AVX2 registers
+    b0 = 0
+    a, c = (Ap, idx, data, k0, k1, stride), (bias0, bias1, z0, z1)
+    while widest == 8 and b0 + 8 * lanes <= TB:
+        column_pair_fma8(*a, b0, *c)
+        b0 += 8 * lanes
+    while b0 + 4 * lanes <= TB:
+        column_pair_fma4(*a, b0, *c)
+        b0 += 4 * lanes
+    if b0 + 2 * lanes <= TB:
+        column_pair_fma2(*a, b0, *c)
+        b0 += 2 * lanes
+    if b0 + lanes <= TB:
+        column_pair_fma1(*a, b0, *c)
+
+
 # spins of a waiting thread before it yields its core at every further look: a
 # thread the OS has descheduled (a busy neighbour, an overloaded host) then gets
 # the core back instead of watching a spinning sibling use up its time slice
@@ -317,7 +344,11 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
         ahead = _PREFETCH_AHEAD
         prefetch_rows = (_prefetch_ahead(A3, PREFETCH_ROWS_BYTES) > 0
                          and t_indptr[n_out] < A3.shape[1] * n_out)
-    per = max(1, min(n_out // n_threads, BLOCKS_PER_THREAD))  # blocks per queue
+    # a dense layer without activation sweeps its columns in pairs (values in order;
+    # whole vectors: engine panels are multiples of 16 samples)
+    pairs = (act < 0 and t_indptr[n_out] == A3.shape[1] * n_out
+             and TB % (VEC_BYTES // Z3.itemsize) == 0)
+    per = max(1, min(n_out // (2 * n_threads if pairs else n_threads), BLOCKS_PER_THREAD))
     n_blocks = per * n_threads
     counters = sched[:n_threads]
     counters[:] = 0
@@ -340,11 +371,11 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
                     vals[p - u0] = data[np.uint64(t_perm[p])]
                 _forward_columns(t_indptr, t_indices[p0:p1], t_perm[:0], vals, p0, bias, A3,
                                  Z3, G3, act, s, thr, seed, scale, t, j0, j1, fused, slope,
-                                 ahead if prefetch_rows else 0, False, no_codes)
+                                 ahead if prefetch_rows else 0, False, no_codes, pairs)
             else:
                 _forward_columns(t_indptr, t_indices, t_perm, data, 0, bias, A3, Z3, G3, act,
                                  s, thr, seed, scale, t, j0, j1, fused, slope, ahead,
-                                 prefetch_rows, no_codes)
+                                 prefetch_rows, no_codes, pairs and t_perm.shape[0] == 0)
 
 
 # _nrt=False (here and in _backward_rows): no reference counting.  numba counts every
@@ -353,13 +384,20 @@ def forward_tiled(t_indptr, t_indices, t_perm, data, bias, A3, Z3, G3, act, s, t
 # row); these functions allocate nothing, so they need no counts.
 @njit(_nrt=False, **_OPTS)
 def _forward_columns(t_indptr, t_indices, t_perm, data, off, bias, A3, Z3, G3, act, s, thr,
-                     seed, scale, t, j0, j1, fused, slope, ahead, rows, no_codes):
+                     seed, scale, t, j0, j1, fused, slope, ahead, rows, no_codes, pairs):
     """The work of :func:`forward_tiled` on output neurons ``j0:j1`` of panel ``t``;
-    ``t_indices``, ``t_perm`` and ``data`` start at connection ``off``."""
+    ``t_indices``, ``t_perm`` and ``data`` start at connection ``off``; with ``pairs``
+    (a dense layer, values in order, no activation) two columns per sweep."""
     TB = Z3.shape[2]
     codes = G3.shape[0] > 0
     Ap = A3[t]
-    for j in range(j0, j1):
+    first = j0
+    while pairs and first + 1 < j1:
+        k0, k1 = t_indptr[first] - off, t_indptr[first + 1] - off
+        _column_pair_sums(Ap, t_indices, data, k0, k1, k1 - k0, bias[first], bias[first + 1],
+                          Z3[t, first], Z3[t, first + 1])
+        first += 2
+    for j in range(first, j1):
         z = Z3[t, j]
         g = G3[t, j] if act >= 0 and codes else no_codes
         _column_sums(Ap, t_indices, t_perm, data, t_indptr[j] - off, t_indptr[j + 1] - off,

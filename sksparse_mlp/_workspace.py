@@ -170,7 +170,7 @@ def _gather_width(net, large):
     width = 0
     for layer, big in zip(net.layers, large):
         W = layer.W
-        per = max(1, min(W.shape[1], K.BLOCKS_PER_THREAD))
+        per = max(1, min(W.shape[1] // 2, K.BLOCKS_PER_THREAD))  # dense: column pairs
         if big or W.nnz == 0 or W.nnz // per > _GATHER_MAX:
             continue
         longest = int(np.bincount(W.indices, minlength=W.shape[1]).max())

@@ -1,5 +1,6 @@
 """The engine (training and prediction) against the reference of tests/reference.py."""
 import copy
+import itertools
 import types
 
 import numpy as np
@@ -270,8 +271,9 @@ def test_workspace_panels_on_cache_lines(training):
 
 @pytest.mark.parametrize("shape", [(60, 40, 0.2), (30, 5, 1.0), (200, 300, 0.05)])
 def test_forward_blocks_fit_the_gather_rows(shape):
-    """Every block of columns the forward kernel cuts, at 1 to 4 threads, fits the
-    scratch row the workspace sizes for gathering its values."""
+    """Every block of columns the forward kernel cuts, at 1 to 4 threads (in column
+    pairs for a dense layer), fits the scratch row the workspace sizes for gathering
+    its values."""
     n_in, n_out, density = shape
     rng = np.random.default_rng(n_out)
     W = sp.random(n_in, n_out, density=density, format="csr", random_state=rng,
@@ -280,8 +282,8 @@ def test_forward_blocks_fit_the_gather_rows(shape):
     width = WS._gather_width(net, [False])
     t_indptr = P.transpose_pattern(W.indptr, W.indices, n_out)[0]
     biggest = 0
-    for n_threads in range(1, 5):
-        per = max(1, min(n_out // n_threads, K.BLOCKS_PER_THREAD))
+    for n_threads, pairs in itertools.product(range(1, 5), (False, density == 1.0)):
+        per = max(1, min(n_out // (n_threads * (2 if pairs else 1)), K.BLOCKS_PER_THREAD))
         for blk in range(per * n_threads):
             j0, j1 = K._chunk_bounds(t_indptr, blk, per * n_threads)
             biggest = max(biggest, t_indptr[j1] - t_indptr[j0])

@@ -287,6 +287,35 @@ def test_forward_tiled(idx, dt, TB, piecewise):
         np.testing.assert_array_equal(Zp, Z3)
 
 
+@pytest.mark.parametrize("idx,dt", [(np.int32, np.float32), (np.int32, np.float64)])
+@pytest.mark.parametrize("TB", [5, 16, 48, 80, 128, 144])
+@pytest.mark.parametrize("n_out", [1, 5, 6])
+def test_forward_tiled_dense_column_pairs(idx, dt, TB, n_out):
+    """A dense layer without activation sweeps two columns at once where its values are
+    in order (gathered per block, or in CSC order): the bits of one column at a time
+    (through the permutation), and the dense product up to rounding."""
+    rng = np.random.default_rng(TB + n_out)
+    indptr, indices, data, W = _layer(rng, 37, n_out, 1.0, idx, dt, False, False)
+    assert W.nnz == 37 * n_out
+    t_indptr, t_indices, t_perm = P.transpose_pattern(indptr, indices, n_out)
+    bias = rng.standard_normal(n_out).astype(dt)
+    A3 = rng.standard_normal((2, 37, TB)).astype(dt)
+    G3 = np.zeros((0, 1, 1), np.uint8)
+    for chunks in (1, 2, 3):
+        out = []
+        for perm, values, width in ((t_perm, data, 0), (t_perm, data, W.nnz),
+                                    (t_perm[:0], data[t_perm], 0)):
+            Z3 = np.full((2, n_out, TB), np.nan, dt)
+            K.forward_tiled(t_indptr, t_indices, perm, values, bias, A3, Z3, G3, K.ACT_NONE,
+                            0.0, 0, 0, 1.0, chunks, *_sched(width, dt))
+            out.append(Z3)
+        for Z3 in out[1:]:
+            np.testing.assert_array_equal(Z3, out[0])
+        for t in range(2):
+            np.testing.assert_allclose(out[0][t], W.toarray().T @ A3[t] + bias[:, None],
+                                       **_tol(dt))
+
+
 @pytest.mark.parametrize("n_in", [9000, 600])
 def test_gathers_from_large_panels_prefetch(n_in):
     """Panels larger than the caches take the loops that prefetch the rows of the
