@@ -346,7 +346,7 @@ class Workspace:
         self._no_codes = np.zeros((0, 1, 1), np.uint8)
         # the kernels' scratch (one panel stepping at once keeps a row's gradient sums there)
         longest = max(K.longest_row(layer.W.indptr) for layer in net.layers) \
-            if training and self.nt == 1 else 0
+            + K.SCRATCH_STEP_CHUNK if training and self.nt == 1 else 0
         self.sched, self.block_sq, self.rows = K.kernel_scratch(
             self.n_threads, max(self.tb + longest, 0 if self.lean else _gather_width(
                 net, self.large)), dtype)

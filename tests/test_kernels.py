@@ -21,8 +21,8 @@ def _sched(width=0, dt=np.float32):
 def _scratch(A3, indptr, n_threads=4):
     """The backward kernel's scratch as a workspace sizes it, with stale contents (an
     earlier call's) that the kernel must reset."""
-    sched, block_sq, rows = K.kernel_scratch(n_threads, A3.shape[2] + K.longest_row(indptr),
-                                             A3.dtype)
+    sched, block_sq, rows = K.kernel_scratch(
+        n_threads, A3.shape[2] + K.longest_row(indptr) + K.SCRATCH_STEP_CHUNK, A3.dtype)
     sched[:] = 7
     block_sq[:] = np.nan
     rows[:] = np.nan
@@ -506,7 +506,7 @@ def test_backward_step_in_chunks(chunks):
     rng = np.random.default_rng(11)
     dt = np.float32
     indptr, indices, data, W, A3, D3, G3 = _backward_case(rng, np.int32, dt, 2, 64, 600, 400)
-    assert W.nnz // (8 * chunks) > 2 * K.STEP_CHUNK  # several chunks per block
+    assert W.nnz // (8 * chunks) > 2 * K.SCRATCH_STEP_CHUNK  # several chunks per block
     s = -0.6
     grad_ref, delta_ref = _backward_reference(W, A3, D3, G3, s)
     tol = _tol(dt)
