@@ -12,16 +12,29 @@ from ._jit import OPTS as _OPTS
 from ._kernels import ACT_LOGISTIC, ACT_PIECEWISE, ACT_TANH, _activate_row
 
 
+@njit(inline="always")
+def _bias_rows(Zp, bias):
+    for j in range(Zp.shape[0]):
+        Zp[j, :] = bias[j]
+
+
+@njit(parallel=True, **_OPTS)
+def _activate_panels(Z3, G3, act, s, thr, seed, scale):
+    """Activation, derivative codes and dropout of every row of the panels ``Z3``."""
+    nt, n_out, TB = Z3.shape
+    for q in prange(nt * n_out):
+        t = q // n_out
+        j = q - t * n_out
+        _activate_row(Z3[t, j], G3[t, j], j, t * TB, act, s, thr, seed, scale)
+
+
 @njit(parallel=True, **_OPTS)
 def forward_sparse_tiled(indptr, indices, data, bias, x_indptr, x_indices, x_data, B,
                          Z3, G3, act, s, thr, seed, scale):
     """:func:`._kernels.forward_tiled` for a sparse input batch ``X`` (CSR, ``B`` rows)."""
     nt, n_out, TB = Z3.shape
     for t in prange(nt):
-        for j in range(n_out):
-            bj = bias[j]
-            for b in range(TB):
-                Z3[t, j, b] = bj
+        _bias_rows(Z3[t], bias)
         for bb in range(TB):
             b = t * TB + bb
             if b < B:
@@ -31,10 +44,7 @@ def forward_sparse_tiled(indptr, indices, data, bias, x_indptr, x_indices, x_dat
                     for k in range(np.uint64(indptr[i]), np.uint64(indptr[i + 1])):
                         Z3[t, np.uint64(indices[k]), bb] += x * data[k]
     if act >= 0:
-        for q in prange(nt * n_out):
-            t = q // n_out
-            j = q - t * n_out
-            _activate_row(Z3[t, j], G3[t, j], j, t * TB, act, s, thr, seed, scale)
+        _activate_panels(Z3, G3, act, s, thr, seed, scale)
 
 
 @njit(parallel=True, **_OPTS)
@@ -72,10 +82,7 @@ def forward_csr_tiled(indptr, indices, data, bias, A3, Z3, G3, act, s, thr, seed
     nt, n_out, TB = Z3.shape
     n_in = A3.shape[1]
     for t in prange(nt):
-        for j in range(n_out):
-            bj = bias[j]
-            for b in range(TB):
-                Z3[t, j, b] = bj
+        _bias_rows(Z3[t], bias)
         for i in range(n_in):
             for k in range(np.uint64(indptr[i]), np.uint64(indptr[i + 1])):
                 j = np.uint64(indices[k])
@@ -83,10 +90,7 @@ def forward_csr_tiled(indptr, indices, data, bias, A3, Z3, G3, act, s, thr, seed
                 for b in range(TB):
                     Z3[t, j, b] += w * A3[t, i, b]
     if act >= 0:
-        for q in prange(nt * n_out):
-            t = q // n_out
-            j = q - t * n_out
-            _activate_row(Z3[t, j], G3[t, j], j, t * TB, act, s, thr, seed, scale)
+        _activate_panels(Z3, G3, act, s, thr, seed, scale)
 
 
 @njit(**_OPTS)
